@@ -1,0 +1,158 @@
+"""`eenn/project.json`: the machine-readable half of a generated project.
+
+Written by `eenn generate`, read by the virtual board, the HIL harness and the int8 reference
+chain. Plain dataclasses ↔ JSON; the format is specified in docs/interfaces.md §3.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eenn.errors import EennError
+
+SCHEMA_VERSION = 1
+MANIFEST_PATH = Path("eenn") / "project.json"
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    shape: list[int]
+    scale: float
+    zero_point: int
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+
+@dataclass(frozen=True)
+class OutputTensor(TensorQuant):
+    output_index: int = 0
+
+
+@dataclass(frozen=True)
+class Requant:
+    multiplier: int
+    shift: int
+    in_zero_point: int
+    out_zero_point: int
+
+
+@dataclass(frozen=True)
+class Handoff:
+    link_s: float = 0.0
+    wakeup_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    processor: str
+    core: str
+    model: str
+    input: TensorQuant
+    scores: OutputTensor
+    macs: int
+    predicted_s: float
+    tick_hz: int
+    feature_map: OutputTensor | None = None
+    requant: Requant | None = None
+    threshold: float | None = None
+    threshold_q: int | None = None
+    arena_bytes: int = 0
+    weights_bytes: int = 0
+    ops: list[str] = field(default_factory=list)
+    handoff: Handoff | None = None
+
+    @property
+    def is_last(self) -> bool:
+        return self.feature_map is None
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    model: str
+    processor: str
+    predicted_s: float
+
+
+@dataclass(frozen=True)
+class Energy:
+    active_w: list[float]
+    sleep_w: list[float]
+
+
+@dataclass(frozen=True)
+class ProjectManifest:
+    schema_version: int
+    generator: str
+    bundle_hash: str
+    kit: str
+    num_classes: int
+    confidence: str
+    input: TensorQuant
+    stages: list[Stage]
+    energy: Energy
+    base: BaseModel | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProjectManifest:
+        def out(x: dict | None) -> OutputTensor | None:
+            return None if x is None else OutputTensor(**x)
+
+        stages = []
+        for s in d["stages"]:
+            s = dict(s)
+            s["input"] = TensorQuant(**s["input"])
+            s["scores"] = out(s["scores"])
+            s["feature_map"] = out(s.get("feature_map"))
+            s["requant"] = None if s.get("requant") is None else Requant(**s["requant"])
+            s["handoff"] = None if s.get("handoff") is None else Handoff(**s["handoff"])
+            stages.append(Stage(**s))
+        return cls(
+            schema_version=d["schema_version"],
+            generator=d["generator"],
+            bundle_hash=d["bundle_hash"],
+            kit=d["kit"],
+            num_classes=d["num_classes"],
+            confidence=d["confidence"],
+            input=TensorQuant(**d["input"]),
+            stages=stages,
+            energy=Energy(**d["energy"]),
+            base=None if d.get("base") is None else BaseModel(**d["base"]),
+        )
+
+
+def load_manifest(project_dir: str | Path) -> ProjectManifest:
+    """Read and check `eenn/project.json` of a generated project."""
+    path = Path(project_dir) / MANIFEST_PATH
+    if not path.is_file():
+        raise EennError(f"{path}: not found; is {project_dir} a project made by `eenn generate`?")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EennError(f"{path}: not valid JSON ({exc})") from exc
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise EennError(f"{path}: schema_version {version!r}, this eenn reads {SCHEMA_VERSION}")
+    try:
+        manifest = ProjectManifest.from_dict(raw)
+    except (KeyError, TypeError) as exc:
+        raise EennError(f"{path}: malformed manifest ({exc})") from exc
+    if not manifest.stages or not manifest.stages[-1].is_last:
+        raise EennError(f"{path}: the last stage must have no feature_map (it takes everything left)")
+    for stage in manifest.stages[:-1]:
+        if stage.feature_map is None or stage.threshold_q is None:
+            raise EennError(f"{path}: stage {stage.index} needs a feature_map and a threshold_q")
+    return manifest

@@ -1,0 +1,76 @@
+"""The int8 reference chain: what the firmware must compute, run in Python.
+
+Stage 0's subgraph on the `tflite_micro` runtime → integer exit decision → (requantize) →
+stage 1 → ... This is the oracle for the virtual board and the real board: same int8 input,
+same class, same exit, sample by sample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eenn.codegen.manifest import ProjectManifest, Stage, load_manifest
+from eenn.codegen.quant import exit_taken, quantize, requantize
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    cls: int  # predicted class
+    exit: int  # stage whose classifier answered (len(stages) - 1 = the final classifier)
+    scores: np.ndarray  # int8 scores of the answering classifier
+
+
+def _interpreter(model_path: Path):
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(model_path.read_bytes())
+
+
+class Int8Chain:
+    """Runs a generated project's stages exactly as the firmware does."""
+
+    def __init__(self, project_dir: str | Path, manifest: ProjectManifest | None = None):
+        self.project_dir = Path(project_dir)
+        self.manifest = manifest or load_manifest(self.project_dir)
+        models = self.project_dir / "eenn"
+        self._interpreters = [_interpreter(models / s.model) for s in self.manifest.stages]
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """The int8 bytes the host sends to the board for one float sample."""
+        q = self.manifest.input
+        return quantize(np.asarray(x).reshape(q.shape), q.scale, q.zero_point)
+
+    def _invoke(self, k: int, data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        stage: Stage = self.manifest.stages[k]
+        interp = self._interpreters[k]
+        interp.set_input(data.reshape(stage.input.shape).astype(np.int8), 0)
+        interp.invoke()
+        scores = np.asarray(interp.get_output(stage.scores.output_index)).reshape(-1).astype(np.int8)
+        fm = None
+        if stage.feature_map is not None:
+            fm = np.asarray(interp.get_output(stage.feature_map.output_index)).reshape(-1).astype(np.int8)
+        return scores, fm
+
+    def run_quantized(self, x_q: np.ndarray) -> ChainResult:
+        """One sample, already int8 in the input quantization."""
+        data = np.asarray(x_q, dtype=np.int8).reshape(-1)
+        stages = self.manifest.stages
+        for k, stage in enumerate(stages):
+            if stage.requant is not None:
+                r = stage.requant
+                data = requantize(data, r.multiplier, r.shift, r.in_zero_point, r.out_zero_point)
+            scores, fm = self._invoke(k, data)
+            if stage.is_last or exit_taken(scores, stage.threshold_q, self.manifest.confidence)[0]:
+                return ChainResult(cls=int(np.argmax(scores)), exit=k, scores=scores)
+            data = fm
+        raise AssertionError("unreachable: the last stage always answers")
+
+    def run(self, x: np.ndarray) -> ChainResult:
+        return self.run_quantized(self.quantize_input(x))
+
+    def run_many(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Classes and exits for a batch of float samples."""
+        results = [self.run(x) for x in xs]
+        return np.array([r.cls for r in results]), np.array([r.exit for r in results])
