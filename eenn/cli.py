@@ -27,6 +27,19 @@ def main() -> None:
     """Turn a trained Keras classifier into an Early-Exit NN and deploy it to PSoC 6."""
 
 
+@main.command()
+@click.argument("name", type=click.Choice(["digits"]), default="digits")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/example", show_default=True,
+              help="Directory for model.keras and data.npz.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+def example(name: str, out_dir: str, seed: int) -> None:
+    """Train the built-in example model (scikit-learn's 8×8 digits, a small CNN) in seconds."""
+    from eenn.examples import make_example
+
+    model_path, data_path = make_example(name, out_dir, seed=seed)
+    click.echo(f"model: {model_path}\ndata:  {data_path}")
+
+
 def _register() -> None:
     from eenn.augment.commands import analyze
 

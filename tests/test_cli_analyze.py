@@ -1,0 +1,77 @@
+"""`eenn analyze` end to end through the CLI, including its error exits."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from eenn.cli import main
+from tests import models
+
+
+@pytest.fixture(scope="module")
+def ecg_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "ecg.keras"
+    models.ecg_fcn().save(path)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+def test_json_is_a_stable_interface(ecg_model):
+    r = run("analyze", ecg_model, "--hw", "psoc6", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["total_macs"] == models.independent_macs(models.ecg_fcn())
+    assert [c["after_layer"] for c in report["candidates"]] == ["pool0", "pool1"]
+    for c in report["candidates"]:
+        assert set(c) >= {"after_layer", "macs_before", "shape"}
+    assert report["blocks"][-1]["cumulative_macs"] + report["head"]["macs"] == report["total_macs"]
+    assert set(report["blocks"][0]["latency_s"]) == {"cm0p", "cm4"}
+
+
+def test_table_and_plot(ecg_model, tmp_path):
+    png = tmp_path / "macs.png"
+    r = run("analyze", ecg_model, "--plot", png)
+    assert r.exit_code == 0, r.output
+    assert "candidate exit locations (2" in r.output and "GlobalAveragePooling1D → Dense" in r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ds_cnn_table(ds_cnn_path):
+    r = run("analyze", ds_cnn_path, "--hw", "psoc6")
+    assert r.exit_code == 0, r.output
+    assert "28,327,812 MACs" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["analyze", "missing.keras"], "model file 'missing.keras' not found"),
+    (["analyze", "{bad}"], "not a readable Keras model"),
+    (["analyze", "{model}", "--hw", "nope"], "hardware profile 'nope' not found"),
+    (["analyze", "{model}", "--hw", "{hw}"], "missing field 'wakeup_s'"),
+])
+def test_bad_inputs_exit_2(tmp_path, ecg_model, args, message):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("garbage")
+    hw = tmp_path / "hw.toml"
+    hw.write_text('name = "x"\n[[processor]]\nname = "a"\ncore = "m0"\nclock_hz = 1e6\nmacs_per_s = 1e6\n'
+                  'sram_bytes = 1\nflash_bytes = 1\nactive_w = 0.1\nsleep_w = 0.0\n')
+    args = [a.format(bad=bad, model=ecg_model, hw=hw) for a in args]
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_unsupported_layer_exit_2(tmp_path):
+    import keras
+
+    inp = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(2, 3)(inp)
+    x = keras.layers.Conv3D(1, 1, name="vox")(keras.layers.Reshape((6, 6, 2, 1))(x))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    r = run("analyze", path)
+    assert r.exit_code == 2 and "'vox' (Conv3D)" in r.output
