@@ -29,8 +29,10 @@ def main() -> None:
 
 def _register() -> None:
     from eenn.augment.commands import analyze
+    from eenn.hil.commands import hil
 
     main.add_command(analyze)
+    main.add_command(hil)
 
 
 _register()
