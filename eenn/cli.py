@@ -42,8 +42,10 @@ def example(name: str, out_dir: str, seed: int) -> None:
 
 def _register() -> None:
     from eenn.augment.commands import analyze
+    from eenn.hil.commands import hil
 
     main.add_command(analyze)
+    main.add_command(hil)
 
 
 _register()
