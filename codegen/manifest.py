@@ -88,6 +88,14 @@ class Energy:
 
 
 @dataclass(frozen=True)
+class FirmwareSettings:
+    """Runtime settings the generated ee_config.h carries and the virtual board mirrors."""
+
+    handoff_timeout_s: float
+    model_id: str = "eenn"
+
+
+@dataclass(frozen=True)
 class ProjectManifest:
     schema_version: int
     generator: str
@@ -99,6 +107,9 @@ class ProjectManifest:
     stages: list[Stage]
     energy: Energy
     base: BaseModel | None = None
+    firmware: FirmwareSettings | None = None
+    # How the kit's SRAM/flash is split between the cores (codegen/memory.py), for reports.
+    memory: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +142,8 @@ class ProjectManifest:
             stages=stages,
             energy=Energy(**d["energy"]),
             base=None if d.get("base") is None else BaseModel(**d["base"]),
+            firmware=None if d.get("firmware") is None else FirmwareSettings(**d["firmware"]),
+            memory=d.get("memory"),
         )
 
 

@@ -16,10 +16,11 @@ def hil() -> None:
 @click.argument("project", type=click.Path(exists=True, file_okay=False))
 @click.option("--socket", "socket_port", type=click.IntRange(0, 65535), default=None,
               help="Also serve on socket://127.0.0.1:PORT (0: pick a free port).")
-@click.option("--model-id", default="eenn", show_default=True,
-              help="Model name in `profile` (m-model-[...]); the MLPerf Tiny runner picks its test by it.")
+@click.option("--model-id", default=None,
+              help="Model name in `profile` (m-model-[...]); the MLPerf Tiny runner picks its test by it. "
+                   "Default: the project's firmware.model_id, else 'eenn'.")
 @click.option("--energy", is_flag=True, help="Start in energy mode (timestamps are pin pulses, not m-lap-us).")
-def virtual(project: str, socket_port: int | None, model_id: str, energy: bool) -> None:
+def virtual(project: str, socket_port: int | None, model_id: str | None, energy: bool) -> None:
     """Run PROJECT's firmware on the host as a virtual board and serve the HIL protocol.
 
     PROJECT is a directory made by `eenn generate` (it has eenn/project.json). The firmware's

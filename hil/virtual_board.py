@@ -237,10 +237,15 @@ def resolve_project(path: str | Path) -> Path:
 class VirtualBoard:
     """A generated project's firmware on the host, serving the HIL protocol."""
 
-    def __init__(self, project_dir: str | Path, *, model_id: str = "eenn", energy_mode: bool = False,
+    def __init__(self, project_dir: str | Path, *, model_id: str | None = None, energy_mode: bool = False,
                  lib_path: Path | None = None, handoff_timeout_s: float | None = None):
         self.project_dir = resolve_project(project_dir)
         self.manifest = load_manifest(self.project_dir)
+        settings = self.manifest.firmware
+        if model_id is None:
+            model_id = settings.model_id if settings else "eenn"
+        if handoff_timeout_s is None and settings is not None:
+            handoff_timeout_s = settings.handoff_timeout_s
         self.stages = TfliteStages(self.project_dir, self.manifest)
         self.fw = HostFirmware(self.stages, lib_path)
         self.fw.configure(self.manifest, model_id=model_id, handoff_timeout_s=handoff_timeout_s)

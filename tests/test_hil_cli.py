@@ -11,7 +11,7 @@ import serial
 from click.testing import CliRunner
 
 from eenn.cli import main
-from int8_project import int8_project
+from tests.int8_project import int8_project
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
 

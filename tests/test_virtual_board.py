@@ -16,7 +16,7 @@ import serial
 from eenn.codegen.manifest import load_manifest
 from eenn.codegen.reference import Int8Chain
 from eenn.hil.virtual_board import TIMING_NOTE, VirtualBoard
-from int8_project import HANDOFF, PREDICTED_S, TICK_HZ, int8_project
+from tests.int8_project import HANDOFF, PREDICTED_S, TICK_HZ, int8_project
 
 READY = b"m-ready\r\n"
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
