@@ -1,4 +1,4 @@
-"""`eenn hil ...`: the hardware-in-the-loop commands (the virtual board for now)."""
+"""`eenn hil ...`: the hardware-in-the-loop commands (virtual board, run, regress, ports)."""
 from __future__ import annotations
 
 import signal
@@ -55,3 +55,53 @@ def virtual(project: str, socket_port: int | None, model_id: str | None, energy:
         click.echo("stopped")
     finally:
         board.close()
+
+
+@hil.command("run")
+@click.option("--port", required=True,
+              help="Serial device (/dev/ttyACM0, COM5), pyserial URL (socket://127.0.0.1:PORT) or "
+                   "'virtual' / 'virtual:PROJECT' (the virtual board, in this process).")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Solution bundle (eenn search --out): the prediction and the default test data.")
+@click.option("--project", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Generated project (eenn generate --out). Default: found inside or beside the bundle.")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An .npz with x (inputs) and y (labels). Default: the bundle's test.npz.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Session directory; run again with the same one to continue a run that stopped.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N samples.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              help="Seconds to wait for a reply (an inference gets --infer-timeout more).")
+@click.option("--infer-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True)
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+              help="Attempts per sample after the first (each after a resync / reconnection).")
+@click.option("--reconnect", "reconnect_s", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds to wait for a board that went away (reset, re-enumeration) to come back.")
+@click.option("--meter", default=None,
+              help="External energy meter: ppk2[:PORT] or joulescope (timestamp pin on its digital input). "
+                   "Default: the datasheet model only.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-plots", is_flag=True, help="Do not write latency.png / energy.png.")
+def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout, retries, reconnect_s, meter,
+            no_progress, no_plots) -> None:
+    """Run every test sample through a board and summarize against the prediction.
+
+    Results are appended to OUT/results.jsonl as they arrive; OUT/summary.json holds accuracy,
+    precision, recall, termination rates, latency per exit path and core, energy, each beside
+    the solution's prediction and the int8 reference (docs/hil.md).
+    """
+    from pathlib import Path
+
+    from eenn.hil.meters import make_meter
+    from eenn.hil.run import RunOptions, run
+    from eenn.hil.summary import format_table
+
+    opts = RunOptions(port=port, out=Path(out_dir), bundle=Path(bundle) if bundle else None,
+                      project=Path(project) if project else None, data=Path(data) if data else None, limit=limit,
+                      timeout=timeout, infer_timeout=infer_timeout, retries=retries, reconnect_s=reconnect_s,
+                      meter=make_meter(meter), progress=not no_progress, plots=not no_plots)
+    res = run(opts)
+    s = res.summary
+    click.echo(format_table(s))
+    click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
+               f"{s['retries']} retried; session: {res.session}")
