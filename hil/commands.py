@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from eenn.errors import EennError
+
 
 @click.group()
 def hil() -> None:
@@ -105,3 +107,62 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
     click.echo(format_table(s))
     click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
                f"{s['retries']} retried; session: {res.session}")
+
+
+@hil.command("regress")
+@click.argument("session", type=click.Path(exists=True))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False),
+              help="The accepted summary.json to compare with.")
+@click.option("--tolerances", "tol_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TOML tolerance file ([default] per metric family, [metrics.NAME] per metric; docs/hil.md).")
+@click.option("--tol", "tol_opts", multiple=True, metavar="NAME=VALUE",
+              help="Tolerance of one metric: 0.01 (absolute), 5% (relative) or skip. Repeatable.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the comparison as JUnit XML (one test case per metric).")
+@click.option("--update-baseline", is_flag=True,
+              help="Accept this session: write its summary to --baseline (exit 0).")
+def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseline) -> None:
+    """Gate on regressions: compare SESSION (a session directory or its summary.json) with a baseline.
+
+    Prints metric / baseline / now / tolerance / status and exits 1 when any metric regressed
+    beyond its tolerance (or is missing, or the session is incomplete).
+    """
+    import time
+    from pathlib import Path
+
+    from eenn.hil.regress import compare, format_rows, junit_xml, load_summary, load_tolerances, parse_tol_option
+    from eenn.hil.session import write_json_atomic
+
+    t0 = time.monotonic()
+    now = load_summary(session, "session")
+    tolerances = load_tolerances(tol_file)
+    overrides = dict(parse_tol_option(t) for t in tol_opts)
+    base_path = Path(baseline)
+    if update_baseline:
+        if not now.get("complete", False):
+            raise EennError(f"{session}: the session is incomplete ({now.get('n')} of {now.get('n_data')} samples); "
+                            "finish it with `eenn hil run` before accepting it as the baseline")
+        base_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(base_path, now)
+        click.echo(f"baseline updated: {base_path} ({now['n']} samples, bundle {str(now.get('bundle_hash'))[:12]})")
+        return
+    base = load_summary(base_path, "baseline")
+    rows = compare(base, now, tolerances, overrides)
+    click.echo(format_rows(rows))
+    if base.get("bundle_hash") != now.get("bundle_hash"):
+        click.echo(f"note: the baseline is of solution {str(base.get('bundle_hash'))[:12]}, "
+                   f"this session of {str(now.get('bundle_hash'))[:12]}")
+    if base.get("timing_measured") != now.get("timing_measured"):
+        click.echo("note: one side's timing is measured, the other's is not (virtual board): "
+                   "latency and energy are not comparable")
+    failed = [r for r in rows if r.failed]
+    if junit_path:
+        props = {"session": str(session), "baseline": str(base_path), "timing": now.get("timing", ""),
+                 "bundle_hash": now.get("bundle_hash", "")}
+        Path(junit_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(junit_path).write_bytes(junit_xml(rows, elapsed_s=time.monotonic() - t0, properties=props))
+    if failed:
+        click.echo(f"REGRESSION: {len(failed)} of {len(rows)} metrics: "
+                   + "; ".join(r.message for r in failed), err=True)
+        raise SystemExit(1)
+    click.echo(f"ok: {len(rows)} metrics within tolerance")

@@ -18,7 +18,7 @@ from tests.int8_project import HANDOFF, PREDICTED_S, int8_project
 
 ENERGY = {"active_w": [0.019, 0.032], "sleep_w": [0.0005, 0.0005]}
 
-_built: dict[str, "HilPair"] = {}
+_built: dict = {}
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,16 @@ def hil_pair(tmp_path_factory) -> HilPair:
     _built["plain"] = HilPair(bundle=bundle, project=project, data=bundle / "test.npz", ref_class=cls,
                               ref_exit=ex, labels=y, bundle_hash=bundle_hash)
     return _built["plain"]
+
+
+def hil_session(tmp_path_factory) -> Path:
+    """A complete `eenn hil run` session on the virtual board (built once per test session)."""
+    if "session" in _built:
+        return _built["session"]
+    from eenn.hil.run import RunOptions, run
+
+    pair = hil_pair(tmp_path_factory)
+    out = tmp_path_factory.mktemp("hil_session") / "session"
+    run(RunOptions(port="virtual", out=out, bundle=pair.bundle, project=pair.project, progress=False, plots=False))
+    _built["session"] = out
+    return out
