@@ -166,3 +166,18 @@ def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseli
                    + "; ".join(r.message for r in failed), err=True)
         raise SystemExit(1)
     click.echo(f"ok: {len(rows)} metrics within tolerance")
+
+
+@hil.command("ports")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ports_cmd(as_json: bool) -> None:
+    """List serial ports; KitProg3 probes (USB vendor 0x04B4) are marked and listed first."""
+    import json
+
+    from eenn.hil.ports import format_ports, list_ports
+
+    ports = list_ports()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in ports], indent=2))
+    else:
+        click.echo(format_ports(ports))
