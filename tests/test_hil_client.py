@@ -160,3 +160,51 @@ def test_parse_results_rejects_a_truncated_block():
 def test_virtual_port_needs_a_project():
     with pytest.raises(Exception, match="--project"):
         resolve_port("virtual")
+
+
+class _Loopback:
+    """A serial port wired straight into a VirtualBoard's firmware (no transport), like a
+    KitProg3 USB-UART bridge: the port stays open when the board behind it resets."""
+
+    def __init__(self, board):
+        self.board = board
+        self.out = bytearray()
+        self.timeout = 0.1
+
+    @property
+    def in_waiting(self):
+        return len(self.out)
+
+    def read(self, n):
+        if not self.out:
+            time.sleep(0.005)
+            return b""
+        data = bytes(self.out[:n])
+        del self.out[:n]
+        return data
+
+    def write(self, data):
+        self.out += self.board.handle(bytes(data))
+        return len(data)
+
+    def close(self):
+        pass
+
+
+def test_reset_behind_an_open_port_is_detected_by_its_banner(pair):
+    port = _Loopback(VirtualBoard(pair.project))
+    c = BoardClient("loopback", expected_hash=pair.bundle_hash, timeout=2, opener=lambda url, t: port)
+    c.open()
+    for i in range(3):
+        c.infer_sample(_q(pair, i))
+    old = port.board
+    port.board = VirtualBoard(pair.project)  # the board resets: fresh firmware, its boot banner on the line
+    port.out += port.board._banner
+    old.close()
+    try:
+        assert b"m-init-done" in port.out
+        res, attempts = c.infer_sample(_q(pair, 9))
+        assert attempts == 2 and c.resets_seen == 1 and c.recoveries == 1
+        assert (res.cls, res.exit) == (pair.ref_class[9], pair.ref_exit[9])
+    finally:
+        port.board.close()
