@@ -102,7 +102,12 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
                       project=Path(project) if project else None, data=Path(data) if data else None, limit=limit,
                       timeout=timeout, infer_timeout=infer_timeout, retries=retries, reconnect_s=reconnect_s,
                       meter=make_meter(meter), progress=not no_progress, plots=not no_plots)
-    res = run(opts)
+    try:
+        res = run(opts)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the samples done are kept in {out_dir}: run the same command again to continue",
+                   err=True)
+        raise SystemExit(130) from None
     s = res.summary
     click.echo(format_table(s))
     click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "

@@ -196,7 +196,15 @@ def run(opts: RunOptions) -> RunResult:
         payload = quantized_inputs(m, inp.x)
         info = None
         if todo:
-            info = _run_samples(opts, inp, session, todo, payload)
+            try:
+                info = _run_samples(opts, inp, session, todo, payload)
+            except EennError as exc:
+                log.error("stopped: %s", exc)
+                raise EennError(f"{exc}\n{len(session.records)} of {n} samples are recorded in {opts.out}; "
+                                "run the same command again to continue") from exc
+            except KeyboardInterrupt:
+                log.warning("interrupted: %d of %d samples recorded", len(session.records), n)
+                raise
         meta_board = session.meta.get("starts", [{}])[-1].get("board") if session.meta.get("starts") else None
         timing = (info.timing if info else (meta_board or {}).get("timing", "unknown"))
         tick_hz = info.tick_hz if info else (meta_board or {}).get("tick_hz", [s.tick_hz for s in m.stages])

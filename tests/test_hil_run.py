@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from eenn.cli import main
+from eenn.errors import EennError
 from eenn.hil.run import RunOptions, run
 from eenn.hil.session import RESULTS
 from eenn.hil.virtual_board import TIMING_NOTE, VirtualBoard
@@ -198,3 +199,22 @@ def test_board_restarted_mid_run_is_survived(pair, tmp_path):
     assert sum(r["attempts"] > 1 for r in _lines(out)) == 1  # sample 31 needed a second attempt
     log = (out / "run.log").read_text()
     assert "recovering" in log and "recovered the conversation" in log
+
+
+def test_a_board_that_never_comes_back_stops_with_how_to_continue(pair, tmp_path):
+    board = VirtualBoard(pair.project)
+    url = board.open_socket(0)
+    board.serve_in_thread()
+
+    def vanish_at_5(rec):
+        if rec["index"] == 5:
+            board.close()
+
+    with pytest.raises(EennError) as err:
+        run(RunOptions(port=url, out=tmp_path / "s", bundle=pair.bundle, project=pair.project, progress=False,
+                       plots=False, reconnect_s=1, retries=1, on_record=vanish_at_5))
+    board.close()
+    msg = str(err.value)
+    assert "did not come back" in msg and "6 of 120 samples are recorded" in msg and "run the same command" in msg
+    assert len(_lines(tmp_path / "s")) == 6
+    assert "stopped:" in (tmp_path / "s" / "run.log").read_text()
