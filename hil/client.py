@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import time
 import zlib
 from collections.abc import Callable
@@ -208,7 +209,56 @@ def resolve_port(port: str, project_dir: str | Path | None = None) -> tuple[str,
 Opener = Callable[[str, float], "serial.SerialBase"]
 
 
+class SocketPort:
+    """`socket://HOST:PORT` with whole-chunk reads (pyserial's socket URL handler reads byte by
+    byte once data is waiting, which costs milliseconds per reply) and no Nagle delay."""
+
+    def __init__(self, url: str, timeout: float):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme != "socket" or not parts.hostname or parts.port is None:
+            raise ValueError(f"{url}: expected socket://HOST:PORT")
+        try:
+            self._sock = socket.create_connection((parts.hostname, parts.port), timeout=max(timeout, 1.0))
+        except OSError as exc:
+            raise serial.SerialException(f"could not open port {url}: {exc}") from exc
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.settimeout(timeout)
+        self._pending = b""
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._pending)
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._pending:
+            try:
+                data = self._sock.recv(65536)
+            except socket.timeout:
+                return b""
+            except OSError as exc:
+                raise serial.SerialException(f"socket read failed: {exc}") from exc
+            if not data:
+                raise serial.SerialException("socket disconnected")
+            self._pending = data
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise serial.SerialException(f"socket write failed: {exc}") from exc
+        return len(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def _default_opener(url: str, timeout: float):
+    if url.startswith("socket://"):
+        return SocketPort(url, timeout)
     return serial.serial_for_url(url, baudrate=115200, timeout=timeout, write_timeout=10.0)
 
 
