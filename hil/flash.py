@@ -86,6 +86,13 @@ def mtb_tools_dir() -> Path | None:
     return Path(found[-1]) if found else None
 
 
+def _needs_getlibs(project: Path) -> bool:
+    """A multi-core ModusToolbox application whose projects have no `libs/mtb.mk` yet (written
+    by `make getlibs`) cannot be built."""
+    projects = [p for p in project.glob("proj_*") if p.is_dir()]
+    return bool(projects) and not all((p / "libs" / "mtb.mk").is_file() for p in projects)
+
+
 def _die(kit: str, target: str | None) -> dict:
     if target:
         if target not in PYOCD_TARGETS:
@@ -150,18 +157,24 @@ def plan(project: str | Path, *, method: str = "make", probe_serial: str | None 
                            "tools_* directory)")
 
     image = Path(hex_file).resolve() if hex_file else project / HEX
-    if method == "make":
+
+    def build_steps() -> None:
         need_make()
+        if _needs_getlibs(project):
+            steps.append(Step("getlibs", [make, "getlibs"], project, env))
+            notes.append("the libraries (BSP, PDL, ...) are not fetched yet: `make getlibs` first (needs the network)")
         steps.append(Step("build", [make, "build", f"-j{os.cpu_count() or 2}"], project, env))
+
+    if method == "make":
+        build_steps()
         prog = [make, "qprogram"] + ([f"MTB_PROBE_SERIAL={probe_serial}"] if probe_serial else [])
         steps.append(Step("program", prog, project, env))
         return Plan(method, steps, missing, notes)
 
     die = _die(manifest.kit, target)
     if hex_file is None and build and not image.is_file():
-        need_make()
-        steps.append(Step("build", [make, "build", f"-j{os.cpu_count() or 2}"], project, env))
         notes.append(f"{HEX} not built yet: `make build` first")
+        build_steps()
     elif hex_file is not None and not image.is_file():
         raise EennError(f"{image}: no such file (--hex)")
 

@@ -149,3 +149,15 @@ def test_unknown_kit_asks_for_the_target(project, bare_env):
     res = _flash(project, "--dry-run", "--method", "pyocd")
     assert res.exit_code == 2 and "--target" in res.output
     assert _flash(project, "--dry-run", "--method", "make").exit_code == 0  # make knows its own TARGET
+
+
+def test_a_fresh_application_fetches_its_libraries_first(project, bare_env):
+    for core in ("proj_cm0p", "proj_cm4"):
+        (project / core).mkdir()
+    res = _flash(project, "--dry-run", "--method", "make")
+    cmds = _commands(res.output)
+    assert cmds[0] == f"(cd {project} && make getlibs)" and "make build" in cmds[1] and "make qprogram" in cmds[2]
+    for core in ("proj_cm0p", "proj_cm4"):
+        (project / core / "libs").mkdir()
+        (project / core / "libs" / "mtb.mk").write_text("")
+    assert "getlibs" not in _flash(project, "--dry-run").output
