@@ -244,19 +244,20 @@ def _run_samples(opts: RunOptions, inp: Inputs, session: Session, todo: list[int
         if not info.measured:
             log.info("the board's times are not measurements (%s)", info.timing)
         integrator = None
+        before: Callable[[], None] | None = None
         if meter is not None:
             from eenn.hil.meters import EdgeWindows
 
             integrator = EdgeWindows()
             meter.start()
+
+            def drop_earlier() -> None:
+                integrator.feed(meter.read())  # drop whatever came before this inference
+                integrator.reset_pairing()
+            before = drop_earlier
         bar = _progress(opts, len(todo))
         try:
             for i in todo:
-                before = None
-                if integrator is not None:
-                    def before(integrator=integrator):
-                        integrator.feed(meter.read())  # drop whatever came before this inference
-                        integrator.reset_pairing()
                 res, attempts = client.infer_sample(payload[i], before_infer=before)
                 rec = {"index": i, "label": int(inp.y[i]), "class": res.cls, "exit": res.exit,
                        "confidence_q": res.confidence_q, "scores_q": res.scores_q, "ticks": res.ticks,
