@@ -6,6 +6,7 @@
       results.jsonl   one JSON object per sample, appended and fsync'ed as it arrives
       run.log         the run's log (appended across restarts)
       summary.json    written at the end of a complete pass (docs/hil.md)
+      .lock           held (flock) by the one run writing the session; the kernel frees it if that run dies
 
 `results.jsonl` is append-only. A run killed mid-write leaves at most a torn last line (no
 newline): it is cut off when the session is opened again, and the samples already recorded are
@@ -14,6 +15,7 @@ the last one is not guessed at: opening fails and names the line.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -25,6 +27,7 @@ from eenn.errors import EennError
 RESULTS = "results.jsonl"
 META = "session.json"
 LOG = "run.log"
+LOCK = ".lock"
 SUMMARY = "summary.json"
 SCHEMA_VERSION = 1
 # session.json keys that must match for a restart to continue the same session
@@ -74,10 +77,27 @@ def read_results(path: Path) -> tuple[list[dict], int, bool]:
     return records, good, False
 
 
+def _lock(root: Path) -> int:
+    """One writer per session: an exclusive flock on SESSION/.lock, released when the holder dies."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        raise EennError(f"{root}: another `eenn hil run` is using this session{f' (pid {holder})' if holder else ''}; "
+                        "wait for it or use another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 class Session:
     """An open session: `done` holds the sample indices already recorded."""
 
-    def __init__(self, root: Path, meta: dict, records: dict[int, dict], torn: bool, duplicates: int):
+    def __init__(self, root: Path, meta: dict, records: dict[int, dict], torn: bool, duplicates: int,
+                 lock_fd: int | None = None):
+        self._lock_fd = lock_fd
         self.root = root
         self.meta = meta
         self.records = records
@@ -100,6 +120,16 @@ class Session:
         if root.exists() and not root.is_dir():
             raise EennError(f"{root}: exists and is not a directory (a session is a directory)")
         root.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(root)
+        try:
+            return cls._open_locked(root, identity, extra, lock_fd)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open_locked(cls, root: Path, identity: dict[str, Any], extra: dict[str, Any] | None,
+                     lock_fd: int) -> Session:
         meta_path = root / META
         if meta_path.exists():
             try:
@@ -135,7 +165,7 @@ class Session:
                 continue
             records[i] = rec
         write_json_atomic(meta_path, meta)
-        return cls(root, meta, records, torn, dup)
+        return cls(root, meta, records, torn, dup, lock_fd)
 
     def note_start(self, entry: dict[str, Any]) -> None:
         self.meta.setdefault("starts", []).append(entry)
@@ -163,6 +193,9 @@ class Session:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock (so does the process's death)
+            self._lock_fd = None
 
     def __enter__(self) -> Session:
         return self

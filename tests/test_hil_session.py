@@ -86,3 +86,11 @@ def test_starts_are_kept_in_session_json(tmp_path):
     meta = json.loads((tmp_path / META).read_text())
     assert [e["port"] for e in meta["starts"]] == ["virtual", "/dev/ttyACM0"]
     assert meta["n_samples"] == 50
+
+
+def test_one_writer_at_a_time(tmp_path):
+    first = Session.open(tmp_path, ID)
+    with pytest.raises(EennError, match=f"another `eenn hil run` is using this session \\(pid {os.getpid()}\\)"):
+        Session.open(tmp_path, ID)
+    first.close()
+    Session.open(tmp_path, ID).close()  # released on close (and by the kernel when a process dies)
