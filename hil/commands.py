@@ -110,6 +110,10 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
         raise SystemExit(130) from None
     s = res.summary
     click.echo(format_table(s))
+    agree = s["metrics"].get("reference_agreement", {}).get("measured")
+    if agree is not None and agree < 1.0:
+        click.echo(f"WARNING: {round((1 - agree) * s['n'])} sample(s) answered differently from the Python int8 chain "
+                   "(eenn/reference.json): a firmware or build problem; compare class/exit in results.jsonl", err=True)
     click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
                f"{s['retries']} retried; session: {res.session}")
 
