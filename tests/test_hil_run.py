@@ -218,3 +218,21 @@ def test_a_board_that_never_comes_back_stops_with_how_to_continue(pair, tmp_path
     assert "did not come back" in msg and "6 of 120 samples are recorded" in msg and "run the same command" in msg
     assert len(_lines(tmp_path / "s")) == 6
     assert "stopped:" in (tmp_path / "s" / "run.log").read_text()
+
+
+def test_disagreement_with_the_int8_reference_is_reported(pair, tmp_path):
+    import shutil
+
+    proj = tmp_path / "project"
+    shutil.copytree(pair.project, proj)
+    ref_path = proj / "eenn" / "reference.json"
+    ref = json.loads(ref_path.read_text())
+    ref["samples"][3]["class"] = (ref["samples"][3]["class"] + 1) % 3  # as if the firmware had answered wrongly
+    ref_path.write_text(json.dumps(ref))
+    res = CliRunner().invoke(main, ["hil", "run", "--port", "virtual", "--bundle", str(pair.bundle), "--project",
+                                    str(proj), "--out", str(tmp_path / "s"), "--limit", "10", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert "WARNING: 1 sample(s) answered differently" in res.output
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert s["metrics"]["reference_agreement"]["measured"] == pytest.approx(0.9)
+    assert s["n"] == 10 and not s["complete"]
