@@ -43,9 +43,11 @@ def example(name: str, out_dir: str, seed: int) -> None:
 def _register() -> None:
     from eenn.augment.commands import analyze
     from eenn.hil.commands import hil
+    from eenn.hil.flash_command import flash
 
     main.add_command(analyze)
     main.add_command(hil)
+    main.add_command(flash)
 
 
 _register()
