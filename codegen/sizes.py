@@ -18,8 +18,10 @@ different figure, in both directions:
 """
 from __future__ import annotations
 
-import contextlib
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,40 +104,53 @@ def cmsis_nn_scratch_bytes(model: TfliteModel) -> int:
     return worst
 
 
-@contextlib.contextmanager
-def _stderr_silenced():
-    """The runtime prints every failed allocation to fd 2; the search expects many."""
-    try:
-        fd = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
-        os.close(devnull)
+class _Prober:
+    """Asks a child process whether the model allocates and runs in N bytes (see _arena_probe)."""
 
+    def __init__(self, data: bytes):
+        self._tmp = tempfile.NamedTemporaryFile(prefix="eenn-arena-", suffix=".tflite", delete=False)
+        self._tmp.write(data)
+        self._tmp.close()
+        self._proc: subprocess.Popen | None = None
+        self.crashes = 0
 
-def _allocates(data: bytes, size: int) -> bool:
-    from tflite_micro.python.tflite_micro import runtime
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "eenn.codegen._arena_probe", self._tmp.name],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
-    try:
-        interp = runtime.Interpreter.from_bytes(data, arena_size=size)
-    except (RuntimeError, ValueError):
-        return False
-    del interp
-    return True
+    def __call__(self, size: int) -> bool:
+        for _ in range(2):
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start()
+            try:
+                self._proc.stdin.write(f"{size}\n")
+                self._proc.stdin.flush()
+                answer = self._proc.stdout.readline().strip()
+            except (BrokenPipeError, OSError):
+                answer = ""
+            if answer in ("0", "1"):
+                return answer == "1"
+            # the runtime crashed at this size (or the child could not start: then it fails again)
+            self._proc.wait()
+            self.crashes += 1
+            if self._proc.returncode not in (None, 0) and self._proc.returncode < 0:
+                return False
+        raise EennError("the arena search could not run the tflite_micro runtime in a child process")
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.stdin.close()
+            self._proc.wait()
+        os.unlink(self._tmp.name)
 
 
 def measure_arena(data: bytes) -> int:
-    """The smallest arena size (a multiple of 16) in which the `tflite_micro` runtime allocates."""
-    with _stderr_silenced():
+    """The smallest arena size (a multiple of 16) in which the `tflite_micro` runtime allocates
+    the model and runs it once."""
+    probe = _Prober(data)
+    try:
         hi = 4096
-        while not _allocates(data, hi):
+        while not probe(hi):
             hi *= 2
             if hi > ARENA_SEARCH_MAX:
                 raise EennError(f"the subgraph does not allocate even in a {ARENA_SEARCH_MAX >> 20} MB arena")
@@ -144,10 +159,12 @@ def measure_arena(data: bytes) -> int:
             mid = (lo + hi) // 2 // ARENA_ALIGN * ARENA_ALIGN
             if mid <= lo:
                 break
-            if _allocates(data, mid):
+            if probe(mid):
                 hi = mid
             else:
                 lo = mid
+    finally:
+        probe.close()
     return hi
 
 

@@ -160,8 +160,10 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
 def feature_maps(parts: KerasParts, x: np.ndarray, upto: int, batch: int = 64) -> np.ndarray:
     """Float output of segments 0..upto−1 on `x` (the representative set of stage `upto`)."""
     out = np.asarray(x, dtype=np.float32)
-    for seg in parts.segments[:upto]:
-        out = np.concatenate([np.asarray(seg(out[i:i + batch], training=False)) for i in range(0, len(out), batch)])
+    with _quiet_tf():
+        for seg in parts.segments[:upto]:
+            out = np.concatenate([np.asarray(seg(out[i:i + batch], training=False))
+                                  for i in range(0, len(out), batch)])
     return out
 
 

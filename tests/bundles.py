@@ -45,17 +45,16 @@ def split_chain(base, cuts: list[str]):
     return segments
 
 
-def train_exit(fm_model, x, y, num_classes: int, name: str, epochs: int = 15, seed: int = 0, pool: bool = True):
-    """A pooling + dense softmax exit trained on the frozen feature map."""
+def train_exit(fm_model, x, y, num_classes: int, name: str, epochs: int = 20, seed: int = 0):
+    """An average-pooling + flatten + dense softmax exit trained on the frozen feature map."""
     import keras
 
     keras.utils.set_random_seed(seed)
     feats = np.asarray(fm_model.predict(x, verbose=0, batch_size=256))
     inp = keras.Input(feats.shape[1:], name=f"{name}_in")
-    h = inp
-    if pool:
-        h = (keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(h) if feats.ndim == 4
-             else keras.layers.GlobalAveragePooling1D(name=f"{name}_gap")(h))
+    pool = keras.layers.AveragePooling2D if feats.ndim == 4 else keras.layers.AveragePooling1D
+    h = pool(2, name=f"{name}_pool")(inp)
+    h = keras.layers.Flatten(name=f"{name}_flat")(h)
     out = keras.layers.Dense(num_classes, activation="softmax", name=f"{name}_fc")(h)
     ex = keras.Model(inp, out, name=name)
     ex.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
@@ -128,7 +127,7 @@ def write_test_bundle(out: Path, base, segments, exits, thresholds, x_calib, x_t
 def median_threshold(exit_model, fm_model, x) -> float:
     """A threshold near the median max-softmax: about half of the samples exit early."""
     p = exit_model.predict(fm_model.predict(x, verbose=0), verbose=0)
-    return float(np.round(np.median(p.max(axis=1)), 3))
+    return round(float(np.median(p.max(axis=1))), 3)
 
 
 # ---------------------------------------------------------------------------------- models
@@ -154,8 +153,8 @@ def digits_bundle(out: Path, seed: int = 0) -> dict:
     x = L.GlobalAveragePooling2D(name="gap")(x)
     outp = L.Dense(10, activation="softmax", name="classifier")(x)
     base = keras.Model(inp, outp, name="digits_small")
-    base.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    base.fit(d["x_train"], d["y_train"], epochs=12, batch_size=64, verbose=0)
+    base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    base.fit(d["x_train"], d["y_train"], epochs=20, batch_size=32, verbose=0)
     cuts = ["conv1_relu"]
     segments = split_chain(base, cuts)
     ex = train_exit(segments[0], d["x_train"], d["y_train"], 10, "exit_0", seed=seed)
@@ -195,8 +194,8 @@ def ecg_bundle(out: Path, seed: int = 0) -> dict:
     h = L.GlobalAveragePooling1D(name="gap")(h)
     outp = L.Dense(4, activation="softmax", name="fc")(h)
     base = keras.Model(inp, outp, name="ecg_small")
-    base.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    base.fit(x_train, y_train, epochs=12, batch_size=32, verbose=0)
+    base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    base.fit(x_train, y_train, epochs=15, batch_size=32, verbose=0)
     cuts = ["pool0"]
     segments = split_chain(base, cuts)
     ex = train_exit(segments[0], x_train, y_train, 4, "exit_0", seed=seed)
