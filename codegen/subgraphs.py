@@ -74,6 +74,44 @@ def _quiet_tf():
         yield
 
 
+@contextlib.contextmanager
+def _captured_output():
+    """The converter prints its SavedModel signature on stdout and its MLIR passes on stderr,
+    from Python and from C++: keep both file descriptors off the user's terminal, hand the text
+    back for error messages."""
+    import io
+    import sys
+    import tempfile
+
+    sink = tempfile.TemporaryFile(mode="w+b")
+    saved = []
+    try:
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except (AttributeError, ValueError):
+                pass
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
+            except OSError:
+                pass
+        text = io.StringIO()
+
+        def everything() -> str:
+            sink.seek(0)
+            return text.getvalue() + sink.read().decode(errors="replace")
+
+        with contextlib.redirect_stdout(text):
+            yield everything
+    finally:
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+        sink.close()
+
+
 def load_parts(bundle: Bundle) -> KerasParts:
     """The bundle's Keras models (hash-verified by `load_bundle` before)."""
     with _quiet_tf():
@@ -146,10 +184,16 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-        try:
-            data = conv.convert()
-        except Exception as exc:  # noqa: BLE001 - converter errors are many and untyped
-            raise EennError(f"int8 conversion of '{model.name}' failed: {type(exc).__name__}: {exc}") from exc
+        with _captured_output() as output:
+            try:
+                data = conv.convert()
+                failure = None
+            except Exception as exc:  # noqa: BLE001 - converter errors are many and untyped
+                failure = exc
+                log = output()[-2000:]
+        if failure is not None:
+            raise EennError(f"int8 conversion of '{model.name}' failed: {type(failure).__name__}: {failure}\n"
+                            f"converter output (tail):\n{log}") from failure
     tm = TfliteModel(data)
     for t in tm.inputs + tm.outputs:
         if t.dtype != "int8" or t.scale is None:

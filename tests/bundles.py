@@ -124,10 +124,10 @@ def write_test_bundle(out: Path, base, segments, exits, thresholds, x_calib, x_t
     return write_bundle(out, sol, populate)
 
 
-def median_threshold(exit_model, fm_model, x) -> float:
-    """A threshold near the median max-softmax: about half of the samples exit early."""
+def median_threshold(exit_model, fm_model, x, quantile: float = 0.5) -> float:
+    """A threshold at a quantile of the max-softmax (median: about half of the samples exit early)."""
     p = exit_model.predict(fm_model.predict(x, verbose=0), verbose=0)
-    return round(float(np.median(p.max(axis=1))), 3)
+    return round(float(np.quantile(p.max(axis=1), quantile)), 3)
 
 
 # ---------------------------------------------------------------------------------- models
