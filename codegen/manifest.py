@@ -79,6 +79,11 @@ class BaseModel:
     model: str
     processor: str
     predicted_s: float
+    # sizes of the base model alone on `processor` (added keys; 0 / empty when unknown)
+    macs: int = 0
+    arena_bytes: int = 0
+    weights_bytes: int = 0
+    ops: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
