@@ -182,7 +182,7 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
         out_stages.append(Stage(
             index=k, processor=proc.name, core=proc.core, model=f"models/stage{k}.tflite", input=_tensor(st.input),
             scores=_output(st.scores, st.scores_index), macs=macs,
-            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])), tick_hz=int(proc.clock_hz),
+            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])), tick_hz=kit.core_clock_hz(proc.core),
             feature_map=None if st.feature_map is None else _output(st.feature_map, st.feature_map_index),
             requant=None if st.requant is None else Requant(**st.requant),
             threshold=thr, threshold_q=thr_q, arena_bytes=sz.arena_bytes, weights_bytes=sz.weights_bytes,

@@ -3,7 +3,13 @@
 Memory figures come from each BSP's GCC_ARM linker scripts (`COMPONENT_CM0P/TOOLCHAIN_GCC_ARM`
 and `COMPONENT_CM4/TOOLCHAIN_GCC_ARM`, BSP 4.x/5.x): flash at 0x10000000, SRAM at 0x08000000,
 the last 2 KB of SRAM reserved for the system (the CM4 `ram` region of the BSP stops there).
-Pins come from the BSP's `design.modus` (KitProg3 USB-UART = `CYBSP_DEBUG_UART_RX/TX`).
+Pins come from the BSP's `design.modus` (KitProg3 USB-UART = `CYBSP_DEBUG_UART_RX/TX`), and so
+do the core clocks: all three BSPs drive CLK_HF0 from the FLL at 100 MHz with the fast, peri and
+slow dividers at 1, so both the CM4 (CLK_FAST) and the CM0+ (CLK_SLOW) run at 100 MHz. The
+firmware counts time in core cycles and refuses to start when `SystemCoreClock` differs from the
+generated `tick_hz`, so these must be the BSP's clocks, not the hardware profile's (the `psoc6`
+profile assumes a 150 MHz CM4 for its latency estimates; a project that raises CLK_HF0 must
+change the kit's clocks here too).
 Nothing else in the generator knows a kit: `codegen/memory.py` splits these regions between the
 cores, the templates render what these objects carry.
 """
@@ -43,6 +49,15 @@ class Kit:
     uart_tx: Pin
     timestamp_pin: Pin | None  # open-drain timestamp output for the energy monitor (None: none)
     description: str = ""
+    cm0p_clock_hz: int = 100_000_000  # CLK_SLOW with the BSP's default design.modus
+    cm4_clock_hz: int = 100_000_000  # CLK_FAST with the BSP's default design.modus
+
+    def core_clock_hz(self, core: str) -> int:
+        """SystemCoreClock of a core ('cortex-m0plus' or 'cortex-m4') under the BSP's clock set-up."""
+        clocks = {"cortex-m0plus": self.cm0p_clock_hz, "cortex-m4": self.cm4_clock_hz}
+        if core not in clocks:
+            raise EennError(f"kit {self.name} has no {core} core: expected one of {', '.join(clocks)}")
+        return clocks[core]
 
     @property
     def flash_base(self) -> int:
