@@ -41,9 +41,10 @@ def example(name: str, out_dir: str, seed: int) -> None:
 
 
 def _register() -> None:
-    from eenn.augment.commands import analyze
+    from eenn.augment.commands import analyze, search
 
     main.add_command(analyze)
+    main.add_command(search)
 
 
 _register()
