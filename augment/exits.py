@@ -5,9 +5,14 @@ their shape must follow from the location alone (DESIGN §3). The rule, per loca
 feature map of spatial size S and C channels:
 
 1. a 1×1 convolution with ReLU to `width` channels (the bottleneck: it cuts wide maps and
-   gives the blueprint's pooling a learned non-linearity to pool; `width=0` leaves it out);
-2. average pooling by 2 along every spatial axis longer than 1, repeated while the exit's
-   MACs exceed `budget` (a share of the backbone's MACs); then, at 1×1, halving `width`;
+   gives the blueprint's pooling a learned non-linearity to pool; `width=0` leaves it out),
+   then, while the map still has spatial extent, one depthwise-separable block (3-wide
+   depthwise + 1×1, ReLU) that mixes neighbouring positions before the global pooling
+   (`mixing`; early feature maps see too little context for a pooled linear classifier);
+2. while the exit's MACs exceed `budget` (a share of the backbone's MACs), alternately average
+   pooling by 2 along every spatial axis longer than 1 and halving `width` (not below 16 or
+   the number of classes while pooling is still possible): resolution and width shrink
+   together instead of one of them collapsing;
 3. a fresh copy of the classifier blueprint: pooling with a fixed size is resized to give the
    blueprint's own output size on this map (DS-CNN's 13×5 average pool becomes global), dense
    layers keep their units (the last one the number of classes), weights are new;
@@ -41,9 +46,10 @@ _DROP_KEYS = ("name", "dtype", "trainable", "kernel_initializer", "bias_initiali
 class ExitConfig:
     budget_share: float = 0.05  # an exit's MACs stay under this share of the backbone's
     width: int = 64  # channels of the 1×1 bottleneck (0: none, blueprint only)
+    mixing: int = 1  # depthwise-separable blocks after the bottleneck while the map has extent
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget_share": self.budget_share, "width": self.width}
+        return {"budget_share": self.budget_share, "width": self.width, "mixing": self.mixing}
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,13 @@ def _conv1x1(rank: int, width: int) -> dict[str, Any]:
     return {"class_name": f"Conv{rank}D",
             "config": {"filters": width, "kernel_size": [1] * rank, "strides": [1] * rank, "padding": "valid",
                        "activation": "relu", "use_bias": True}}
+
+
+def _mixing(rank: int, width: int) -> list[dict[str, Any]]:
+    dw = {"class_name": f"DepthwiseConv{rank}D",
+          "config": {"kernel_size": [3] * rank, "strides": [1] * rank, "padding": "same", "activation": "relu",
+                     "use_bias": True}}
+    return [dw, _conv1x1(rank, width)]
 
 
 def _adapt_blueprint(blueprint: Blueprint, spatial: list[int], num_classes: int) -> list[dict[str, Any]]:
@@ -207,18 +220,28 @@ def plan_exit(candidate: Candidate, blueprint: Blueprint, num_classes: int, back
             pre.append(_pool_layer(rank, factors))
         if width > 0:
             pre.append(_conv1x1(rank, width))
+            if any(d > 1 for d in spatial):
+                for _ in range(int(config.mixing)):
+                    pre += _mixing(rank, width)
         return pre + _adapt_blueprint(blueprint, spatial, num_classes)
 
     layers = layers_for()
     cost = _measure(candidate.after_layer, shape, layers)
+    min_width = min(width, max(16, num_classes))
+    pool_next = True
     while cost.macs > budget:
         spatial = [ceil(d / f) for d, f in zip(shape[:-1], factors)]
-        if any(d > 1 for d in spatial):
-            factors = [f * 2 if d > 1 else f for f, d in zip(factors, spatial)]
-        elif width > num_classes:
-            width = max(num_classes, width // 2)
-        else:
+        can_pool = any(d > 1 for d in spatial)
+        can_narrow = width > min_width
+        if not (can_pool or can_narrow or width > num_classes):
             break
+        if can_pool and (pool_next or not can_narrow):
+            factors = [f * 2 if d > 1 else f for f, d in zip(factors, spatial)]
+        elif can_narrow:
+            width = max(min_width, width // 2)
+        else:  # at one position and the narrowest usual width: narrower still, down to the classes
+            width = max(num_classes, width // 2)
+        pool_next = not pool_next
         layers = layers_for()
         cost = _measure(candidate.after_layer, shape, layers)
     return ExitPlan(location=candidate.after_layer, input_shape=shape, layers=tuple(layers), cost=cost,

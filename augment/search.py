@@ -135,7 +135,7 @@ class SearchResult:
     base_test: Metrics
     eenn_test: Metrics
     stats: dict[str, Any]
-    probs: dict[str, dict[str, np.ndarray]]  # split → {"final" | location: softmax}
+    probs: dict[str, dict[str, np.ndarray]]  # split → {location | "final" | "base": softmax}
     finetuned_models: dict[str, Any] = field(default_factory=dict)  # file name → Keras model (fine-tuning)
 
     @property
@@ -300,6 +300,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     thresholds = tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in chosen.choice.thresholds)
 
     # -- optional joint fine-tuning, then a finer threshold search -----------------------------
+    base_final = dict(final)  # the base model's own softmax: the comparison point stays the original
     finetuned: dict[str, Any] = {}
     if config.finetune and chosen.arch.n_exits > 0:
         from eenn.augment.finetune import finetune
@@ -308,6 +309,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         ft = finetune(model, lg, bg, chosen.arch, {c: exits[c] for c in chosen.arch.cuts}, dataset, logits,
                       config, progress)
         finetuned = ft.models
+        progress.say(f"fine-tuning: training loss {ft.loss_before:.4f} → {ft.loss_after:.4f}")
         fine_probs = ft.probs
         probs = {s: {**probs[s], **fine_probs[s]["exits"]} for s in ("cal", "test")}
         final = {s: fine_probs[s]["final"] for s in ("cal", "test")}
@@ -322,7 +324,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     # -- test-split metrics: base model alone on the last processor vs the EENN ----------------
     last = len(profile.processors) - 1
     base_map = cost.mapping([StageLoad(last, tuple(bg.blocks) + (bg.head,))])
-    base_pred = final["test"].argmax(1)
+    base_pred = base_final["test"].argmax(1)
     base_test = cascade_metrics(dataset.y_test, base_pred, np.zeros(len(base_pred), dtype=np.int64), 1,
                                 [bg.total_macs], base_map)
     pred, stage = _predictions(chosen.arch, bg, probs["test"], final["test"], thresholds, config.confidence)
@@ -349,8 +351,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     return SearchResult(solution=solution, model=model, block_graph=bg, profile=profile, dataset=dataset,
                         chosen=chosen, evaluated=evaluated, exits=exits, plans=plans, pareto_rows=pareto_rows,
                         base_test=base_test, eenn_test=eenn_test, stats=stats,
-                        probs={"cal": {**probs["cal"], "final": final["cal"]},
-                               "test": {**probs["test"], "final": final["test"]}},
+                        probs={s: {**probs[s], "final": final[s], "base": base_final[s]} for s in ("cal", "test")},
                         finetuned_models=finetuned)
 
 

@@ -33,7 +33,17 @@ def submodel(model: Any, lg: LayerGraph, start: str | None, end: str, name: str,
     """The part of `model` after layer `start` (None: from the input) up to and including `end`."""
     import keras
 
-    source = _clone(model) if clone else model
+    inp, tensors = rebuild(_clone(model) if clone else model, lg, start, end, name)
+    out = tensors[end] if end in tensors else inp
+    if add_softmax:
+        out = keras.layers.Softmax(name=f"{name}_softmax")(out)
+    return keras.Model(inp, out, name=name)
+
+
+def rebuild(source: Any, lg: LayerGraph, start: str | None, end: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """Re-apply `source`'s layers between `start` and `end` to a fresh Input; every tensor by layer name."""
+    import keras
+
     g = lg.graph
     wanted = nx.ancestors(g, end) | {end}
     if start is None:
@@ -53,10 +63,7 @@ def submodel(model: Any, lg: LayerGraph, start: str | None, end: str, name: str,
     for n in order:
         args = [tensors[p] for p in producers[n]]
         tensors[n] = source.get_layer(n)(args[0] if len(args) == 1 else args)
-    out = tensors[end] if order else inp
-    if add_softmax:
-        out = keras.layers.Softmax(name=f"{name}_softmax")(out)
-    return keras.Model(inp, out, name=name)
+    return inp, tensors
 
 
 def frozen_prefix(model: Any, lg: LayerGraph, end: str) -> Any:

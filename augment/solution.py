@@ -72,7 +72,7 @@ def _plots(result: SearchResult, tmp: Path) -> None:
         else:
             macs.append(np.array([e.choice.mean_macs]))
             acc.append(np.array([e.choice.accuracy]))
-    base_acc_cal = float(np.mean(result.probs["cal"]["final"].argmax(1) == result.dataset.y_cal))
+    base_acc_cal = float(np.mean(result.probs["cal"]["base"].argmax(1) == result.dataset.y_cal))
     sol = result.solution
     cal = sol["metrics"]["calibration"]["eenn"]
     plots.pareto_plot(tmp / "pareto.png", np.concatenate(macs), np.concatenate(acc), result.pareto_rows,

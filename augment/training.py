@@ -9,8 +9,11 @@ Training, in short: the feature map is standardised per channel (statistics from
 training split; folded into the exit's first weighted layer afterwards, so the exported exit
 is the plain planned model); the loss mixes cross-entropy on the labels with distillation
 from the base model's softmax (temperature `temperature`, weight `distill`); Adam with a
-cosine-decayed learning rate. After the first epoch an exit whose calibration accuracy is not
-above chance (the majority-class share) by `abort_margin` is abandoned.
+cosine-decayed learning rate. After the first epoch (with small data: the first that ends after
+`abort_min_steps` optimizer steps) an exit whose calibration accuracy is not above chance (the
+majority-class share) by `abort_margin` is abandoned. The softmax temperature is then fitted
+on the calibration split and folded into the last layer, so that a confidence threshold means
+the same for every exit however over-confident its training made it.
 
 The disk cache: one directory per exit under `<cache>/exits/<key>/`, the key a SHA-256 of
 (base-model hash, location, exit structure, data hash, seed, training and augmentation
@@ -46,6 +49,7 @@ class TrainConfig:
     distill: float = 0.5  # weight of the distillation term (0: labels only)
     abort_margin: float = 0.05  # after epoch 1: abandon when calibration accuracy < chance + margin
     temperature_scaling: bool = True  # fit a softmax temperature on the calibration split (folded in)
+    abort_min_steps: int = 50  # the abort check waits for the first epoch that ends after this many steps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -389,11 +393,15 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     aborted = False
     cal_acc = 0.0
     epochs = 0
+    steps_done = 0
+    checked = False
     for epoch in range(config.epochs):
         for xb, tb in batches.epoch():
             model.train_on_batch(xb, tb)
+            steps_done += 1
         epochs += 1
-        if epoch == 0:
+        if not checked and (steps_done >= config.abort_min_steps or epoch == config.epochs - 1):
+            checked = True
             cal_logits = _predict(model, eval_in["cal"])
             cal_acc = float(np.mean(cal_logits.argmax(1) == y_cal))
             if cal_acc < chance + config.abort_margin:
@@ -402,7 +410,7 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     if aborted:
         trained = TrainedExit(location=plan.location, plan=plan, probs={}, aborted=True, cal_accuracy=cal_acc,
                               epochs=epochs, path=None, seconds=time.monotonic() - start,
-                              notes=[f"abandoned after epoch 1: calibration accuracy {cal_acc:.3f} is not above "
+                              notes=[f"abandoned after epoch {epochs}: calibration accuracy {cal_acc:.3f} is not above "
                                      f"chance ({chance:.3f}) by {config.abort_margin}"])
         return trained, None
     fold_into_export(train_model, export, stats if fold_at is not None else None)
