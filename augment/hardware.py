@@ -69,6 +69,12 @@ class HardwareProfile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> HardwareProfile:
+        """A profile from TOML-shaped data or from `to_dict()` (whose links say source/target)."""
+        links = d.get("links")
+        if isinstance(links, list):
+            renamed = [{("from" if k == "source" else "to" if k == "target" else k): v for k, v in link.items()}
+                       if isinstance(link, dict) else link for link in links]
+            d = {**d, "links": renamed}
         return _validate(d, source)
 
 

@@ -79,12 +79,25 @@ class BaseModel:
     model: str
     processor: str
     predicted_s: float
+    # sizes of the base model alone on `processor` (added keys; 0 / empty when unknown)
+    macs: int = 0
+    arena_bytes: int = 0
+    weights_bytes: int = 0
+    ops: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Energy:
     active_w: list[float]
     sleep_w: list[float]
+
+
+@dataclass(frozen=True)
+class FirmwareSettings:
+    """Runtime settings the generated ee_config.h carries and the virtual board mirrors."""
+
+    handoff_timeout_s: float
+    model_id: str = "eenn"
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,9 @@ class ProjectManifest:
     stages: list[Stage]
     energy: Energy
     base: BaseModel | None = None
+    firmware: FirmwareSettings | None = None
+    # How the kit's SRAM/flash is split between the cores (codegen/memory.py), for reports.
+    memory: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +147,8 @@ class ProjectManifest:
             stages=stages,
             energy=Energy(**d["energy"]),
             base=None if d.get("base") is None else BaseModel(**d["base"]),
+            firmware=None if d.get("firmware") is None else FirmwareSettings(**d["firmware"]),
+            memory=d.get("memory"),
         )
 
 

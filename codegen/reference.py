@@ -74,3 +74,55 @@ class Int8Chain:
         """Classes and exits for a batch of float samples."""
         results = [self.run(x) for x in xs]
         return np.array([r.cls for r in results]), np.array([r.exit for r in results])
+
+
+class WholeEennInt8:
+    """The whole EENN converted as one int8 model (input → [exit 0, …, final]), with the same
+    integer exit rule: the oracle the per-processor chain is checked against."""
+
+    def __init__(self, tflite: bytes, thresholds: list[float], confidence: str = "max"):
+        from tflite_micro.python.tflite_micro import runtime
+
+        from eenn.codegen.quant import threshold_q
+        from eenn.codegen.tflite_model import TfliteModel
+
+        tm = TfliteModel(tflite)
+        self.input = tm.inputs[0]
+        self.order = tm.output_order()  # Keras output k → output index
+        if len(self.order) != len(thresholds) + 1:
+            raise ValueError(f"whole model has {len(self.order)} outputs for {len(thresholds)} exits")
+        self.confidence = confidence
+        self.thresholds_q = []
+        for k, t in enumerate(thresholds):
+            sc = tm.outputs[self.order[k]]
+            self.thresholds_q.append(threshold_q(t, sc.scale, sc.zero_point, confidence))  # type: ignore[arg-type]
+        self._interp = runtime.Interpreter.from_bytes(tflite)
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        return quantize(np.asarray(x).reshape(self.input.shape), self.input.scale, self.input.zero_point)
+
+    def run_quantized(self, x_q: np.ndarray) -> tuple[int, int]:
+        self._interp.set_input(np.asarray(x_q, dtype=np.int8).reshape(self.input.shape), 0)
+        self._interp.invoke()
+        n = len(self.order)
+        for k in range(n):
+            scores = np.asarray(self._interp.get_output(self.order[k])).reshape(-1).astype(np.int8)
+            if k == n - 1 or exit_taken(scores, self.thresholds_q[k], self.confidence)[0]:  # type: ignore[arg-type]
+                return int(np.argmax(scores)), k
+        raise AssertionError("unreachable")
+
+
+def run_classifier(tflite: bytes, xs: np.ndarray) -> np.ndarray:
+    """Classes of a single-output int8 classifier (the base model) on float samples."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from eenn.codegen.tflite_model import TfliteModel
+
+    inp = TfliteModel(tflite).inputs[0]
+    interp = runtime.Interpreter.from_bytes(tflite)
+    out = []
+    for x in xs:
+        interp.set_input(quantize(np.asarray(x).reshape(inp.shape), inp.scale, inp.zero_point), 0)
+        interp.invoke()
+        out.append(int(np.argmax(np.asarray(interp.get_output(0)).reshape(-1))))
+    return np.array(out, dtype=np.int64)

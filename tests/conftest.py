@@ -37,3 +37,47 @@ def ds_cnn_path(shared_data: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
+
+
+# ------------------------------------------------------------------ code generation fixtures
+# Solution bundles built from small Keras models (tests/bundles.py) and the projects
+# `eenn generate` writes from them, built once per session and shared read-only.
+_codegen_cache: dict = {}
+
+
+def _cached(key, build):
+    if key not in _codegen_cache:
+        _codegen_cache[key] = build()
+    return _codegen_cache[key]
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(tmp_path_factory):
+    from tests.bundles import digits_bundle as build
+
+    return _cached("digits_bundle", lambda: build(tmp_path_factory.mktemp("bundles") / "digits"))
+
+
+@pytest.fixture(scope="session")
+def ecg_bundle(tmp_path_factory):
+    from tests.bundles import ecg_bundle as build
+
+    return _cached("ecg_bundle", lambda: build(tmp_path_factory.mktemp("bundles") / "ecg"))
+
+
+def _generated(tmp_path_factory, info: dict, kit: str, name: str):
+    from eenn.codegen.generate import generate
+
+    return _cached(("project", name, kit), lambda: generate(info["path"], kit, tmp_path_factory.mktemp("projects") / name))
+
+
+@pytest.fixture(scope="session")
+def digits_project(tmp_path_factory, digits_bundle):
+    """GenerateResult of the 2-D bundle for CY8CKIT-062S2-43012."""
+    return _generated(tmp_path_factory, digits_bundle, "CY8CKIT-062S2-43012", "digits")
+
+
+@pytest.fixture(scope="session")
+def ecg_project(tmp_path_factory, ecg_bundle):
+    """GenerateResult of the 1-D bundle for CY8CPROTO-062-4343W."""
+    return _generated(tmp_path_factory, ecg_bundle, "CY8CPROTO-062-4343W", "ecg")

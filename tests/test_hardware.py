@@ -113,3 +113,14 @@ def test_not_toml(tmp_path):
 def test_unknown_profile_name():
     with pytest.raises(EennError, match="not found: expected one of psoc6"):
         load_profile("psoc7")
+
+
+def test_to_dict_round_trips_through_from_dict():
+    """The bundle embeds `to_dict()`; code generation reads it back with `from_dict`."""
+    from eenn.augment.hardware import HardwareProfile, load_profile
+
+    for name in ("psoc6", "rk3588-cloud"):
+        p = load_profile(name)
+        q = HardwareProfile.from_dict(p.to_dict())
+        assert q == p
+        assert q.links[0].source == p.processors[0].name and q.links[0].target == p.processors[1].name

@@ -1,0 +1,421 @@
+"""`eenn generate`: from a solution bundle to a ModusToolbox dual-core project for a PSoC 6 kit.
+
+Order of work, so that a bad input writes nothing:
+
+1. the kit, the bundle (every file hash-verified) and the output directory are checked;
+2. the per-processor int8 subgraphs, the base model and the whole EENN are converted, their
+   sizes measured and the memory map computed: a subgraph that does not fit fails here, with
+   the figures;
+3. everything is written to a temporary sibling directory: models, manifest, the int8
+   reference chain's answers on the bundle's test split (run on the files just written), the
+   rendered sources and the copied firmware runtime;
+4. only then does the temporary directory replace the output directory.
+
+The same bundle gives a byte-identical tree: the converter is deterministic, templates iterate
+in fixed orders and nothing records a time or an absolute path.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from eenn import __version__
+from eenn.augment.bundle import Bundle, load_bundle
+from eenn.augment.cost import CostModel
+from eenn.augment.hardware import HardwareProfile
+from eenn.codegen import memory as mem
+from eenn.codegen import render
+from eenn.codegen.kits import Kit, get_kit
+from eenn.codegen.manifest import (
+    MANIFEST_PATH,
+    SCHEMA_VERSION,
+    BaseModel,
+    Energy,
+    FirmwareSettings,
+    Handoff,
+    OutputTensor,
+    ProjectManifest,
+    Requant,
+    Stage,
+    TensorQuant,
+)
+from eenn.codegen.quant import threshold_q
+from eenn.codegen.sizes import SubgraphSizes, subgraph_sizes
+from eenn.codegen.subgraphs import (
+    KerasParts,
+    StageSubgraph,
+    build_base_model,
+    build_stage_subgraphs,
+    build_whole_model,
+    load_calibration,
+    load_parts,
+    load_test_split,
+)
+from eenn.errors import EennError
+
+MARKER = ".eenn-generated"
+GENERATOR = f"eenn {__version__}"
+CORES = ("cortex-m0plus", "cortex-m4")  # what the PSoC 6 projects run on, in stage order
+
+# Upstream sources the CM0+ builds TFLite Micro from (pinned as tflite-micro's own Makefile pins
+# its third-party downloads at that commit).
+PINS = {
+    "tflite-micro": "90b983c2b3f1480642e040bbd2ddb37b998f3424",
+    "flatbuffers": "v25.9.23",
+    "gemmlowp": "719139ce755a0f31cbf1c37f7f98adcc7fc9f425",
+    "ruy": "d37128311b445e758136b8602d1bbd2a755e115d",
+    "cmsis-nn": "4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae",
+}
+REPOS = {
+    "tflite-micro": "https://github.com/tensorflow/tflite-micro",
+    "flatbuffers": "https://github.com/google/flatbuffers",
+    "gemmlowp": "https://github.com/google/gemmlowp",
+    "ruy": "https://github.com/google/ruy",
+    "cmsis-nn": "https://github.com/ARM-software/CMSIS-NN",
+}
+CMSIS_NN_IGNORE = ("Documentation", "Examples", "Tests", "python", ".github")
+ML_TFLITE_MICRO = "latest-v3.X"
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    manifest: ProjectManifest
+    layout: mem.MemoryLayout
+    sizes: list[SubgraphSizes]
+    base_sizes: SubgraphSizes
+    reference: dict
+    seconds: float
+    files: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------- checks
+def check_output_dir(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise EennError(f"{out}: exists and is not a directory")
+    if not any(out.iterdir()) or (out / MARKER).is_file() or force:
+        return
+    raise EennError(f"{out}: exists, is not empty and was not written by eenn generate (no {MARKER}); "
+                    "pass --force to replace it")
+
+
+def _check_mapping(bundle: Bundle, profile: HardwareProfile) -> list[int]:
+    """Processor index of each stage; PSoC 6 projects run stage 0 on the CM0+, stage 1 on the CM4."""
+    sol = bundle.solution
+    names = [p.name for p in profile.processors]
+    idx = []
+    for seg in sol.segments:
+        if seg.processor not in names:
+            raise EennError(f"{bundle.path}: segment {seg.index} runs on '{seg.processor}', which the bundle's "
+                            f"hardware profile '{profile.name}' does not have ({', '.join(names)})")
+        idx.append(names.index(seg.processor))
+    cores = tuple(profile.processors[i].core for i in idx)
+    if cores != CORES:
+        raise EennError(f"{bundle.path}: the solution maps its {len(cores)} stage(s) to {', '.join(cores)}; "
+                        f"a PSoC 6 project runs exactly two: stage 0 on the cortex-m0plus, stage 1 on the cortex-m4")
+    return idx
+
+
+def _num_layers(model) -> int:
+    n = 0
+    for layer in model.layers:
+        sub = getattr(layer, "layers", None)
+        if sub is not None and layer is not model:
+            n += _num_layers(layer)
+        elif type(layer).__name__ != "InputLayer":
+            n += 1
+    return n
+
+
+def default_model_id(bundle: Bundle) -> str:
+    """The MLPerf Tiny id a runner expects for the known reference models, else "eenn"."""
+    stem = Path(bundle.solution.base_model.source).name.lower()
+    return "kws01" if stem.startswith("ds_cnn") else "eenn"
+
+
+# ---------------------------------------------------------------------------------- manifest
+def _tensor(t) -> TensorQuant:
+    return TensorQuant(shape=[int(d) for d in t.shape], scale=float(t.scale), zero_point=int(t.zero_point))
+
+
+def _output(t, index: int) -> OutputTensor:
+    return OutputTensor(shape=[int(d) for d in t.shape], scale=float(t.scale), zero_point=int(t.zero_point),
+                        output_index=int(index))
+
+
+def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx: list[int], parts: KerasParts,
+                   stages: list[StageSubgraph], sizes: list[SubgraphSizes], base_sizes: SubgraphSizes,
+                   layout: mem.MemoryLayout, model_id: str) -> ProjectManifest:
+    sol = bundle.solution
+    cost = CostModel(profile)
+    confidence = sol.search.get("confidence", "max")
+    if confidence not in ("max", "margin"):
+        raise EennError(f"{bundle.path}: search.confidence {confidence!r}: expected 'max' or 'margin'")
+    out_stages = []
+    for k, (st, sz) in enumerate(zip(stages, sizes)):
+        seg = sol.segments[k]
+        proc = profile.processors[proc_idx[k]]
+        is_last = k == len(stages) - 1
+        ex = None if is_last else sol.exits[k]
+        macs = int(seg.macs) + (0 if ex is None else int(ex.macs))
+        n_layers = _num_layers(parts.segments[k]) + (0 if is_last else _num_layers(parts.exits[k]))
+        handoff = None
+        if k > 0:
+            prev = stages[k - 1].feature_map
+            link = profile.link_after(proc_idx[k - 1])
+            handoff = Handoff(link_s=float(link.latency_s + prev.size / link.bytes_per_s), wakeup_s=float(proc.wakeup_s))
+        thr = thr_q = None
+        if not is_last:
+            thr = float(ex.threshold)
+            thr_q = threshold_q(thr, st.scores.scale, st.scores.zero_point, confidence)
+        out_stages.append(Stage(
+            index=k, processor=proc.name, core=proc.core, model=f"models/stage{k}.tflite", input=_tensor(st.input),
+            scores=_output(st.scores, st.scores_index), macs=macs,
+            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])), tick_hz=int(proc.clock_hz),
+            feature_map=None if st.feature_map is None else _output(st.feature_map, st.feature_map_index),
+            requant=None if st.requant is None else Requant(**st.requant),
+            threshold=thr, threshold_q=thr_q, arena_bytes=sz.arena_bytes, weights_bytes=sz.weights_bytes,
+            ops=list(sz.ops), handoff=handoff))
+    downstream = sum(s.predicted_s + (s.handoff.link_s + s.handoff.wakeup_s if s.handoff else 0.0)
+                     for s in out_stages[1:])
+    last_proc = proc_idx[-1]
+    base = BaseModel(model="models/base.tflite", processor=profile.processors[last_proc].name,
+                     predicted_s=float(cost.compute_s(int(sol.base_model.total_macs), _num_layers(parts.base),
+                                                      last_proc)),
+                     macs=int(sol.base_model.total_macs), arena_bytes=base_sizes.arena_bytes,
+                     weights_bytes=base_sizes.weights_bytes, ops=list(base_sizes.ops))
+    return ProjectManifest(
+        schema_version=SCHEMA_VERSION, generator=GENERATOR, bundle_hash=bundle.hash, kit=kit.name,
+        num_classes=int(sol.base_model.num_classes), confidence=confidence, input=_tensor(stages[0].input),
+        stages=out_stages,
+        energy=Energy(active_w=[float(p.active_w) for p in profile.processors],
+                      sleep_w=[float(p.sleep_w) for p in profile.processors]),
+        base=base,
+        firmware=FirmwareSettings(handoff_timeout_s=float(max(1.0, 10.0 * downstream)), model_id=model_id),
+        memory=layout.to_dict(),
+    )
+
+
+# ---------------------------------------------------------------------------------- reference
+def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, base: bytes, x: np.ndarray,
+                      y: np.ndarray, float_accuracy: float | None) -> dict:
+    """The int8 chain on the test split, checked against the whole EENN as one int8 model."""
+    from eenn.codegen.reference import Int8Chain, WholeEennInt8, run_classifier
+
+    chain = Int8Chain(project, manifest)
+    thresholds = [s.threshold for s in manifest.stages[:-1]]
+    oracle = WholeEennInt8(whole, thresholds, manifest.confidence)
+    samples, same_cls, same_exit = [], 0, 0
+    for xi, yi in zip(x, y):
+        r = chain.run(xi)
+        w_cls, w_exit = oracle.run_quantized(oracle.quantize_input(xi))
+        same_cls += int(w_cls == r.cls)
+        same_exit += int(w_exit == r.exit)
+        samples.append({"class": int(r.cls), "exit": int(r.exit), "label": int(yi)})
+    n = len(samples)
+    cls = np.array([s["class"] for s in samples])
+    ex = np.array([s["exit"] for s in samples])
+    rates = [float(np.mean(ex == k)) if n else 0.0 for k in range(len(manifest.stages))]
+    base_cls = run_classifier(base, x)
+    return {
+        "schema_version": 1, "generator": GENERATOR, "bundle_hash": manifest.bundle_hash, "split": "test", "n": n,
+        "accuracy": float(np.mean(cls == y)) if n else 0.0, "termination_rates": rates,
+        "early_termination": float(1.0 - rates[-1]) if n else 0.0,
+        "float_accuracy": float_accuracy,
+        "base_accuracy": float(np.mean(base_cls == y)) if n else 0.0,
+        "whole_eenn": {"n": n, "same_class": same_cls, "same_exit": same_exit},
+        "samples": samples,
+    }
+
+
+# ---------------------------------------------------------------------------------- writing
+class _Tree:
+    """Collects the generated files (relative path → bytes) before anything touches the disk."""
+
+    def __init__(self, bundle_hash: str):
+        self.files: dict[str, bytes] = {}
+        self.hash = bundle_hash
+
+    def text(self, rel: str, text: str, what: str, header: bool = True) -> None:
+        body = render.with_header(rel, text, self.hash, what) if header else render.normalise(text)
+        self.add(rel, body.encode("utf-8"))
+
+    def add(self, rel: str, data: bytes) -> None:
+        if rel in self.files:
+            raise AssertionError(f"{rel} generated twice")
+        self.files[rel] = data
+
+    def write(self, root: Path) -> None:
+        for rel in sorted(self.files):
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(self.files[rel])
+
+
+def _mtb_line(name: str) -> str:
+    if name in PINS:
+        return f"{REPOS[name]}#{PINS[name]}#$$ASSET_REPO$$/{name}/{PINS[name]}"
+    raise KeyError(name)
+
+
+def _asset_line(name: str, version: str) -> str:
+    return f"mtb://{name}#{version}#$$ASSET_REPO$$/{name}/{version}"
+
+
+def _tflm_ignore() -> list[str]:
+    from importlib import resources
+
+    text = resources.files("eenn.templates").joinpath("project", "proj_cm0p", "tflite_micro.cyignore.txt").read_text()
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem.MemoryLayout,
+                   stages: list[StageSubgraph], sizes: list[SubgraphSizes]) -> None:
+    env = render.environment()
+    last = len(stages) - 1
+    fm_max = max((s.feature_map.size for s in stages if s.feature_map is not None), default=0)
+    scores_max = max(s.scores.size for s in stages)
+    timeout_us = min(int(round(manifest.firmware.handoff_timeout_s * 1e6)), 2**32 - 1)
+    ctx = dict(m=manifest, kit=kit, layout=layout, last_stage=last, fm_max=fm_max, scores_max=scores_max,
+               timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=CMSIS_NN_IGNORE)
+
+    def put(template: str, rel: str, what: str, **extra) -> None:
+        tree.text(rel, env.get_template(f"project/{template}").render(**ctx, **extra), what)
+
+    put("Makefile.j2", "Makefile", "ModusToolbox application Makefile.")
+    put("common.mk.j2", "common.mk", "Settings shared by both projects.")
+    put("common_app.mk.j2", "common_app.mk", "ModusToolbox tools location.")
+    put("gitignore.j2", ".gitignore", "Build outputs.")
+    put("cyignore.j2", ".cyignore", "Not sources.")
+    put("README.md.j2", "README.md", "About this project.")
+    put("proj_cm0p/Makefile.j2", "proj_cm0p/Makefile", "CM0+ project.")
+    put("proj_cm0p/cyignore.j2", "proj_cm0p/.cyignore", "What the CM0+ build skips.")
+    put("proj_cm4/Makefile.j2", "proj_cm4/Makefile", "CM4 project.")
+    put("proj_cm0p/main.c.j2", "proj_cm0p/main.c", "CM0+ main.")
+    put("proj_cm4/main.c.j2", "proj_cm4/main.c", "CM4 main.")
+    put("shared/include/ee_config.h.j2", "shared/include/ee_config.h", "Runtime configuration.")
+    put("shared/source/ee_config.c.j2", "shared/source/ee_config.c", "Runtime configuration.")
+    put("shared/include/ee_app.h.j2", "shared/include/ee_app.h", "Application declarations.")
+    put("shared/source/COMPONENT_CM0P/ee_ipc_cm0p.c.j2", "shared/source/COMPONENT_CM0P/ee_ipc_cm0p.c",
+        "CM0+ IPC set-up.")
+    put("shared/source/COMPONENT_CM4/ee_ipc_cm4.c.j2", "shared/source/COMPONENT_CM4/ee_ipc_cm4.c", "CM4 IPC set-up.")
+    for core, script in (("CM0P", "cm0p.ld.j2"), ("CM4", "cm4.ld.j2")):
+        put(f"linker/{script}", f"templates/TARGET_{kit.name}/COMPONENT_{core}/TOOLCHAIN_GCC_ARM/linker.ld",
+            f"{core} linker script (eenn memory map).")
+    for st, sz, s in zip(stages, sizes, manifest.stages):
+        proj = "proj_cm0p" if st.index == 0 else "proj_cm4"
+        extra = dict(s=s, sizes=sz, model_len=len(st.tflite), model_sha=hashlib.sha256(st.tflite).hexdigest())
+        put("stage.cpp.j2", f"{proj}/ee_stage{st.index}.cpp", f"Stage {st.index}: TFLite Micro.", **extra)
+        put("model.h.j2", f"{proj}/ee_model_stage{st.index}.h", f"Stage {st.index} model.", **extra)
+        put("model.c.j2", f"{proj}/ee_model_stage{st.index}.c", f"Stage {st.index} model.",
+            model_bytes=render.c_bytes(st.tflite), **extra)
+    # deps: one line each, no header (the .mtb format has no comments)
+    bsp = _asset_line(f"TARGET_{kit.name}", kit.bsp_version)
+    for proj in ("proj_cm0p", "proj_cm4"):
+        tree.text(f"{proj}/deps/TARGET_{kit.name}.mtb", bsp, "", header=False)
+    for name in sorted(PINS):
+        tree.text(f"proj_cm0p/deps/{name}.mtb", _mtb_line(name), "", header=False)
+    tree.text("proj_cm4/deps/ml-tflite-micro.mtb", _asset_line("ml-tflite-micro", ML_TFLITE_MICRO), "", header=False)
+
+
+def copy_runtime(tree: _Tree) -> None:
+    """The firmware runtime (include/, src/, ports/psoc6/) into shared/eenn_runtime/."""
+    from eenn.hil.host_build import firmware_dir
+
+    root = firmware_dir()
+    for sub, pattern in (("include", "*.h"), ("src", "*.c"), ("ports/psoc6", "*.[ch]")):
+        for f in sorted((root / sub).glob(pattern)):
+            rel = f"{sub}/{f.name}"
+            tree.text(f"shared/eenn_runtime/{rel}", f.read_text(encoding="utf-8"),
+                      f"Copy of eenn's firmware/{rel}.")
+
+
+# ---------------------------------------------------------------------------------- main entry
+def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, force: bool = False,
+             model_id: str | None = None, log: Callable[[str], None] = lambda s: None) -> GenerateResult:
+    t0 = time.monotonic()
+    kit = get_kit(kit_name)
+    out = Path(out_dir)
+    bundle = load_bundle(bundle_dir)
+    check_output_dir(out, force)
+    profile = HardwareProfile.from_dict(bundle.solution.hardware, source=f"{bundle.path}/solution.json hardware")
+    proc_idx = _check_mapping(bundle, profile)
+
+    parts = load_parts(bundle)
+    calibration = load_calibration(bundle)
+    x_test, y_test = load_test_split(bundle)
+    log(f"converting {len(bundle.solution.segments)} stages to int8 TFLite ({len(calibration)} calibration samples)")
+    stages = build_stage_subgraphs(parts, calibration)
+    base = build_base_model(parts, calibration)
+    whole = build_whole_model(parts, calibration)
+    sizes = [subgraph_sizes(s.tflite) for s in stages]
+    base_sizes = subgraph_sizes(base)
+    layout = mem.compute_layout(
+        kit, model_bytes=(sizes[0].model_bytes, sizes[1].model_bytes),
+        arena_bytes=(sizes[0].arena_bytes, sizes[1].arena_bytes), input_len=stages[0].input.size,
+        fm_len=stages[0].feature_map.size, n_scores=max(s.scores.size for s in stages))
+    manifest = build_manifest(bundle, kit, profile, proc_idx, parts, stages, sizes, base_sizes, layout,
+                              model_id or default_model_id(bundle))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        tree = _Tree(bundle.hash)
+        for st in stages:
+            tree.add(f"eenn/models/stage{st.index}.tflite", st.tflite)
+        tree.add("eenn/models/base.tflite", base)
+        tree.add(str(MANIFEST_PATH), manifest.to_json().encode())
+        tree.write(tmp)  # the reference chain reads the models and the manifest from disk
+        float_acc = bundle.solution.metrics.get("eenn", {}).get("accuracy")
+        reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
+        tree.add("eenn/reference.json", (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
+        render_project(tree, manifest, kit, layout, stages, sizes)
+        copy_runtime(tree)
+        tree.add(MARKER, f"{GENERATOR}\nbundle {bundle.hash}\nkit {kit.name}\n".encode())
+        shutil.rmtree(tmp)
+        tmp.mkdir()
+        tree.write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return GenerateResult(out=out, manifest=manifest, layout=layout, sizes=sizes, base_sizes=base_sizes,
+                          reference=reference, seconds=time.monotonic() - t0, files=sorted(tree.files))
+
+
+def report_lines(res: GenerateResult) -> list[str]:
+    """What `eenn generate` prints: memory map per core, op lists, reference figures."""
+    m, ref = res.manifest, res.reference
+    lines = [f"project: {res.out} ({m.kit}, bundle {m.bundle_hash[:12]}…)", "memory map:"]
+    lines += ["  " + ln for ln in mem.describe(res.layout)]
+    for s, sz in zip(m.stages, res.sizes):
+        lines.append(f"stage {s.index} on {s.processor}: {len(sz.ops)} ops [{', '.join(sz.ops)}], "
+                     f"model {sz.model_bytes} B (weights {sz.weights_bytes} B), arena {sz.arena_bytes} B "
+                     f"(measured {sz.arena_measured} B + CMSIS-NN scratch {sz.cmsis_scratch} B + margin), "
+                     f"MicroMutableOpResolver<{sz.resolver_size}>: {' '.join(sz.resolver_calls)}")
+        if s.feature_map is not None:
+            lines.append(f"  exit threshold {s.threshold} → int8 threshold_q {s.threshold_q}; feature map "
+                         f"{s.feature_map.shape} {'requantized' if s.requant else 'copied as is'}")
+    b = res.base_sizes
+    lines.append(f"base model (comparison point) on {m.base.processor}: ops [{', '.join(b.ops)}], "
+                 f"model {b.model_bytes} B, arena {b.arena_bytes} B")
+    w = ref["whole_eenn"]
+    lines.append(f"int8 reference on {ref['n']} test samples: accuracy {ref['accuracy']:.4f} "
+                 f"(float EENN {ref['float_accuracy']}, int8 base {ref['base_accuracy']:.4f}), termination "
+                 f"{[round(r, 4) for r in ref['termination_rates']]}; same class/exit as the whole int8 EENN: "
+                 f"{w['same_class']}/{w['n']}, {w['same_exit']}/{w['n']}")
+    lines.append(f"done in {res.seconds:.1f} s")
+    return lines

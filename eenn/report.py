@@ -1,0 +1,236 @@
+"""The end-to-end report: one HTML file (plots embedded) and its Markdown twin.
+
+It reads only the pipeline's documented outputs — the solution bundle (docs/interfaces.md §2),
+the generated project's `eenn/project.json` and `eenn/reference.json` (§3) and the HIL
+session's `summary.json` (docs/hil.md §3) — so it can be rebuilt from those directories alone
+(`eenn report`). What a stage did not produce is said, never filled with a guess.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eenn import __version__
+from eenn.augment.bundle import load_bundle
+from eenn.errors import EennError
+
+
+@dataclass(frozen=True)
+class ReportSources:
+    bundle: Path
+    project: Path | None = None
+    session: Path | None = None
+
+
+# ------------------------------------------------------------------------------------ format
+def pct(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def si(x: float | None, unit: str) -> str:
+    """1.06 s, 21.3 mJ, 4.8 µs …; 'n/a' for a missing value."""
+    if x is None:
+        return "n/a"
+    for factor, prefix in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
+        if abs(x) >= factor or factor == 1e-9:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x} {unit}"
+
+
+def macs(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= factor:
+            return f"{x / factor:.3g} {suffix}"
+    return f"{x:.3g}"
+
+
+def nbytes(x: int | None) -> str:
+    if x is None:
+        return "n/a"
+    if x >= 1 << 20:
+        return f"{x / (1 << 20):.2f} MiB"
+    if x >= 1 << 10:
+        return f"{x / (1 << 10):.1f} KiB"
+    return f"{x} B"
+
+
+def delta_points(base: float, new: float) -> str:
+    return f"{100 * (new - base):+.2f} pts"
+
+
+def delta_relative(base: float, new: float) -> str:
+    if base == 0:
+        return "n/a"
+    return f"{100 * (new - base) / base:+.2f} %"
+
+
+# ------------------------------------------------------------------------------------ tables
+def paper_table(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """Base model vs EENN, as in the paper's Table 2, with deltas (test split)."""
+    b, e = metrics["base"], metrics["eenn"]
+    rows = []
+    for key, name in (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall")):
+        rows.append({"metric": name, "base": pct(b[key]), "eenn": pct(e[key]), "delta": delta_points(b[key], e[key])})
+    rows.append({"metric": "Mean MACs", "base": macs(b["mean_macs"]), "eenn": macs(e["mean_macs"]),
+                 "delta": delta_relative(b["mean_macs"], e["mean_macs"])})
+    for key, name, unit in (("mean_latency_s", "Mean latency", "s"), ("worst_latency_s", "Worst-case latency", "s"),
+                            ("mean_energy_j", "Mean energy", "J")):
+        rows.append({"metric": name, "base": si(b[key], unit), "eenn": si(e[key], unit),
+                     "delta": delta_relative(b[key], e[key])})
+    base_early = b.get("early_termination", 0.0)
+    rows.append({"metric": "Early termination", "base": pct(base_early), "eenn": pct(e["early_termination"]),
+                 "delta": delta_points(base_early, e["early_termination"])})
+    return rows
+
+
+def _triple(metric: dict[str, Any] | None, fmt) -> dict[str, str]:
+    metric = metric or {}
+    return {k: ("—" if metric.get(k) is None else fmt(metric[k])) for k in ("predicted", "reference", "measured")}
+
+
+def validation_table(summary: dict[str, Any] | None, reference: dict[str, Any] | None,
+                     eenn: dict[str, Any]) -> list[dict[str, str]]:
+    """Predicted (search, float) vs int8 reference chain vs board, per metric."""
+    if summary is not None:
+        m = summary["metrics"]
+        rows = [{"metric": "Accuracy", **_triple(m.get("accuracy"), pct)},
+                {"metric": "Early termination", **_triple(m.get("early_termination"), pct)}]
+        rates = m.get("termination_rates") or {}
+        n = max(len(rates.get(k) or []) for k in ("predicted", "reference", "measured")) if rates else 0
+        for k in range(n):
+            name = "final classifier" if k == n - 1 else f"exit {k}"
+            per = {s: (rates.get(s) or [None] * n)[k] if rates.get(s) else None for s in ("predicted", "reference", "measured")}
+            rows.append({"metric": f"Terminates at {name}", **_triple(per, pct)})
+        for key, name, unit in (("mean_latency_s", "Mean latency", "s"), ("p99_latency_s", "p99 latency", "s"),
+                                ("worst_latency_s", "Worst latency", "s"), ("mean_energy_j", "Mean energy", "J")):
+            rows.append({"metric": name, **_triple(m.get(key), lambda v, u=unit: si(v, u))})
+        rows.append({"metric": "Agreement with the int8 chain (class and exit)",
+                     **_triple(m.get("reference_agreement"), pct)})
+        return rows
+    rows = [{"metric": "Accuracy", "predicted": pct(eenn["accuracy"]),
+             "reference": pct(reference["accuracy"]) if reference else "—", "measured": "—"},
+            {"metric": "Early termination", "predicted": pct(eenn["early_termination"]),
+             "reference": pct(reference["early_termination"]) if reference else "—", "measured": "—"}]
+    return rows
+
+
+def exits_table(solution: Any, manifest: dict[str, Any] | None, summary: dict[str, Any] | None) -> list[dict[str, str]]:
+    stages = (manifest or {}).get("stages", [])
+    rates = (summary or {}).get("metrics", {}).get("termination_rates", {}).get("measured") or \
+        solution.metrics["eenn"].get("termination_rates") or []
+    rows = []
+    for ex in solution.exits:
+        st = stages[ex.index] if ex.index < len(stages) else {}
+        rows.append({"exit": str(ex.index), "after_layer": ex.after_layer, "processor": ex.processor,
+                     "threshold": f"{ex.threshold:.3f}",
+                     "threshold_q": "—" if st.get("threshold_q") is None else str(st["threshold_q"]),
+                     "macs": macs(ex.macs), "rate": pct(rates[ex.index]) if ex.index < len(rates) else "—"})
+    return rows
+
+
+def memory_table(manifest: dict[str, Any] | None) -> list[dict[str, str]]:
+    rows = []
+    for st in (manifest or {}).get("stages", []):
+        rows.append({"stage": str(st["index"]), "processor": st["processor"], "core": st.get("core", ""),
+                     "weights": nbytes(st.get("weights_bytes")), "arena": nbytes(st.get("arena_bytes")),
+                     "macs": macs(st.get("macs")), "predicted": si(st.get("predicted_s"), "s"),
+                     "ops": ", ".join(st.get("ops", []))})
+    return rows
+
+
+def pareto_rows(bundle: Path, limit: int = 12) -> tuple[list[str], list[list[str]]]:
+    path = bundle / "pareto.csv"
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return [], []
+    return rows[0], rows[1:limit + 1]
+
+
+# ------------------------------------------------------------------------------------ context
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EennError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _plot(path: Path, caption: str) -> dict[str, str]:
+    return {"path": str(path), "caption": caption, "data": base64.b64encode(path.read_bytes()).decode()}
+
+
+def build_context(src: ReportSources) -> dict[str, Any]:
+    bundle = load_bundle(src.bundle)
+    sol = bundle.solution
+    manifest = _read_json(src.project / "eenn" / "project.json") if src.project else None
+    reference = _read_json(src.project / "eenn" / "reference.json") if src.project else None
+    summary = _read_json(src.session / "summary.json") if src.session else None
+    if manifest and manifest.get("bundle_hash") != bundle.hash:
+        raise EennError(f"{src.project}: generated from another bundle (hash {manifest.get('bundle_hash', '?')[:12]}, "
+                        f"bundle {bundle.hash[:12]}): regenerate it with `eenn generate`")
+    if summary and summary.get("bundle_hash") not in (None, bundle.hash):
+        raise EennError(f"{src.session}: a HIL session of another bundle")
+
+    plots = [_plot(p, p.stem.replace("_", " ")) for p in sorted(src.bundle.glob("*.png"))]
+    if src.session:
+        for name, caption in (("latency.png", "latency per exit path"), ("energy.png", "energy per exit path")):
+            if (src.session / name).is_file():
+                plots.append(_plot(src.session / name, caption))
+    header, pareto = pareto_rows(src.bundle)
+    hw = sol.hardware
+    return {
+        "version": __version__,
+        "bundle": str(src.bundle), "bundle_hash": bundle.hash,
+        "project": str(src.project) if src.project else None,
+        "session": str(src.session) if src.session else None,
+        "model": sol.base_model.source, "model_sha256": sol.base_model.sha256,
+        "input_shape": "×".join(map(str, sol.base_model.input_shape)), "num_classes": sol.base_model.num_classes,
+        "hardware": hw.get("name", "?"), "processors": [p["name"] for p in hw.get("processors", [])],
+        "kit": (manifest or {}).get("kit"),
+        "search": sol.search, "split": sol.metrics.get("split", "test"), "n": sol.metrics.get("n"),
+        "paper": paper_table(sol.metrics),
+        "validation": validation_table(summary, reference, sol.metrics["eenn"]),
+        "timing": (summary or {}).get("timing"), "timing_measured": (summary or {}).get("timing_measured"),
+        "energy_source": (summary or {}).get("energy_source"),
+        "exits": exits_table(sol, manifest, summary),
+        "segments": [{"index": s.index, "processor": s.processor, "first": s.first_layer, "last": s.last_layer,
+                      "macs": macs(s.macs)} for s in sol.segments],
+        "memory": memory_table(manifest),
+        "memory_layout": (manifest or {}).get("memory"),
+        "whole_eenn": (reference or {}).get("whole_eenn"),
+        "pareto_header": header, "pareto": pareto,
+        "plots": plots,
+        "no_exit": not sol.exits,
+    }
+
+
+def write_report(src: ReportSources, out_html: Path, out_md: Path | None = None) -> dict[str, Any]:
+    """Render the report; returns the context it was rendered from."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("eenn.templates", "report"), undefined=StrictUndefined,
+                      autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    ctx = build_context(src)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text(env.get_template("report.html.j2").render(**ctx))
+    if out_md is not None:
+        md_ctx = dict(ctx, plots=[{**p, "rel": _relative(Path(p["path"]), out_md.parent)} for p in ctx["plots"]])
+        out_md.write_text(env.get_template("report.md.j2").render(**md_ctx))
+    return ctx
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path.resolve(), start.resolve())

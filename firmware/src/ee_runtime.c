@@ -1,0 +1,357 @@
+/* Inference on core 0 and the handoff to the next cores (see ee_runtime.h, ee_handoff.h). */
+#include "ee_runtime.h"
+
+#include "ee_port.h"
+
+uint64_t ee_ticks_to_us(uint64_t ticks, uint32_t hz)
+{
+    if (hz == 0u) {
+        return 0u;
+    }
+    return (ticks / hz) * 1000000u + ((ticks % hz) * 1000000u) / hz;
+}
+
+uint64_t ee_us_to_ticks(uint64_t us, uint32_t hz)
+{
+    uint64_t whole = us / 1000000u;
+    uint64_t part = us % 1000000u;
+    if (hz == 0u) {
+        return 0u;
+    }
+    if (whole != 0u && whole > UINT64_MAX / hz) {
+        return UINT64_MAX;
+    }
+    return whole * hz + (part * hz) / 1000000u;
+}
+
+static int zp_ok(int32_t z)
+{
+    return z >= -128 && z <= 127;
+}
+
+const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
+{
+    uint32_t k;
+    uint32_t max_fm = 0;
+    uint32_t max_scores = 0;
+    if (cfg == 0) {
+        return "no configuration";
+    }
+    if (cfg->n_stages < 1u || cfg->n_stages > EE_MAX_STAGES) {
+        return "n_stages must be 1..EE_MAX_STAGES";
+    }
+    if (cfg->confidence != EE_CONF_MAX && cfg->confidence != EE_CONF_MARGIN) {
+        return "confidence must be EE_CONF_MAX or EE_CONF_MARGIN";
+    }
+    if (cfg->n_stages > 1u && cfg->handoff_timeout_us == 0u) {
+        return "handoff_timeout_us must be > 0";
+    }
+    if (cfg->solution_hash == 0 || cfg->model_id == 0) {
+        return "solution_hash and model_id must not be NULL";
+    }
+    for (k = 0; k < cfg->n_stages; ++k) {
+        const ee_stage_config_t *st = &cfg->stages[k];
+        int last = (k + 1u == cfg->n_stages);
+        if (st->input_len == 0u) {
+            return "a stage has input_len 0";
+        }
+        if (st->n_scores == 0u || (cfg->confidence == EE_CONF_MARGIN && st->n_scores < 2u)) {
+            return "a stage has too few scores (>= 1; >= 2 for margin)";
+        }
+        if (st->tick_hz == 0u) {
+            return "a stage has tick_hz 0";
+        }
+        if (!(st->scores_scale > 0.0f) || !zp_ok(st->scores_zero_point)) {
+            return "a stage has a bad scores quantization";
+        }
+        if (last ? st->fm_len != 0u : st->fm_len == 0u) {
+            return "fm_len must be 0 on the last stage and > 0 on the others";
+        }
+        if (k > 0u && st->input_len != cfg->stages[k - 1u].fm_len) {
+            return "a stage's input_len differs from the previous stage's fm_len";
+        }
+        if (st->requant.enabled) {
+            if (k == 0u) {
+                return "stage 0 cannot requantize its input";
+            }
+            if (st->requant.multiplier < 0 || st->requant.shift < -31 || st->requant.shift > 30 ||
+                !zp_ok(st->requant.in_zero_point) || !zp_ok(st->requant.out_zero_point)) {
+                return "a stage has requant constants out of range";
+            }
+        }
+        if (st->fm_len > max_fm) {
+            max_fm = st->fm_len;
+        }
+        if (st->n_scores > max_scores) {
+            max_scores = st->n_scores;
+        }
+    }
+    if (buf == 0) {
+        return 0;
+    }
+    if (buf->input == 0 || buf->input_cap < cfg->stages[0].input_len) {
+        return "the input buffer is missing or smaller than stages[0].input_len";
+    }
+    if (buf->scores == 0 || buf->scores_cap < max_scores) {
+        return "the scores buffer is missing or smaller than the largest n_scores";
+    }
+    if (cfg->n_stages > 1u) {
+        if (buf->mailbox == 0) {
+            return "a multi-stage configuration needs a mailbox";
+        }
+        if (buf->fm[0] == 0 || buf->fm_cap < max_fm || (cfg->n_stages > 2u && buf->fm[1] == 0)) {
+            return "the feature-map buffers are missing or smaller than the largest fm_len";
+        }
+    }
+    return 0;
+}
+
+ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_buffers_t *buf)
+{
+    uint32_t k;
+    if (rt == 0 || buf == 0) {
+        return EE_ERR_ARG;
+    }
+    rt->cfg = 0;
+    rt->buf = 0;
+    rt->seq = 0;
+    if (ee_config_check(cfg, buf) != 0) {
+        return EE_ERR_CONFIG;
+    }
+    rt->cfg = cfg;
+    rt->buf = buf;
+    ee_hs_init(&rt->hs, ee_us_to_ticks(cfg->handoff_timeout_us, cfg->stages[0].tick_hz));
+    if (buf->mailbox != 0) {
+        ee_mailbox_t *mb = buf->mailbox;
+        mb->magic = EE_MAILBOX_MAGIC;
+        mb->req_seq = 0;
+        mb->resp_seq = 0;
+        mb->stage = 0;
+        mb->fm_len = 0;
+        mb->status = EE_OK;
+        mb->exit_stage = 0;
+        mb->cls = 0;
+        mb->confidence = 0;
+        mb->fm[0] = buf->fm[0];
+        mb->fm[1] = buf->fm[1];
+        mb->fm_cap = buf->fm_cap;
+        mb->scores = buf->scores;
+        mb->scores_cap = buf->scores_cap;
+        for (k = 0; k < EE_MAX_STAGES; ++k) {
+            mb->ticks[k] = 0;
+        }
+        ee_port_barrier();
+    }
+    return EE_OK;
+}
+
+static void result_clear(ee_result_t *res)
+{
+    uint32_t k;
+    res->status = EE_ERR_PENDING;
+    res->cls = 0;
+    res->exit_stage = 0;
+    res->confidence = 0;
+    for (k = 0; k < EE_MAX_STAGES; ++k) {
+        res->ticks[k] = 0;
+    }
+    res->elapsed_ticks = 0;
+    res->scores = 0;
+    res->n_scores = 0;
+}
+
+ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_result_t *res)
+{
+    const ee_config_t *cfg;
+    const ee_buffers_t *buf;
+    const ee_stage_config_t *st;
+    ee_mailbox_t *mb;
+    uint64_t t0;
+    uint64_t t_pass;
+    uint64_t t_wake;
+    uint64_t now;
+    uint32_t seq;
+    uint32_t k;
+    int rc;
+
+    if (rt == 0 || rt->cfg == 0 || res == 0 || input == 0) {
+        return EE_ERR_ARG;
+    }
+    result_clear(res);
+    cfg = rt->cfg;
+    buf = rt->buf;
+    st = &cfg->stages[0];
+    if (len != st->input_len) {
+        res->status = EE_ERR_SIZE;
+        return res->status;
+    }
+    if (rt->hs.state == EE_HS_ERROR) {
+        (void)ee_hs_event(&rt->hs, EE_HS_EV_RESET, 0, EE_OK);
+    }
+    t0 = ee_port_ticks();
+    if (ee_hs_event(&rt->hs, EE_HS_EV_START, t0, EE_OK) != EE_HS_LOCAL) {
+        res->status = rt->hs.error;
+        return res->status;
+    }
+    rc = ee_app_run_stage(0u, input, len, cfg->n_stages > 1u ? buf->fm[0] : 0, st->fm_len, buf->scores,
+                          st->n_scores);
+    if (rc != 0) {
+        (void)ee_hs_event(&rt->hs, EE_HS_EV_FAIL, ee_port_ticks(), EE_OK);
+        now = ee_port_ticks();
+        res->status = rt->hs.error;
+        res->ticks[0] = now - t0;
+        res->elapsed_ticks = now - t0;
+        return res->status;
+    }
+    if (cfg->n_stages == 1u || ee_exit_taken(buf->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
+        (void)ee_hs_event(&rt->hs, EE_HS_EV_EXIT, ee_port_ticks(), EE_OK);
+        res->cls = ee_argmax(buf->scores, st->n_scores);
+        res->exit_stage = 0;
+        res->confidence = ee_confidence_q(buf->scores, st->n_scores, cfg->confidence);
+        res->scores = buf->scores;
+        res->n_scores = st->n_scores;
+        res->status = EE_OK;
+        now = ee_port_ticks();
+        res->ticks[0] = now - t0;
+        res->elapsed_ticks = now - t0;
+        return EE_OK;
+    }
+
+    /* not confident: publish the feature map and hand over to core 1 */
+    mb = buf->mailbox;
+    seq = ++rt->seq;
+    mb->stage = 1u;
+    mb->fm_len = st->fm_len;
+    mb->status = EE_ERR_PENDING;
+    for (k = 0; k < EE_MAX_STAGES; ++k) {
+        mb->ticks[k] = 0;
+    }
+    mb->req_seq = seq;
+    ee_port_barrier();
+    t_pass = ee_port_ticks();
+    (void)ee_hs_event(&rt->hs, EE_HS_EV_PASS, t_pass, EE_OK);
+    while (rt->hs.state == EE_HS_NOTIFY) {
+        ee_status_t nrc = ee_port_notify(1u, mb);
+        if (nrc == EE_OK) {
+            (void)ee_hs_event(&rt->hs, EE_HS_EV_NOTIFIED, ee_port_ticks(), EE_OK);
+        } else if (nrc == EE_ERR_BUSY) {
+            if (ee_hs_event(&rt->hs, EE_HS_EV_BUSY, ee_port_ticks(), EE_OK) == EE_HS_NOTIFY) {
+                ee_port_wait_event();
+            }
+        } else {
+            (void)ee_hs_event(&rt->hs, EE_HS_EV_IPC_FAIL, ee_port_ticks(), EE_OK);
+        }
+    }
+    while (rt->hs.state == EE_HS_WAIT) {
+        ee_port_barrier();
+        if (mb->resp_seq == seq) {
+            ee_status_t remote = (ee_status_t)mb->status;
+            if (remote == EE_OK && mb->exit_stage > 0u && mb->exit_stage < cfg->n_stages) {
+                (void)ee_hs_event(&rt->hs, EE_HS_EV_ANSWER, ee_port_ticks(), EE_OK);
+            } else {
+                (void)ee_hs_event(&rt->hs, EE_HS_EV_REMOTE_ERROR, ee_port_ticks(), remote);
+            }
+        } else if (ee_hs_event(&rt->hs, EE_HS_EV_POLL, ee_port_ticks(), EE_OK) == EE_HS_WAIT) {
+            ee_port_wait_event();
+        }
+    }
+    t_wake = ee_port_ticks();
+    if (rt->hs.state == EE_HS_DONE) {
+        uint32_t ex = mb->exit_stage;
+        res->cls = mb->cls;
+        res->exit_stage = ex;
+        res->confidence = mb->confidence;
+        res->scores = buf->scores;
+        res->n_scores = cfg->stages[ex].n_scores;
+        for (k = 1; k < cfg->n_stages; ++k) {
+            res->ticks[k] = mb->ticks[k];
+        }
+        res->status = EE_OK;
+    } else {
+        res->status = rt->hs.error;
+    }
+    now = ee_port_ticks();
+    res->ticks[0] = (t_pass - t0) + (now - t_wake);
+    res->elapsed_ticks = now - t0;
+    return res->status;
+}
+
+ee_status_t ee_serve(const ee_config_t *cfg, uint32_t core, ee_mailbox_t *mb)
+{
+    ee_responder_t rs;
+    const ee_stage_config_t *st;
+    uint64_t t0 = ee_port_ticks();
+    uint32_t seq;
+    uint32_t next = 0;
+    ee_status_t answer = EE_OK;
+    int valid;
+    int last;
+
+    if (cfg == 0 || mb == 0 || mb->magic != EE_MAILBOX_MAGIC || core == 0u || core >= cfg->n_stages) {
+        return EE_ERR_PROTOCOL; /* nobody to answer safely */
+    }
+    st = &cfg->stages[core];
+    last = (core + 1u == cfg->n_stages);
+    ee_rs_init(&rs, ee_us_to_ticks(cfg->handoff_timeout_us, st->tick_hz));
+    ee_port_barrier();
+    seq = mb->req_seq;
+    valid = mb->stage == core && mb->fm_len == st->input_len && st->input_len <= mb->fm_cap &&
+            mb->fm[(core - 1u) & 1u] != 0 && mb->scores != 0 && st->n_scores <= mb->scores_cap &&
+            (last || (st->fm_len <= mb->fm_cap && mb->fm[core & 1u] != 0));
+    if (!valid) {
+        (void)ee_rs_event(&rs, EE_RS_EV_BAD_REQUEST, ee_port_ticks());
+        answer = EE_ERR_PROTOCOL;
+    } else {
+        int8_t *in = mb->fm[(core - 1u) & 1u];
+        int8_t *out = last ? 0 : mb->fm[core & 1u];
+        int rc;
+        (void)ee_rs_event(&rs, EE_RS_EV_REQUEST, ee_port_ticks());
+        ee_requant(in, in, st->input_len, &st->requant);
+        rc = ee_app_run_stage(core, in, st->input_len, out, last ? 0u : st->fm_len, mb->scores, st->n_scores);
+        if (rc != 0) {
+            (void)ee_rs_event(&rs, EE_RS_EV_FAIL, ee_port_ticks());
+            answer = EE_ERR_STAGE;
+        } else {
+            (void)ee_rs_event(&rs, EE_RS_EV_DONE, ee_port_ticks());
+            if (last || ee_exit_taken(mb->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
+                mb->cls = ee_argmax(mb->scores, st->n_scores);
+                mb->exit_stage = core;
+                mb->confidence = ee_confidence_q(mb->scores, st->n_scores, cfg->confidence);
+            } else {
+                next = core + 1u;
+                mb->stage = next;
+                mb->fm_len = st->fm_len;
+            }
+        }
+    }
+    mb->ticks[core] = ee_port_ticks() - t0;
+    if (next == 0u) {
+        mb->status = answer;
+        ee_port_barrier();
+        mb->resp_seq = seq;
+    }
+    ee_port_barrier();
+    while (rs.state == EE_RS_REPLY) {
+        ee_status_t nrc = ee_port_notify(next, mb);
+        if (nrc == EE_OK) {
+            (void)ee_rs_event(&rs, EE_RS_EV_SENT, ee_port_ticks());
+        } else if (nrc == EE_ERR_BUSY) {
+            if (ee_rs_event(&rs, EE_RS_EV_BUSY, ee_port_ticks()) == EE_RS_REPLY) {
+                ee_port_wait_event();
+            }
+        } else {
+            (void)ee_rs_event(&rs, EE_RS_EV_IPC_FAIL, ee_port_ticks());
+        }
+    }
+    return rs.state == EE_RS_ERROR ? rs.error : answer;
+}
+
+void ee_core_main(const ee_config_t *cfg, uint32_t core)
+{
+    for (;;) {
+        ee_mailbox_t *mb = ee_port_wait_request();
+        if (mb != 0) {
+            (void)ee_serve(cfg, core, mb);
+        }
+    }
+}

@@ -1,0 +1,510 @@
+/*
+ * Host unit tests of the portable runtime: integer rules, both handoff state machines
+ * (every transition, timeouts, the error state) and ee_infer()/ee_serve() through the
+ * host port with fake stages. Built (with ASan and UBSan where available) and run by
+ * tests/test_firmware_c.py, from the sources under src/ and ports/host/.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ee_crc32.h"
+#include "ee_handoff.h"
+#include "ee_host.h"
+#include "ee_quant.h"
+#include "ee_runtime.h"
+
+static int g_checks;
+static int g_failures;
+
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        g_checks++;                                                                 \
+        if (!(cond)) {                                                              \
+            g_failures++;                                                           \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                  \
+        }                                                                           \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                              \
+    do {                                                                            \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                       \
+        g_checks++;                                                                 \
+        if (va_ != vb_) {                                                           \
+            g_failures++;                                                           \
+            printf("FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, \
+                   #b, va_, vb_);                                                   \
+        }                                                                           \
+    } while (0)
+
+/* ------------------------------------------------------------------ integer rules */
+
+static void test_quant(void)
+{
+    int8_t s[4] = {5, 9, 9, -3};
+    int8_t m[3] = {7, 7, 1};
+    int8_t buf[3] = {-128, 0, 127};
+    ee_requant_t half = {1, 1073741824, 0, -128, -128}; /* ratio 0.5 */
+    ee_requant_t off = {0, 0, 0, 0, 0};
+
+    CHECK_EQ(ee_srdhm(-2147483647 - 1, -2147483647 - 1), 2147483647);
+    CHECK_EQ(ee_srdhm(1073741824, 1073741824), 536870912);
+    CHECK_EQ(ee_srdhm(-3, 1073741824), -1);     /* -1.5 rounds away from zero */
+    CHECK_EQ(ee_rdbpot(5, 1), 3);               /* 2.5 -> 3 */
+    CHECK_EQ(ee_rdbpot(-5, 1), -3);             /* -2.5 -> -3 */
+    CHECK_EQ(ee_rdbpot(-4, 1), -2);
+    CHECK_EQ(ee_rdbpot(7, 0), 7);
+    CHECK_EQ(ee_rdbpot(-2147483647 - 1, 31), -1);
+    CHECK_EQ(ee_argmax(s, 4), 1);               /* tie: lowest index */
+    CHECK_EQ(ee_confidence_q(s, 4, EE_CONF_MAX), 9);
+    CHECK_EQ(ee_confidence_q(s, 4, EE_CONF_MARGIN), 0);
+    CHECK_EQ(ee_confidence_q(m, 3, EE_CONF_MARGIN), 0);
+    CHECK_EQ(ee_confidence_q(m + 1, 2, EE_CONF_MARGIN), 6);
+    CHECK(ee_exit_taken(s, 4, 9, EE_CONF_MAX));
+    CHECK(!ee_exit_taken(s, 4, 10, EE_CONF_MAX));
+    CHECK(ee_exit_taken(s, 4, -128, EE_CONF_MAX));
+    CHECK(!ee_exit_taken(s, 4, 128, EE_CONF_MAX));
+    ee_requant(buf, buf, 3, &half); /* (q + 128) / 2 - 128, half away from zero */
+    CHECK_EQ(buf[0], -128);
+    CHECK_EQ(buf[1], -64);
+    CHECK_EQ(buf[2], 0);            /* 255 / 2 = 127.5 -> 128 -> 0 */
+    ee_requant(buf, buf, 3, &off);
+    CHECK_EQ(buf[2], 0);
+    CHECK_EQ(ee_crc32_update(0, "123456789", 9), 0xCBF43926u);
+    CHECK_EQ(ee_crc32_update(ee_crc32_update(0, "1234", 4), "56789", 5), 0xCBF43926u);
+    CHECK_EQ(ee_ticks_to_us(150000000u, 150000000u), 1000000);
+    CHECK_EQ(ee_us_to_ticks(1500000u, 100000000u), 150000000);
+    CHECK_EQ(ee_ticks_to_us(UINT64_MAX, 1000000u), UINT64_MAX);
+}
+
+/* ------------------------------------------------------------------ requester machine */
+
+static ee_hs_state_t hs_from(ee_hs_state_t start, ee_hs_event_t ev, uint64_t now)
+{
+    ee_handoff_t h;
+    ee_hs_init(&h, 100);
+    /* drive to `start` through allowed transitions */
+    switch (start) {
+    case EE_HS_IDLE:
+        break;
+    case EE_HS_LOCAL:
+        ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+        break;
+    case EE_HS_NOTIFY:
+        ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+        ee_hs_event(&h, EE_HS_EV_PASS, 0, EE_OK);
+        break;
+    case EE_HS_WAIT:
+        ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+        ee_hs_event(&h, EE_HS_EV_PASS, 0, EE_OK);
+        ee_hs_event(&h, EE_HS_EV_NOTIFIED, 0, EE_OK);
+        break;
+    case EE_HS_DONE:
+        ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+        ee_hs_event(&h, EE_HS_EV_EXIT, 0, EE_OK);
+        break;
+    case EE_HS_ERROR:
+        ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+        ee_hs_event(&h, EE_HS_EV_FAIL, 0, EE_OK);
+        break;
+    }
+    if (h.state != start) {
+        return (ee_hs_state_t)99;
+    }
+    return ee_hs_event(&h, ev, now, EE_ERR_STAGE);
+}
+
+static void test_requester_table(void)
+{
+    /* expected[state][event] at now = 0 (before the deadline of 100 ticks) */
+    static const ee_hs_state_t E = EE_HS_ERROR;
+    static const ee_hs_state_t expected[6][11] = {
+        /*            START        EXIT         PASS           FAIL NOTIFIED     BUSY           IPC_FAIL ANSWER       REMOTE POLL         RESET */
+        /* IDLE   */ {EE_HS_LOCAL, E,           E,             E,   E,           E,             E,       E,           E,     E,           EE_HS_IDLE},
+        /* LOCAL  */ {E,           EE_HS_DONE,  EE_HS_NOTIFY,  E,   E,           E,             E,       E,           E,     E,           EE_HS_IDLE},
+        /* NOTIFY */ {E,           E,           E,             E,   EE_HS_WAIT,  EE_HS_NOTIFY,  E,       E,           E,     E,           EE_HS_IDLE},
+        /* WAIT   */ {E,           E,           E,             E,   E,           E,             E,       EE_HS_DONE,  E,     EE_HS_WAIT,  EE_HS_IDLE},
+        /* DONE   */ {EE_HS_LOCAL, E,           E,             E,   E,           E,             E,       E,           E,     E,           EE_HS_IDLE},
+        /* ERROR  */ {E,           E,           E,             E,   E,           E,             E,       E,           E,     E,           EE_HS_IDLE},
+    };
+    int s;
+    int e;
+    for (s = 0; s < 6; ++s) {
+        for (e = 0; e < 11; ++e) {
+            ee_hs_state_t got = hs_from((ee_hs_state_t)s, (ee_hs_event_t)e, 0);
+            if (got != expected[s][e]) {
+                printf("  requester %s + event %d -> %s, expected %s\n", ee_hs_state_name((ee_hs_state_t)s), e,
+                       ee_hs_state_name(got), ee_hs_state_name(expected[s][e]));
+            }
+            CHECK_EQ(got, expected[s][e]);
+        }
+    }
+}
+
+static void test_requester_errors_and_timeouts(void)
+{
+    ee_handoff_t h;
+    ee_hs_init(&h, 100);
+    /* an event out of place is a state error and sticks until RESET */
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_ANSWER, 0, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_STATE);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_STATE);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_RESET, 0, EE_OK), EE_HS_IDLE);
+    CHECK_EQ(h.error, EE_OK);
+
+    /* stage failure */
+    ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_FAIL, 5, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_STAGE);
+    ee_hs_event(&h, EE_HS_EV_RESET, 0, EE_OK);
+
+    /* the deadline counts from PASS: BUSY retries until it, then TIMEOUT */
+    ee_hs_event(&h, EE_HS_EV_START, 1000, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_PASS, 1000, EE_OK);
+    CHECK_EQ(h.deadline, 1100);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_BUSY, 1099, EE_OK), EE_HS_NOTIFY);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_BUSY, 1100, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_TIMEOUT);
+    ee_hs_event(&h, EE_HS_EV_RESET, 0, EE_OK);
+
+    /* core 1 never answers: POLL times out at the deadline */
+    ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_PASS, 10, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_NOTIFIED, 20, EE_OK);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_POLL, 109, EE_OK), EE_HS_WAIT);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_POLL, 110, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_TIMEOUT);
+    /* a late answer does not revive it */
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_ANSWER, 111, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_TIMEOUT);
+    ee_hs_event(&h, EE_HS_EV_RESET, 0, EE_OK);
+
+    /* remote error carries the remote status; IPC failure */
+    ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_PASS, 0, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_NOTIFIED, 0, EE_OK);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_REMOTE_ERROR, 0, EE_ERR_STAGE), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_STAGE);
+    ee_hs_event(&h, EE_HS_EV_RESET, 0, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_START, 0, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_PASS, 0, EE_OK);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_IPC_FAIL, 0, EE_OK), EE_HS_ERROR);
+    CHECK_EQ(h.error, EE_ERR_IPC);
+
+    /* the deadline saturates instead of wrapping */
+    ee_hs_init(&h, UINT64_MAX);
+    ee_hs_event(&h, EE_HS_EV_START, 5, EE_OK);
+    ee_hs_event(&h, EE_HS_EV_PASS, 5, EE_OK);
+    CHECK(h.deadline == UINT64_MAX);
+    CHECK_EQ(ee_hs_event(&h, EE_HS_EV_BUSY, UINT64_MAX - 1u, EE_OK), EE_HS_NOTIFY);
+}
+
+static void test_responder(void)
+{
+    ee_responder_t r;
+    ee_rs_init(&r, 50);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_REQUEST, 0), EE_RS_RUN);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_DONE, 10), EE_RS_REPLY);
+    CHECK_EQ(r.error, EE_OK);
+    CHECK_EQ(r.deadline, 60);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_BUSY, 59), EE_RS_REPLY);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_SENT, 59), EE_RS_SLEEP);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_BAD_REQUEST, 0), EE_RS_REPLY);
+    CHECK_EQ(r.error, EE_ERR_PROTOCOL);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_BUSY, 50), EE_RS_ERROR);
+    CHECK_EQ(r.error, EE_ERR_TIMEOUT);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_SENT, 51), EE_RS_ERROR); /* sticks */
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_RESET, 0), EE_RS_SLEEP);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_REQUEST, 0), EE_RS_RUN);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_FAIL, 0), EE_RS_REPLY);
+    CHECK_EQ(r.error, EE_ERR_STAGE);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_IPC_FAIL, 0), EE_RS_ERROR);
+    CHECK_EQ(r.error, EE_ERR_IPC);
+    ee_rs_event(&r, EE_RS_EV_RESET, 0);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_DONE, 0), EE_RS_ERROR); /* not running */
+    CHECK_EQ(r.error, EE_ERR_STATE);
+    ee_rs_event(&r, EE_RS_EV_RESET, 0);
+    CHECK_EQ(ee_rs_event(&r, EE_RS_EV_SENT, 0), EE_RS_ERROR);
+}
+
+/* ------------------------------------------------------------------ runtime on the host port */
+
+/* Fake stages: stage k writes scores[c] = in[c] (so the input picks class and confidence),
+ * its feature map = in[i] + 1, and records what it was given. */
+static int g_fail_stage = -1;
+static int8_t g_seen[EE_MAX_STAGES][8];
+static int g_calls[EE_MAX_STAGES];
+static char g_out[8192];
+static size_t g_out_len;
+
+static int fake_stage(uint32_t stage, const int8_t *in, size_t in_len, int8_t *fm, size_t fm_len, int8_t *scores,
+                      size_t n_scores, void *user)
+{
+    size_t i;
+    (void)user;
+    g_calls[stage]++;
+    for (i = 0; i < in_len && i < 8; ++i) {
+        g_seen[stage][i] = in[i];
+    }
+    if ((int)stage == g_fail_stage) {
+        return 7;
+    }
+    for (i = 0; i < n_scores; ++i) {
+        scores[i] = in[i % in_len];
+    }
+    for (i = 0; i < fm_len; ++i) {
+        fm[i] = (int8_t)(in[i % in_len] < 127 ? in[i % in_len] + 1 : 127);
+    }
+    return 0;
+}
+
+static void capture(const char *data, size_t len, void *user)
+{
+    (void)user;
+    if (g_out_len + len < sizeof(g_out)) {
+        memcpy(g_out + g_out_len, data, len);
+        g_out_len += len;
+        g_out[g_out_len] = '\0';
+    }
+}
+
+/* 100 MHz / 150 MHz; stage 0 runs 10 ms, the handoff 2 ms, stage 1 20 ms, stage 2 30 ms */
+static const char *setup(uint32_t n_stages, int requant)
+{
+    uint32_t k;
+    ee_host_reset();
+    ee_host_set_callbacks(capture, fake_stage, 0, 0);
+    g_fail_stage = -1;
+    memset(g_calls, 0, sizeof(g_calls));
+    memset(g_seen, 0, sizeof(g_seen));
+    g_out_len = 0;
+    g_out[0] = '\0';
+    ee_host_set_model(n_stages, EE_CONF_MAX, 500000u, "abc123", "test01", "virtual: test");
+    for (k = 0; k < n_stages; ++k) {
+        int last = (k + 1u == n_stages);
+        ee_host_set_stage(k, 4, last ? 0u : 4u, 4, 100, 1.0f / 256.0f, -128,
+                          (requant && k > 0u) ? 1 : 0, 1073741824, 0, -128, -128, k == 0u ? 100000000u : 150000000u,
+                          (uint64_t)(k + 1u) * 10000000u, k == 0u ? 0u : 2000000u);
+    }
+    return ee_host_start(0, 0);
+}
+
+static void test_infer_exit_and_pass(void)
+{
+    ee_result_t r;
+    int8_t confident[4] = {1, 120, 3, 4};
+    int8_t unsure[4] = {1, 50, 98, 4}; /* stage 1 sees +1: 99 < 100 */
+    int8_t unsure1[4] = {1, 99, 3, 4}; /* stage 1 sees 100 at index 1: answers there */
+    ee_runtime_t *rt;
+
+    CHECK(setup(2, 0) == 0);
+    rt = ee_host_runtime();
+    CHECK_EQ(ee_infer(rt, confident, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 0);
+    CHECK_EQ(r.cls, 1);
+    CHECK_EQ(r.confidence, 120);
+    CHECK_EQ(r.ticks[0], 1000000);    /* 10 ms at 100 MHz */
+    CHECK_EQ(r.ticks[1], 0);
+    CHECK_EQ(r.elapsed_ticks, 1000000);
+    CHECK_EQ(g_calls[1], 0);
+    CHECK_EQ(rt->hs.state, EE_HS_DONE);
+
+    CHECK_EQ(ee_infer(rt, unsure1, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.cls, 1);
+    CHECK_EQ(r.confidence, 100);
+    CHECK_EQ(g_seen[1][1], 100);
+    CHECK_EQ(r.ticks[0], 1000000);
+    CHECK_EQ(r.ticks[1], 3000000);    /* 20 ms at 150 MHz */
+    CHECK_EQ(r.elapsed_ticks, 3200000); /* 10 + 2 + 20 ms at 100 MHz */
+    CHECK_EQ(r.n_scores, 4);
+
+    /* the last stage always answers, even unsure */
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.cls, 2);
+    CHECK_EQ(r.confidence, 99);
+
+    /* wrong input length */
+    CHECK_EQ(ee_infer(rt, unsure, 3, &r), EE_ERR_SIZE);
+}
+
+static void test_infer_requant(void)
+{
+    ee_result_t r;
+    int8_t x[4] = {-128, 0, 90, 98}; /* not confident; stage 1 gets fm = x+1 requantized by 0.5 */
+    CHECK(setup(2, 1) == 0);
+    CHECK_EQ(ee_infer(ee_host_runtime(), x, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    /* (q + 128) / 2 - 128, halves away from zero: -127 -> 0.5 -> 1; 1 -> 64.5 -> 65; ... */
+    CHECK_EQ(g_seen[1][0], -127);
+    CHECK_EQ(g_seen[1][1], -63);
+    CHECK_EQ(g_seen[1][2], -18);
+    CHECK_EQ(g_seen[1][3], -14);
+    CHECK_EQ(r.cls, 3);
+}
+
+static void test_infer_timeout_and_recovery(void)
+{
+    ee_result_t r;
+    int8_t unsure[4] = {1, 50, 60, 4};
+    ee_runtime_t *rt;
+    uint32_t old_seq;
+    CHECK(setup(2, 0) == 0);
+    rt = ee_host_runtime();
+    ee_host_set_core_alive(1, 0);
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_ERR_TIMEOUT);
+    CHECK_EQ(rt->hs.state, EE_HS_ERROR);
+    CHECK_EQ(rt->hs.error, EE_ERR_TIMEOUT);
+    CHECK_EQ(g_calls[1], 0);
+    /* waited 500 ms (the timeout) after the pass at 10 ms, in 1 ms steps */
+    CHECK(r.elapsed_ticks >= 51000000u && r.elapsed_ticks <= 51300000u);
+    old_seq = rt->seq;
+
+    /* a stale answer (old sequence number) is not taken for the next request */
+    ee_host_runtime()->buf->mailbox->resp_seq = old_seq;
+    ee_host_runtime()->buf->mailbox->status = EE_OK;
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_ERR_TIMEOUT);
+
+    /* the core comes back: the runtime leaves ERROR by itself */
+    ee_host_set_core_alive(1, 1);
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(rt->hs.state, EE_HS_DONE);
+}
+
+static void test_infer_busy_and_failures(void)
+{
+    ee_result_t r;
+    int8_t unsure[4] = {1, 50, 60, 4};
+    ee_runtime_t *rt;
+    CHECK(setup(2, 0) == 0);
+    rt = ee_host_runtime();
+    ee_host_set_notify_busy(3); /* the channel frees up after three tries */
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.elapsed_ticks, 3500000); /* + three 1 ms waits */
+    ee_host_set_notify_busy(1000000u);  /* never frees: timeout */
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_ERR_TIMEOUT);
+    ee_host_set_notify_busy(0);
+
+    g_fail_stage = 1;
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_ERR_STAGE);
+    CHECK_EQ(rt->hs.error, EE_ERR_STAGE);
+    g_fail_stage = 0;
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_ERR_STAGE);
+    g_fail_stage = -1;
+    CHECK_EQ(ee_infer(rt, unsure, 4, &r), EE_OK);
+}
+
+static void test_serve_rejects_bad_requests(void)
+{
+    ee_mailbox_t *mb;
+    ee_result_t r;
+    int8_t unsure[4] = {1, 50, 60, 4};
+    CHECK(setup(2, 0) == 0);
+    CHECK_EQ(ee_infer(ee_host_runtime(), unsure, 4, &r), EE_OK);
+    mb = ee_host_runtime()->buf->mailbox;
+    /* called from the test (core 0's context), so the answer's notification back to
+     * "itself" fails (EE_ERR_IPC); what matters is the answer written to the mailbox */
+    mb->stage = 0; /* not core 1's */
+    mb->req_seq = 77;
+    CHECK(ee_serve(ee_host_config(), 1, mb) != EE_OK);
+    CHECK_EQ(mb->status, EE_ERR_PROTOCOL);
+    CHECK_EQ(mb->resp_seq, 77);
+    CHECK_EQ(g_calls[1], 1);  /* the stage did not run again */
+    mb->stage = 1;
+    mb->fm_len = 3; /* does not match stage 1's input */
+    mb->req_seq = 78;
+    CHECK(ee_serve(ee_host_config(), 1, mb) != EE_OK);
+    CHECK_EQ(mb->status, EE_ERR_PROTOCOL);
+    CHECK_EQ(mb->resp_seq, 78);
+    CHECK_EQ(g_calls[1], 1);
+    mb->magic = 0;
+    CHECK_EQ(ee_serve(ee_host_config(), 1, mb), EE_ERR_PROTOCOL);
+    CHECK_EQ(ee_serve(ee_host_config(), 0, mb), EE_ERR_PROTOCOL);
+    CHECK_EQ(ee_serve(0, 1, mb), EE_ERR_PROTOCOL);
+}
+
+static void test_three_stage_chain(void)
+{
+    ee_result_t r;
+    int8_t at2[4] = {1, 50, 97, 4}; /* stage 1 sees 98, stage 2 sees 99 */
+    int8_t at1[4] = {1, 50, 98, 4}; /* stage 1 sees 99... no: 99 < 100 -> stage 2 sees 100 */
+    int8_t ex1[4] = {1, 50, 99, 4}; /* stage 1 sees 100: answers */
+    CHECK(setup(3, 0) == 0);
+    CHECK_EQ(ee_infer(ee_host_runtime(), at2, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 2);
+    CHECK_EQ(g_seen[2][2], 99);
+    CHECK_EQ(r.ticks[2], ee_host_ns_to_ticks(30000000u, 150000000u));
+    CHECK_EQ(r.elapsed_ticks, 6400000); /* 10 + 2 + 20 + 2 + 30 ms */
+    CHECK_EQ(ee_infer(ee_host_runtime(), at1, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 2);
+    CHECK_EQ(ee_infer(ee_host_runtime(), ex1, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.ticks[2], 0);
+}
+
+static void test_config_check(void)
+{
+    ee_config_t c;
+    memset(&c, 0, sizeof(c));
+    CHECK(ee_config_check(0, 0) != 0);
+    CHECK(ee_config_check(&c, 0) != 0); /* n_stages 0 */
+    CHECK(setup(2, 1) == 0);
+    c = *ee_host_config();
+    CHECK(ee_config_check(&c, 0) == 0);
+    c.stages[1].input_len = 5;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.stages[0].requant.enabled = 1;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.stages[1].fm_len = 2;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.confidence = EE_CONF_MARGIN;
+    c.stages[1].n_scores = 1;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.stages[1].requant.shift = 31;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.handoff_timeout_us = 0;
+    CHECK(ee_config_check(&c, 0) != 0);
+}
+
+static void test_protocol_smoke(void)
+{
+    static const char cmd[] = "name%db load 4%db 0178%db 0204%db crc f641270a%infer 1 0%bogus%";
+    CHECK(setup(2, 0) == 0);
+    ee_host_feed((const uint8_t *)cmd, sizeof(cmd) - 1u);
+    CHECK(strstr(g_out, "m-name-dut-[eenn]\r\nm-ready\r\n") == g_out);
+    CHECK(strstr(g_out, "m-[Expecting 4 bytes]\r\nm-ready\r\n") != 0);
+    CHECK(strstr(g_out, "m-load-done\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-exit-[0]\r\n") != 0); /* 0x78 = 120 >= 100 */
+    CHECK(strstr(g_out, "m-eenn-class-[1]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-ticks-[1000000,0]\r\n") != 0);
+    CHECK(strstr(g_out, "e-[Unknown command: bogus]\r\nm-ready\r\n") != 0);
+    if (g_failures != 0) {
+        printf("output:\n%s\n", g_out);
+    }
+}
+
+int main(void)
+{
+    test_quant();
+    test_requester_table();
+    test_requester_errors_and_timeouts();
+    test_responder();
+    test_infer_exit_and_pass();
+    test_infer_requant();
+    test_infer_timeout_and_recovery();
+    test_infer_busy_and_failures();
+    test_serve_rejects_bad_requests();
+    test_three_stage_chain();
+    test_config_check();
+    test_protocol_smoke();
+    printf("%d checks, %d failures\n", g_checks, g_failures);
+    return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,192 @@
+"""`eenn hil ...`: the hardware-in-the-loop commands (virtual board, run, regress, ports)."""
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from eenn.errors import EennError
+
+
+@click.group()
+def hil() -> None:
+    """Hardware-in-the-loop: talk to a board (or the virtual board) over the HIL protocol."""
+
+
+@hil.command()
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.option("--socket", "socket_port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve on socket://127.0.0.1:PORT (0: pick a free port).")
+@click.option("--model-id", default=None,
+              help="Model name in `profile` (m-model-[...]); the MLPerf Tiny runner picks its test by it. "
+                   "Default: the project's firmware.model_id, else 'eenn'.")
+@click.option("--energy", is_flag=True, help="Start in energy mode (timestamps are pin pulses, not m-lap-us).")
+def virtual(project: str, socket_port: int | None, model_id: str | None, energy: bool) -> None:
+    """Run PROJECT's firmware on the host as a virtual board and serve the HIL protocol.
+
+    PROJECT is a directory made by `eenn generate` (it has eenn/project.json). The firmware's
+    C sources are built for the host (once, cached by source hash); the subgraphs run on the
+    tflite_micro runtime; ticks come from the cost model, not from measurement. Prints the
+    pseudo-terminal's path (and the socket URL) and serves until Ctrl-C or SIGTERM.
+    """
+    from eenn.hil.virtual_board import VirtualBoard
+
+    board = VirtualBoard(project, model_id=model_id, energy_mode=energy)
+    try:
+        path = board.open_pty()
+        url = board.open_socket(socket_port) if socket_port is not None else None
+        m = board.manifest
+        click.echo(f"eenn virtual board: {board.project_dir} (bundle {m.bundle_hash[:12]}), "
+                   f"{len(m.stages)} stages, timing from the cost model (not measured)")
+        click.echo(f"pty: {path}")
+        if url:
+            click.echo(f"socket: {url}")
+        click.echo("serving; Ctrl-C to stop")
+        sys.stdout.flush()
+
+        def _stop(signum, _frame):
+            board.stop()
+
+        old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            board.serve()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        click.echo("stopped")
+    finally:
+        board.close()
+
+
+@hil.command("run")
+@click.option("--port", required=True,
+              help="Serial device (/dev/ttyACM0, COM5), pyserial URL (socket://127.0.0.1:PORT) or "
+                   "'virtual' / 'virtual:PROJECT' (the virtual board, in this process).")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Solution bundle (eenn search --out): the prediction and the default test data.")
+@click.option("--project", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Generated project (eenn generate --out). Default: found inside or beside the bundle.")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An .npz with x (inputs) and y (labels). Default: the bundle's test.npz.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Session directory; run again with the same one to continue a run that stopped.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N samples.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              help="Seconds to wait for a reply (an inference gets --infer-timeout more).")
+@click.option("--infer-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True)
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+              help="Attempts per sample after the first (each after a resync / reconnection).")
+@click.option("--reconnect", "reconnect_s", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds to wait for a board that went away (reset, re-enumeration) to come back.")
+@click.option("--meter", default=None,
+              help="External energy meter: ppk2[:PORT] or joulescope (timestamp pin on its digital input). "
+                   "Default: the datasheet model only.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-plots", is_flag=True, help="Do not write latency.png / energy.png.")
+def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout, retries, reconnect_s, meter,
+            no_progress, no_plots) -> None:
+    """Run every test sample through a board and summarize against the prediction.
+
+    Results are appended to OUT/results.jsonl as they arrive; OUT/summary.json holds accuracy,
+    precision, recall, termination rates, latency per exit path and core, energy, each beside
+    the solution's prediction and the int8 reference (docs/hil.md).
+    """
+    from pathlib import Path
+
+    from eenn.hil.meters import make_meter
+    from eenn.hil.run import RunOptions, run
+    from eenn.hil.summary import format_table
+
+    opts = RunOptions(port=port, out=Path(out_dir), bundle=Path(bundle) if bundle else None,
+                      project=Path(project) if project else None, data=Path(data) if data else None, limit=limit,
+                      timeout=timeout, infer_timeout=infer_timeout, retries=retries, reconnect_s=reconnect_s,
+                      meter=make_meter(meter), progress=not no_progress, plots=not no_plots)
+    try:
+        res = run(opts)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the samples done are kept in {out_dir}: run the same command again to continue",
+                   err=True)
+        raise SystemExit(130) from None
+    s = res.summary
+    click.echo(format_table(s))
+    agree = s["metrics"].get("reference_agreement", {}).get("measured")
+    if agree is not None and agree < 1.0:
+        click.echo(f"WARNING: {round((1 - agree) * s['n'])} sample(s) answered differently from the Python int8 chain "
+                   "(eenn/reference.json): a firmware or build problem; compare class/exit in results.jsonl", err=True)
+    click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
+               f"{s['retries']} retried; session: {res.session}")
+
+
+@hil.command("regress")
+@click.argument("session", type=click.Path(exists=True))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False),
+              help="The accepted summary.json to compare with.")
+@click.option("--tolerances", "tol_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TOML tolerance file ([default] per metric family, [metrics.NAME] per metric; docs/hil.md).")
+@click.option("--tol", "tol_opts", multiple=True, metavar="NAME=VALUE",
+              help="Tolerance of one metric: 0.01 (absolute), 5% (relative) or skip. Repeatable.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the comparison as JUnit XML (one test case per metric).")
+@click.option("--update-baseline", is_flag=True,
+              help="Accept this session: write its summary to --baseline (exit 0).")
+def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseline) -> None:
+    """Gate on regressions: compare SESSION (a session directory or its summary.json) with a baseline.
+
+    Prints metric / baseline / now / tolerance / status and exits 1 when any metric regressed
+    beyond its tolerance (or is missing, or the session is incomplete).
+    """
+    import time
+    from pathlib import Path
+
+    from eenn.hil.regress import compare, format_rows, junit_xml, load_summary, load_tolerances, parse_tol_option
+    from eenn.hil.session import write_json_atomic
+
+    t0 = time.monotonic()
+    now = load_summary(session, "session")
+    tolerances = load_tolerances(tol_file)
+    overrides = dict(parse_tol_option(t) for t in tol_opts)
+    base_path = Path(baseline)
+    if update_baseline:
+        if not now.get("complete", False):
+            raise EennError(f"{session}: the session is incomplete ({now.get('n')} of {now.get('n_data')} samples); "
+                            "finish it with `eenn hil run` before accepting it as the baseline")
+        base_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(base_path, now)
+        click.echo(f"baseline updated: {base_path} ({now['n']} samples, bundle {str(now.get('bundle_hash'))[:12]})")
+        return
+    base = load_summary(base_path, "baseline")
+    rows = compare(base, now, tolerances, overrides)
+    click.echo(format_rows(rows))
+    if base.get("bundle_hash") != now.get("bundle_hash"):
+        click.echo(f"note: the baseline is of solution {str(base.get('bundle_hash'))[:12]}, "
+                   f"this session of {str(now.get('bundle_hash'))[:12]}")
+    if base.get("timing_measured") != now.get("timing_measured"):
+        click.echo("note: one side's timing is measured, the other's is not (virtual board): "
+                   "latency and energy are not comparable")
+    failed = [r for r in rows if r.failed]
+    if junit_path:
+        props = {"session": str(session), "baseline": str(base_path), "timing": now.get("timing", ""),
+                 "bundle_hash": now.get("bundle_hash", "")}
+        Path(junit_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(junit_path).write_bytes(junit_xml(rows, elapsed_s=time.monotonic() - t0, properties=props))
+    if failed:
+        click.echo(f"REGRESSION: {len(failed)} of {len(rows)} metrics: "
+                   + "; ".join(r.message for r in failed), err=True)
+        raise SystemExit(1)
+    click.echo(f"ok: {len(rows)} metrics within tolerance")
+
+
+@hil.command("ports")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ports_cmd(as_json: bool) -> None:
+    """List serial ports; KitProg3 probes (USB vendor 0x04B4) are marked and listed first."""
+    import json
+
+    from eenn.hil.ports import format_ports, list_ports
+
+    ports = list_ports()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in ports], indent=2))
+    else:
+        click.echo(format_ports(ports))

@@ -1,0 +1,51 @@
+"""The session's plots: latency histogram per exit path, energy per exit path (PNG, Agg backend)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+LATENCY_PNG = "latency.png"
+ENERGY_PNG = "energy.png"
+
+
+def write_plots(summary: dict, records: list[dict], tick_hz, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    paths = summary["paths"]
+    measured = "measured" if summary.get("timing_measured") else "virtual board: cost model"
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for p in paths:
+        vals = [r["elapsed_us"] / 1000.0 for r in records if r["exit"] == p["exit"]]
+        if vals:
+            ax.hist(vals, bins=30, alpha=0.6, label=f"exit {p['exit']} ({p['processor']}): {len(vals)} samples")
+        ax.axvline(p["latency_s"]["predicted"] * 1000.0, linestyle="--", linewidth=1, color="k")
+    ax.set_xlabel("latency per inference [ms]")
+    ax.set_ylabel("samples")
+    ax.set_title(f"Latency per exit path ({measured}); dashed: cost model")
+    if any(p["count"] for p in paths):
+        ax.legend()
+    fig.tight_layout()
+    written.append(out_dir / LATENCY_PNG)
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = list(range(len(paths)))
+    got = [(p["energy_j"]["mean"] or 0.0) * 1e3 for p in paths]
+    pred = [p["energy_j"]["predicted"] * 1e3 for p in paths]
+    ax.bar([x - 0.2 for x in xs], got, width=0.4, label=f"measured ({summary['energy_source']})")
+    ax.bar([x + 0.2 for x in xs], pred, width=0.4, label="cost model")
+    ax.set_xticks(xs, [f"exit {p['exit']} ({p['processor']})\n{p['count']} samples" for p in paths])
+    ax.set_ylabel("energy per inference [mJ]")
+    ax.set_title("Energy per exit path")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out_dir / ENERGY_PNG)
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written

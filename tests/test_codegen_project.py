@@ -1,0 +1,235 @@
+"""The generated ModusToolbox application: Makefiles and .mtb lines in Infineon's dual-CPU
+layout, linker scripts whose memory map adds up, C sources that cross-compile for both cores,
+and the memory-layout computation itself."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eenn.codegen import memory as mem
+from eenn.codegen.kits import KITS, SRAM_SYSTEM_RESERVED, get_kit
+from eenn.errors import EennError
+
+KIT = "CY8CKIT-062S2-43012"
+
+
+def make_vars(text: str) -> dict[str, str]:
+    """NAME=value assignments of a Makefile, continuation lines joined."""
+    text = text.replace("\\\n", " ")
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Z_0-9]+)\s*(\+?=)\s*(.*)$", line)
+        if m:
+            name, op, value = m.groups()
+            value = " ".join(value.split())
+            out[name] = (out.get(name, "") + " " + value).strip() if op == "+=" else value
+    return out
+
+
+def test_application_makefiles_follow_the_dual_cpu_layout(digits_project):
+    out = digits_project.out
+    top = make_vars((out / "Makefile").read_text())
+    assert top["MTB_TYPE"] == "APPLICATION" and top["MTB_PROJECTS"] == "proj_cm0p proj_cm4"
+    assert "include common_app.mk" in (out / "Makefile").read_text()
+    assert "$(CY_TOOLS_DIR)/make/application.mk" in (out / "Makefile").read_text()
+    common = make_vars((out / "common.mk").read_text())
+    assert common == {"MTB_TYPE": "PROJECT", "TARGET": KIT, "TOOLCHAIN": "GCC_ARM", "CONFIG": "Release"}
+    assert "CY_TOOLS_DIR" in make_vars((out / "common_app.mk").read_text())
+
+    cm0 = make_vars((out / "proj_cm0p/Makefile").read_text())
+    assert cm0["CORE"] == "CM0P" and cm0["CORE_NAME"] == "CM0P_0" and cm0["APPNAME"] == "proj_cm0p"
+    assert cm0["DISABLE_COMPONENTS"].split() == ["CM0P_SLEEP", "CM0P_SECURE", "CM0P_CRYPTO", "CM0P_BLESS"]
+    defines = cm0["DEFINES"].split()
+    appl = digits_project.layout.cm4_appl_addr
+    assert f"CY_CORTEX_M4_APPL_ADDR=0x{appl:08X}" in defines
+    assert {"CY_IPC_DEFAULT_CFG_DISABLE=1", "TF_LITE_STATIC_MEMORY"} <= set(defines)
+    assert cm0["VFP_SELECT"] == ""
+    assert cm0["LINKER_SCRIPT"] == f"../templates/TARGET_{KIT}/COMPONENT_CM0P/TOOLCHAIN_GCC_ARM/linker.ld"
+    assert cm0["CY_GETLIBS_SHARED_NAME"] == "mtb_shared"
+
+    cm4 = make_vars((out / "proj_cm4/Makefile").read_text())
+    assert cm4["CORE"] == "CM4" and cm4["CORE_NAME"] == "CM4_0"
+    assert {"ML_TFLM", "ML_INT8x8", "IFX_CMSIS_NN"} <= set(cm4["COMPONENTS"].split())
+    assert {"CY_IPC_DEFAULT_CFG_DISABLE=1", "TF_LITE_STATIC_MEMORY"} <= set(cm4["DEFINES"].split())
+    assert cm4["VFP_SELECT"] == "hardfp"
+    for mk in (cm0, cm4):
+        for src in mk["SOURCES"].split():
+            if "$(wildcard" not in src and not src.endswith(")"):
+                assert (out / "proj_cm0p" / src).resolve().is_file(), src
+        for inc in mk["INCLUDES"].split():
+            if not inc.startswith("$("):
+                assert (out / "proj_cm0p" / inc).resolve().is_dir(), inc
+
+
+MTB_ASSET = re.compile(r"^mtb://([\w.-]+)#(latest-v\d+\.X)#\$\$ASSET_REPO\$\$/\1/\2$")
+MTB_GIT = re.compile(r"^https://github\.com/[\w.-]+/[\w.-]+#([\w.-]+)#\$\$ASSET_REPO\$\$/([\w.-]+)/\1$")
+
+
+def test_deps_are_pinned_mtb_lines(digits_project):
+    out = digits_project.out
+    deps = {p.relative_to(out).as_posix(): p.read_text() for p in out.glob("proj_*/deps/*.mtb")}
+    assert f"proj_cm0p/deps/TARGET_{KIT}.mtb" in deps and f"proj_cm4/deps/TARGET_{KIT}.mtb" in deps
+    assert "proj_cm4/deps/ml-tflite-micro.mtb" in deps
+    for name in ("tflite-micro", "flatbuffers", "gemmlowp", "ruy", "cmsis-nn"):
+        line = deps[f"proj_cm0p/deps/{name}.mtb"].strip()
+        m = MTB_GIT.match(line)
+        assert m and m.group(2) == name, line
+        assert re.fullmatch(r"[0-9a-f]{40}|v\d+\.\d+\.\d+", m.group(1)), "pinned to a commit or a tag"
+    for rel, text in deps.items():
+        assert text.count("\n") == 1 and text.endswith("\n")
+        line = text.strip()
+        assert MTB_ASSET.match(line) or MTB_GIT.match(line), (rel, line)
+    # the CM0+ build keeps TFLite Micro's tests and other ports out
+    ignore = (out / "proj_cm0p/.cyignore").read_text().splitlines()
+    assert "$(SEARCH_tflite-micro)/tensorflow/lite/micro/examples" in ignore
+    assert "$(SEARCH_tflite-micro)/tensorflow/lite/micro/micro_interpreter_test.cc" in ignore
+    assert "$(SEARCH_tflite-micro)/tensorflow/lite/micro/kernels/conv.cc" in ignore  # CMSIS-NN's replaces it
+    assert "$(SEARCH_flatbuffers)" in ignore
+
+
+def linker_regions(text: str) -> dict[str, tuple[int, int]]:
+    body = text[text.index("MEMORY"):]
+    body = body[:body.index("}")]
+    return {m.group(1): (int(m.group(2), 16), int(m.group(3), 16)) for m in
+            re.finditer(r"^\s*(\w+)\s*\([rwx]+\)\s*:\s*ORIGIN\s*=\s*(0x[0-9A-Fa-f]+),\s*LENGTH\s*=\s*(0x[0-9A-Fa-f]+)",
+                        body, re.M)}
+
+
+def linker_symbol(text: str, name: str) -> int:
+    return int(re.search(rf"^\s*{name}\s*=\s*(0x[0-9A-Fa-f]+);", text, re.M).group(1), 16)
+
+
+@pytest.mark.parametrize("which", ["digits_project", "ecg_project"])
+def test_memory_map_adds_up_in_the_linker_scripts(request, which):
+    res = request.getfixturevalue(which)
+    kit = get_kit(res.manifest.kit)
+    base = res.out / f"templates/TARGET_{kit.name}"
+    cm0 = (base / "COMPONENT_CM0P/TOOLCHAIN_GCC_ARM/linker.ld").read_text()
+    cm4 = (base / "COMPONENT_CM4/TOOLCHAIN_GCC_ARM/linker.ld").read_text()
+    r0, r4 = linker_regions(cm0), linker_regions(cm4)
+    flash_cm0p = linker_symbol(cm4, "FLASH_CM0P_SIZE")
+    # flash: the CM0+ image at the base, the CM4 image right after it, to the end of flash
+    assert r0["flash"] == (kit.flash_base, flash_cm0p)
+    assert r4["flash"] == (kit.flash_base, kit.flash_bytes)
+    appl = int(re.search(r"CY_CORTEX_M4_APPL_ADDR=(0x[0-9A-F]+)", (res.out / "proj_cm0p/Makefile").read_text()).group(1), 16)
+    assert appl == kit.flash_base + flash_cm0p == res.layout.cm4_appl_addr
+    assert "ORIGIN(flash) + FLASH_CM0P_SIZE" in cm4
+    # SRAM: CM0+ ram, shared, CM4 ram back to back, no overlap, system reserve untouched
+    ram0, shared, ram4 = r0["ram"], r0["shared"], r4["ram"]
+    assert ram0[0] == kit.sram_base
+    assert ram0[0] + ram0[1] == shared[0] and shared[0] + shared[1] == ram4[0]
+    assert ram4[0] + ram4[1] == kit.sram_base + kit.sram_bytes - SRAM_SYSTEM_RESERVED
+    # the CM0+ region holds stage 0's weights + arena + stack (+ input, data, heap budgets)
+    s0, s1 = res.manifest.stages
+    stack0 = linker_symbol(cm0, "STACK_SIZE")
+    assert ram0[1] >= s0.arena_bytes + stack0 + s0.input.size
+    assert flash_cm0p >= (res.out / "eenn/models/stage0.tflite").stat().st_size + mem.CODE_BUDGET["cm0p"]
+    assert shared[1] >= s0.feature_map.size + s0.scores.size + mem.MAILBOX_BYTES
+    assert ram4[1] >= s1.arena_bytes + linker_symbol(cm4, "STACK_SIZE")
+    assert kit.flash_bytes - flash_cm0p >= (res.out / "eenn/models/stage1.tflite").stat().st_size
+    # the shared buffers are placed by the CM0+ script; the CM4 asserts it has none of its own
+    assert re.search(r"\.cy_sharedmem \(NOLOAD\):\s*\{[^}]*KEEP\(\*\(\.cy_sharedmem\)\)[^}]*\} > shared", cm0)
+    assert 'ASSERT(SIZEOF(.cy_sharedmem) == 0' in cm4
+    # the manifest records the same layout
+    assert res.manifest.memory["shared"]["origin"] == shared[0]
+    assert res.manifest.memory["cm4"]["ram"]["size"] == ram4[1]
+
+
+def test_ecg_project_targets_its_kit(ecg_project):
+    """The other 2 MB kit: its own TARGET, BSP dependency and linker-script directory."""
+    out = ecg_project.out
+    assert "TARGET=CY8CPROTO-062-4343W" in (out / "common.mk").read_text()
+    assert (out / "proj_cm0p/deps/TARGET_CY8CPROTO-062-4343W.mtb").is_file()
+    assert "ts_port = NULL" in (out / "proj_cm0p/main.c").read_text()
+
+
+# ------------------------------------------------------------------------------ cross-compile
+CPUS = {
+    "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"],
+    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+}
+TARGET_ONLY = ("cy", "tensorflow/", "ee_psoc6.h")  # PDL/BSP (cy_*.h, cybsp.h), TFLite Micro
+
+
+def _portable_sources(out: Path) -> list[Path]:
+    """Every generated .c/.h that includes neither TFLite Micro nor the PDL (directly)."""
+    files = []
+    for p in sorted(out.rglob("*")):
+        if p.suffix not in (".c", ".h"):
+            continue
+        includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', p.read_text(), re.M)
+        if not any(inc.startswith(TARGET_ONLY) for inc in includes):
+            files.append(p)
+    return files
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("cpu", sorted(CPUS))
+def test_generated_c_compiles_for_both_cores(digits_project, cpu, tmp_path):
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+    out = digits_project.out
+    files = _portable_sources(out)
+    names = {p.relative_to(out).as_posix() for p in files}
+    assert {"shared/include/ee_config.h", "shared/source/ee_config.c", "shared/include/ee_app.h",
+            "proj_cm0p/ee_model_stage0.c", "proj_cm4/ee_model_stage1.h"} <= names
+    incs = [f"-I{out / d}" for d in ("shared/include", "shared/eenn_runtime/include", "proj_cm0p", "proj_cm4")]
+    flags = [*CPUS[cpu], "-std=c11", "-Os", "-Wall", "-Wextra", "-Werror", *incs]
+    for p in files:
+        src = p if p.suffix == ".c" else tmp_path / f"inc_{p.stem}.c"
+        if p.suffix == ".h":
+            src.write_text(f'#include "{p.name}"\n')
+        cmd = [gcc, *flags, f"-I{p.parent}", "-c", str(src), "-o", str(tmp_path / "x.o")]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, f"{p.relative_to(out)}:\n{r.stderr}"
+    # ee_app_config passes the runtime's own consistency check (the config a target would boot with)
+    main = tmp_path / "check.c"
+    main.write_text('#include "ee_config.h"\n'
+                    "int check(void) { return ee_config_check(&ee_app_config, (const ee_buffers_t *)0) != 0; }\n")
+    r = subprocess.run([gcc, *flags, "-c", str(main), "-o", str(tmp_path / "check.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------ the layout itself
+sizes = st.integers(min_value=1, max_value=3 << 20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kit=st.sampled_from(sorted(KITS)), m0=sizes, m1=sizes, a0=sizes, a1=sizes,
+       inp=st.integers(1, 200_000), fm=st.integers(1, 400_000), ns=st.integers(1, 1000))
+def test_layout_fits_or_fails_with_figures(kit, m0, m1, a0, a1, inp, fm, ns):
+    k = get_kit(kit)
+    try:
+        lay = mem.compute_layout(k, model_bytes=(m0, m1), arena_bytes=(a0, a1), input_len=inp, fm_len=fm,
+                                 n_scores=ns)
+    except EennError as exc:
+        assert f"does not fit {kit}" in str(exc) and "cm0p ram" in str(exc)
+        # it really does not fit: the needs exceed a memory
+        flash_need = mem.CODE_BUDGET["cm0p"] + m0 + mem.CODE_BUDGET["cm4"] + m1
+        ram_need = (a0 + a1 + inp + fm + ns + sum(mem.DATA_BUDGET.values()) + sum(mem.STACK_SIZE.values())
+                    + sum(mem.HEAP_SIZE.values()))
+        assert flash_need > k.flash_bytes - mem.FLASH_ALIGN or ram_need > k.sram_usable - 4 * mem.RAM_ALIGN
+        return
+    lay.check()
+    assert lay.cm0p.flash.size % mem.FLASH_ALIGN == 0 and lay.cm0p.ram.size % mem.RAM_ALIGN == 0
+    assert lay.cm0p.flash.size >= lay.cm0p.flash_need and lay.cm0p.ram.size >= lay.cm0p.ram_need
+    assert lay.cm4.flash.size >= lay.cm4.flash_need and lay.cm4.ram.size >= lay.cm4.ram_need
+    assert lay.shared.region.size >= lay.shared.need
+    assert lay.cm0p.ram.size >= a0 + inp + mem.STACK_SIZE["cm0p"]
+    assert lay.cm4_appl_addr == k.flash_base + lay.flash_cm0p_size
+
+
+def test_stage0_too_large_for_the_cm0p_is_refused_with_figures():
+    k = get_kit("CY8CKIT-062-BLE")
+    with pytest.raises(EennError) as e:
+        mem.compute_layout(k, model_bytes=(20_000, 20_000), arena_bytes=(300_000, 10_000), input_len=1000,
+                           fm_len=4000, n_scores=10)
+    msg = str(e.value)
+    assert "does not fit CY8CKIT-062-BLE" in msg and "stage 0 arena 300000 B" in msg and str(k.sram_usable) in msg
