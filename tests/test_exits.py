@@ -22,13 +22,21 @@ def test_ds_cnn_exits_adapt_the_fixed_pooling(ds_cnn_path):
         names = [l["class_name"] for l in p.layers]
         assert names[-4:] == ["AveragePooling2D", "Flatten", "Dense", "Softmax"]  # the blueprint, kept
         m = build_exit(p)
-        # the blueprint's 13×5 pool became whatever makes this map 1×1: a global pool
-        assert tuple(m.get_layer(index=len(m.layers) - 4).output.shape[1:]) == (1, 1, 64)
+        # the blueprint's 13×5 pool became whatever makes this map 1×1: a global pool over the
+        # bottleneck's channels (64, or fewer where the budget made the rule halve the width)
+        width = [l["config"]["filters"] for l in p.layers if l["class_name"] == "Conv2D"][-1]
+        assert 16 <= width <= 64
+        assert tuple(m.get_layer(index=len(m.layers) - 4).output.shape[1:]) == (1, 1, width)
         assert m.output.shape[-1] == 12
         assert p.cost.macs <= 0.05 * backbone and not p.over_budget
-    # the 25×10 map is pooled first (the 1×1 conv on it would exceed the budget)
-    assert [l["class_name"] for l in ps[0].layers][:2] == ["AveragePooling2D", "Conv2D"]
-    assert ps[1].layers[0]["class_name"] == "Conv2D"
+    # every map is pooled before the 1×1 conv (on 25×10 or 13×5 × 276 channels it would exceed 5 %)
+    assert all([l["class_name"] for l in p.layers][:2] == ["AveragePooling2D", "Conv2D"] for p in ps)
+    # the 25×10 map, four times larger, also had to give up width; the 13×5 maps keep 64 channels
+    assert ps[0].layers[1]["config"]["filters"] == 32
+    assert all(p.layers[1]["config"]["filters"] == 64 for p in ps[1:])
+    # a looser budget keeps the full width and skips the pooling on the 13×5 maps
+    _, _, loose = plans(load_model(ds_cnn_path), ExitConfig(budget_share=0.2))
+    assert loose[1].layers[0]["class_name"] == "Conv2D" and loose[1].layers[0]["config"]["filters"] == 64
 
 
 def test_budget_drives_downsampling_1d_and_2d():
