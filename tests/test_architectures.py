@@ -44,13 +44,22 @@ def test_kws_latency_pruning(ds_cnn_path):
     cm = CostModel(psoc6)
     archs = enumerate_architectures(len(bg.candidates), 2)
     assert len(archs) == 6  # the paper's KWS search space
-    p = prune(bg, archs, costs, cm, 2.5)
-    # the exit after the fourth DS block puts 23.2 M MACs (+ the exit) on the 10 MMAC/s CM0+: > 2.5 s
+    worst = {a.cuts: cm.mapping(stage_loads(bg, a, costs)).worst_latency_s for a in archs}
+    # the exit after the fourth DS block puts 23.2 M MACs (+ its exit) on the 10 MMAC/s CM0+ and
+    # the last 5.1 M on the CM4F: 2.44 s with this cost model (no per-layer overhead), just
+    # inside the paper's 2.5 s (the paper, with its own estimates, pruned it). A bound between it
+    # and the next slowest prunes exactly that one.
+    slowest = max(worst, key=worst.get)
+    assert bg.candidates[slowest[0]].after_layer == "conv_ds_4_pw_relu" and 2.3 < worst[slowest] < 2.5
+    assert not prune(bg, archs, costs, cm, 2.5).pruned
+    bound = (worst[slowest] + sorted(worst.values())[-2]) / 2
+    p = prune(bg, archs, costs, cm, bound)
     assert p.too_slow == 1 and p.no_memory == 0 and len(p.kept) == 5
+    assert "1 pruned before training (1 over the latency bound, 0 do not fit memory), 5 kept" in p.summary()
     slow = [a for a in archs if a not in [k for k, _ in p.kept]][0]
     assert bg.candidates[slow.cuts[0]].after_layer == "conv_ds_4_pw_relu"
     for arch, mc in p.kept:
-        assert mc.worst_latency_s <= 2.5
+        assert mc.worst_latency_s <= bound
         # worst case = every stage, exit and hand-off, as the cost model computes it
         assert mc.worst_latency_s == pytest.approx(cm.mapping(stage_loads(bg, arch, costs)).worst_latency_s)
     # the fastest worst case is the base model alone on the CM4F: 28.3 M MACs / 75 MMAC/s
