@@ -34,6 +34,7 @@ CLASSES = ("N", "L", "R", "V", "/", "A")
 WINDOW = (96, 160)
 PER_CLASS = 4000
 SEED = 0
+EXIT_BUDGET = 0.05  # each exit's MACs under this share of the backbone's (eenn's default)
 
 
 def default_data_dir() -> Path:
@@ -131,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-drop", type=float, default=None, help="points; instead of --w")
     ap.add_argument("--epochs", type=int, default=10, help="exit training epochs")
     ap.add_argument("--augment", type=int, default=1)
+    ap.add_argument("--exit-budget", type=float, default=EXIT_BUDGET,
+                    help="each exit's MACs stay under this share of the backbone's")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from eenn.augment.exits import ExitConfig  # noqa: F401  (import check before the long part)
+    from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
     from eenn.augment.report import format_summary
     from eenn.augment.search import SearchConfig, run_search
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
           + " (per class in test: " + ", ".join(f"{c} {int((data['y_test'] == i).sum())}" for i, c in enumerate(CLASSES)) + ")")
     model = train_base(data, args.work / "ecg_fcn.keras")
     config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w,
+                          exits=ExitConfig(budget_share=args.exit_budget),
                           max_accuracy_drop=None if args.max_drop is None else args.max_drop / 100,
                           cache_dir=args.work / "cache", train=TrainConfig(epochs=args.epochs),
                           augment=AugmentConfig(copies=args.augment), seed=SEED)

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SEED = 0
 SPLIT = (500, 200, 300)  # exit training, calibration, test
+EXIT_BUDGET = 0.10  # each exit under 10 % of the backbone's MACs (eenn's default: 5 %; see the docstring)
 
 
 def default_data_dir() -> Path:
@@ -57,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=4)
     ap.add_argument("--no-feature-cache", action="store_true")
     ap.add_argument("--cache", type=Path, default=None, help="exit cache directory [<work>/cache]")
+    ap.add_argument("--exit-budget", type=float, default=EXIT_BUDGET,
+                    help="each exit's MACs stay under this share of the backbone's")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
+    from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
     from eenn.augment.progress import Progress
     from eenn.augment.report import format_summary
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     data = make_dataset(kws, args.work / "kws_split.npz")
     print(f"splits (seed {SEED}, stratified): exit training {SPLIT[0]}, calibration {SPLIT[1]}, test {SPLIT[2]}")
     config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w,
+                          exits=ExitConfig(budget_share=args.exit_budget),
                           max_accuracy_drop=None if args.max_drop is None else args.max_drop / 100,
                           cache_dir=args.cache or args.work / "cache", train=TrainConfig(epochs=args.epochs),
                           augment=AugmentConfig(copies=args.augment), feature_cache=not args.no_feature_cache,

@@ -140,6 +140,8 @@ def test_rerun_trains_no_exit_again(digits, tmp_path):
     assert again.stats["exits_trained"] == 0 and again.stats["exits_from_cache"] == first.stats["exits_needed"]
     assert again.solution["exits"] == first.solution["exits"]
     assert again.solution["metrics"]["eenn"] == first.solution["metrics"]["eenn"]
+    # psoc6 (two processors): the paper's graph search lands within 1 % of the exhaustive optimum
+    assert first.stats["graph_compared"] == 2 and first.stats["graph_gap_max"] <= 0.01
 
 
 def test_interrupted_search_resumes_without_retraining(digits, tmp_path):
@@ -216,7 +218,14 @@ def test_bad_inputs_exit_2_without_a_bundle(digits, tmp_path):
         assert not out.exists()
     out = tmp_path / "out_latency"
     r = run("search", model, "--data", data, "--out", out, "--latency", "1e-6", "--no-cache", "--quiet", *FAST)
-    assert r.exit_code == 2 and "fastest possible worst-case latency" in r.output and not out.exists()
+    assert r.exit_code == 2 and not out.exists()
+    found = __import__("re").search(r"fastest possible worst-case latency on cm0p → cm4 is ([0-9.e+-]+) s", r.output)
+    assert found, r.output
+    from eenn.augment.layer_graph import build_layer_graph
+    from eenn.augment.model_io import load_model
+
+    # the fastest: the base model alone on the 75 MMAC/s CM4F
+    assert float(found.group(1)) == pytest.approx(build_layer_graph(load_model(model)).total_macs / 75e6, rel=1e-3)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary bundle left
 
 
@@ -258,6 +267,17 @@ def test_uncached_training_and_finetuning(digits, tmp_path):
     if ft.no_exit:
         pytest.skip("the search chose no exit; nothing to fine-tune")
     assert ft.solution["search"]["fine_tuned"] and len(ft.solution["search"]["threshold_grid"]) == 13
+    assert ft.solution["search"]["fine_threshold_steps"] == 101
+    fine = np.round(np.linspace(0.4, 1.0, 101), 6)  # the second search: 101 steps over the same range
+    assert all(np.isclose(fine, e["threshold"]).any() for e in ft.solution["exits"])
+    # the fine-tuned parts are the bundle's, and the backbone moved (it was unfrozen)
+    assert "segment_0.keras" in ft.finetuned_models and "exit_0.keras" in ft.finetuned_models
+    import keras
+
+    base = keras.models.load_model(model, compile=False)
+    moved = [l.name for l in ft.finetuned_models["segment_0.keras"].layers if l.weights and not np.allclose(
+        l.get_weights()[0], base.get_layer(l.name).get_weights()[0])]
+    assert moved
     from eenn.augment.solution import write_result
 
     write_result(ft, tmp_path / "b")
@@ -267,3 +287,14 @@ def test_uncached_training_and_finetuning(digits, tmp_path):
     assert abs(np.mean(pred == test["y"]) - sol.metrics["eenn"]["accuracy"]) <= 1.0 / n + 1e-9
     with pytest.raises(EennError):
         run_search(model, data, fast_config(None, w=1.5))
+
+
+def test_calibrating_on_train_scales_the_thresholds(digits, tmp_path):
+    model, data = digits
+    res = run_search(model, data, fast_config(tmp_path / "c", calibration="train", correction=2 / 3, w=0.5))
+    assert res.dataset.calibration == "train" and res.solution["search"]["calibration"] == "train"
+    np.testing.assert_array_equal(res.dataset.x_cal, res.dataset.x_train)
+    if res.no_exit:
+        pytest.skip("the search chose no exit; no threshold to scale")
+    for spec, t in zip(res.solution["exits"], res.chosen.choice.thresholds):
+        assert spec["threshold"] == pytest.approx(t * 2 / 3 if t < 1 else t)
