@@ -257,9 +257,27 @@ def _targets(y: np.ndarray, teacher: np.ndarray, num_classes: int, temperature: 
 
 
 def _predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    out = [np.asarray(model.predict_on_batch(np.asarray(x[lo:lo + batch_size], dtype=np.float32)))
-           for lo in range(0, len(x), batch_size)]
+    """Batched inference; the last batch is zero-padded to the full size so that the predict
+    function is traced once per model, not once more for every odd remainder."""
+    out = []
+    for lo in range(0, len(x), batch_size):
+        xb = np.asarray(x[lo:lo + batch_size], dtype=np.float32)
+        n = len(xb)
+        if n < batch_size and len(x) > batch_size:
+            xb = np.concatenate([xb, np.zeros((batch_size - n,) + xb.shape[1:], np.float32)])
+        out.append(np.asarray(model.predict_on_batch(xb))[:n])
     return np.concatenate(out).astype(np.float32)
+
+
+IN_MEMORY_FLOAT32 = 1 << 30  # float16 training maps up to this size (as float32) are widened once
+
+
+def _widen(x: np.ndarray) -> np.ndarray:
+    """float16 training maps as float32, once per exit instead of once per batch and epoch
+    (numpy's float16 conversion is slow); memory-mapped ones too large for memory stay as they are."""
+    if x.dtype == np.float16 and x.size * 4 <= IN_MEMORY_FLOAT32:
+        return np.asarray(x, dtype=np.float32)
+    return x
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -388,7 +406,7 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
 
     model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
     targets = _targets(y_train, teacher, num_classes, temperature)
-    batches = _Batches(x_train, targets, config.batch_size, s)
+    batches = _Batches(_widen(x_train) if prefix is None else x_train, targets, config.batch_size, s)
     chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
     aborted = False
     cal_acc = 0.0

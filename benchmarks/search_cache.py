@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--augment", type=int, default=4)
     ap.add_argument("--only", choices=["cached", "uncached"], default=None)
+    ap.add_argument("--exit-budget", type=float, default=kws.EXIT_BUDGET)
     args = ap.parse_args(argv)
 
+    from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
     from eenn.augment.search import SearchConfig, run_search
     from eenn.augment.training import TrainConfig
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         config = SearchConfig(hardware="psoc6", latency_bound_s=2.5, w=0.9, cache_dir=None, seed=kws.SEED,
                               train=TrainConfig(epochs=args.epochs), augment=AugmentConfig(copies=args.augment),
-                              feature_cache=cached)
+                              feature_cache=cached, exits=ExitConfig(budget_share=args.exit_budget))
         t = time.monotonic()
         result = run_search(model, data, config)
         wall = time.monotonic() - t
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                      " + ".join(x["after_layer"] for x in result.solution["exits"]) or "(none)",
                      1 - e["mean_macs"] / b["mean_macs"], b["accuracy"] - e["accuracy"]))
         print(f"{rows[-1][0]}: {wall:.1f} s", flush=True)
-    print()
+    print(f"\nexit budget {args.exit_budget:g} of the backbone's MACs, {args.epochs} epochs, {args.augment} shifted copies")
     print(f"{'exit training':<22} {'wall':>8} {'features':>9} {'training':>9} {'exits':>6}  "
           f"{'chosen exit':<20} {'MACs':>8} {'acc. drop':>9}")
     for name, wall, feat, train, n, chosen, gain, drop in rows:

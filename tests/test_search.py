@@ -113,6 +113,13 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     assert cal.dtype == np.float32 and 0 < len(cal) <= 1000 and cal.shape[1:] == test["x"].shape[1:]
     rows = (out / "pareto.csv").read_text().splitlines()
     assert rows[0].startswith("exits,processors,thresholds,mean_macs") and len(rows) >= 2
+    # --json: the same search again (every exit from the disk cache), a machine-readable summary
+    r = CliRunner().invoke(main, ["search", str(model), "--data", str(data), "--latency", "2.5", "--out", str(out),
+                                  "--force", "--cache-dir", str(tmp_path / "cache"), "--json", "--quiet", *FAST])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["search"]["stats"]["exits_trained"] == 0 and summary["metrics"] == raw["metrics"]
+    assert summary["exits"] == raw["exits"] and summary["bundle"] == str(out)
 
 
 def test_segments_compose_to_the_base_model(digits, tmp_path):
