@@ -50,3 +50,78 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
         click.echo(format_table(report))
         if plot is not None:
             click.echo(f"\nplot written to {plot}")
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="DATA.npz: x_train, y_train, optionally x_val, y_val (calibration) and x_test, y_test.")
+@hardware_option
+@measured_option
+@click.option("--latency", "latency", type=float, default=None, help="Worst-case latency bound in seconds.")
+@click.option("--w", "w", type=float, default=0.9, show_default=True,
+              help="Weight of efficiency gain vs accuracy drop (objective w·gain − (1−w)·drop).")
+@click.option("--max-drop", type=float, default=None,
+              help="Instead: maximise efficiency subject to an accuracy drop of at most this many points.")
+@click.option("--confidence", type=click.Choice(["max", "margin"]), default="max", show_default=True,
+              help="Exit confidence: max softmax, or top-1 − top-2 margin.")
+@click.option("--thresholds", "steps", type=int, default=13, show_default=True, help="Thresholds per exit.")
+@click.option("--threshold-method", type=click.Choice(["auto", "exact", "graph"]), default="auto", show_default=True,
+              help="Exact cascade simulation over the grid, the paper's shortest-path graph, or exact while small.")
+@click.option("--calibration", type=click.Choice(["auto", "val", "split", "train"]), default="auto", show_default=True,
+              help="Calibrate on x_val (auto when present), a held-out 20 %% of train, or train itself.")
+@click.option("--correction", type=float, default=1.0, show_default=True,
+              help="Multiply the found thresholds by this (e.g. 2/3 when calibrating on train).")
+@click.option("--exit-budget", type=float, default=0.05, show_default=True,
+              help="Each exit's MACs stay under this share of the backbone's.")
+@click.option("--exit-width", type=int, default=64, show_default=True,
+              help="Channels of the exits' 1×1 bottleneck (0: blueprint only).")
+@click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
+@click.option("--augment", "copies", type=int, default=4, show_default=True,
+              help="Shifted copies of the training split the exits also learn from (0: none).")
+@click.option("--finetune", is_flag=True, help="Jointly fine-tune the chosen EENN one epoch, then search 101 thresholds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where trained exits are kept between runs [default: $EENN_CACHE_DIR or ~/.cache/eenn].")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write trained exits on disk.")
+@click.option("--no-feature-cache", is_flag=True, help="Train exits through the frozen backbone (slow; for comparison).")
+@click.option("--memory-limit", type=int, default=2048, show_default=True,
+              help="MiB of cached feature maps kept in memory; beyond that they are memory-mapped on disk.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the solution bundle.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def search(model: Path, data: Path, hw: str, measured: str | None, latency: float | None, w: float,
+           max_drop: float | None, confidence: str, steps: int, threshold_method: str, calibration: str,
+           correction: float, exit_budget: float, exit_width: int, epochs: int, copies: int, finetune: bool,
+           seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
+           force: bool, as_json: bool, quiet: bool) -> None:
+    """Search early exits for MODEL on DATA and write a solution bundle to --out."""
+    from eenn.augment.exits import ExitConfig
+    from eenn.augment.features import AugmentConfig
+    from eenn.augment.progress import Progress
+    from eenn.augment.report import format_summary
+    from eenn.augment.search import SearchConfig, default_cache_dir, run_search, summary_dict
+    from eenn.augment.solution import write_result
+    from eenn.augment.training import TrainConfig
+
+    if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
+        raise EennError(f"{out}: exists and is not empty; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise EennError(f"--out {out}: is a file, expected a directory")
+    config = SearchConfig(
+        hardware=hw, measured=measured, latency_bound_s=latency, w=w,
+        max_accuracy_drop=None if max_drop is None else max_drop / 100.0, confidence=confidence,
+        threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
+        seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs),
+        augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+        feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune)
+    progress = Progress(enabled=not quiet, err=True)
+    result = run_search(model, data, config, progress=progress)
+    bundle_hash = write_result(result, out, force=force)
+    if as_json:
+        click.echo(json.dumps({**summary_dict(result), "bundle": str(out), "bundle_hash": bundle_hash}, indent=2))
+    else:
+        click.echo(format_summary(result.solution))
+        click.echo(f"\nbundle written to {out} (hash {bundle_hash[:12]})")

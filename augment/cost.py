@@ -127,14 +127,21 @@ class CostModel:
         procs = self.profile.processors
         return procs[proc].active_w + sum(p.sleep_w for i, p in enumerate(procs) if i != proc)
 
-    def handoff(self, after: int, nbytes: int) -> tuple[float, float]:
-        """Time and energy to pass `nbytes` from processor `after` to the next and wake it."""
-        link = self.profile.link_after(after)
-        nxt = self.profile.processors[after + 1]
-        transfer_s = link.latency_s + nbytes / link.bytes_per_s
-        time = transfer_s + nxt.wakeup_s
-        energy = nbytes * link.j_per_byte + transfer_s * self.active_power_w(after) + nxt.wakeup_s * self.active_power_w(after + 1)
-        return time, energy
+    def handoff(self, after: int, nbytes: int, to: int | None = None) -> tuple[float, float]:
+        """Time and energy to pass `nbytes` from processor `after` to processor `to` (default: the
+        next one) and wake it. A stage that skips processors relays the data over every link in
+        between, each hop charged at its sending processor's active power; only `to` wakes up."""
+        to = after + 1 if to is None else to
+        if not after < to < len(self.profile.processors):
+            raise ValueError(f"no hand-off from processor {after} to {to}")
+        time = energy = 0.0
+        for hop in range(after, to):
+            link = self.profile.link_after(hop)
+            transfer_s = link.latency_s + nbytes / link.bytes_per_s
+            time += transfer_s
+            energy += nbytes * link.j_per_byte + transfer_s * self.active_power_w(hop)
+        wake = self.profile.processors[to].wakeup_s
+        return time + wake, energy + wake * self.active_power_w(to)
 
     def mapping(self, stages: Sequence[StageLoad]) -> MappingCost:
         """Costs of a cascade: stage k runs on its processor; inference may end after any stage."""
@@ -148,7 +155,7 @@ class CostModel:
             latency.append(t_acc)
             energy.append(e_acc)
             if k + 1 < len(stages):
-                h_t, h_e = self.handoff(st.processor, st.out_bytes)
+                h_t, h_e = self.handoff(st.processor, st.out_bytes, stages[k + 1].processor)
                 handoff_s.append(h_t)
                 t_acc += h_t
                 e_acc += h_e

@@ -41,12 +41,13 @@ def example(name: str, out_dir: str, seed: int) -> None:
 
 
 def _register() -> None:
-    from eenn.augment.commands import analyze
+    from eenn.augment.commands import analyze, search
     from eenn.codegen.commands import generate
     from eenn.hil.commands import hil
     from eenn.hil.flash_command import flash
 
     main.add_command(analyze)
+    main.add_command(search)
     main.add_command(generate)
     main.add_command(hil)
     main.add_command(flash)

@@ -1,0 +1,120 @@
+"""The feature cache: every needed feature map, computed in one pass over the data.
+
+Why: the backbone is frozen, so its output at a location never changes; running it once and
+training every exit on the stored maps is what makes the search cheap (DESIGN §3; the
+benchmark in `benchmarks/` measures it). The same pass gives the final classifier's softmax,
+which is both the last stage of every cascade and the teacher the exits are distilled from.
+
+The training split is enlarged with shifted copies (`AugmentConfig`): exits learn from a few
+hundred labelled samples only, and the base model labels each shifted copy for free (its
+softmax is the distillation target). Arrays live in memory up to `memory_limit` bytes and in
+`numpy.memmap` files past it; training features are float16 (half the space; exits do not
+need more), calibration and test features float32 (their softmax is what gets reported).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from eenn.augment.progress import Progress
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    copies: int = 4  # shifted copies of the training split, besides the original
+    shift: float = 0.1  # largest shift along the first (time / row) axis, as a share of its length
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"copies": self.copies, "shift": self.shift}
+
+
+def augment(x: np.ndarray, y: np.ndarray, config: AugmentConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The original samples followed by `copies` copies, each shifted along axis 1 by a random
+    whole number of steps (edges repeated), up to `shift` of that axis."""
+    if config.copies <= 0:
+        return x, y
+    rng = np.random.default_rng(seed)
+    length = x.shape[1]
+    most = max(1, int(round(config.shift * length)))
+    parts, labels = [x], [y]
+    base = np.arange(length)
+    for _ in range(config.copies):
+        s = rng.integers(-most, most + 1, size=len(x))
+        idx = np.clip(base[None, :] - s[:, None], 0, length - 1)
+        idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+        parts.append(np.take_along_axis(x, np.broadcast_to(idx, x.shape), axis=1))
+        labels.append(y)
+    return np.concatenate(parts), np.concatenate(labels)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class FeatureCache:
+    """features[split][location] and probs[split] (the base model's softmax) for each split."""
+
+    def __init__(self, model: Any, locations: Sequence[str], inputs: dict[str, np.ndarray], logits: bool = False,
+                 batch_size: int = 64, memory_limit: int = 2 << 30, directory: str | Path | None = None,
+                 progress: Progress | None = None):
+        import keras
+
+        self.locations = list(locations)
+        self.features: dict[str, dict[str, np.ndarray]] = {s: {} for s in inputs}
+        self.probs: dict[str, np.ndarray] = {}
+        self._tmp: Path | None = None
+        shapes = {loc: tuple(int(d) for d in model.get_layer(loc).output.shape[1:]) for loc in self.locations}
+        dtypes = {s: (np.float16 if s == "train" else np.float32) for s in inputs}
+        total = sum(len(x) * prod(shapes[loc]) * np.dtype(dtypes[s]).itemsize
+                    for s, x in inputs.items() for loc in self.locations)
+        self.on_disk = total > memory_limit
+        self.nbytes = total
+        if self.on_disk:
+            root = Path(directory) if directory is not None else None
+            if root is not None:
+                root.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix="features-", dir=root))
+        for s, x in inputs.items():
+            for i, loc in enumerate(self.locations):
+                shape = (len(x),) + shapes[loc]
+                if self.on_disk:
+                    assert self._tmp is not None
+                    self.features[s][loc] = np.lib.format.open_memmap(
+                        self._tmp / f"{s}-{i}.npy", mode="w+", dtype=dtypes[s], shape=shape)
+                else:
+                    self.features[s][loc] = np.empty(shape, dtype=dtypes[s])
+        extractor = keras.Model(model.inputs, [model.get_layer(loc).output for loc in self.locations] + list(model.outputs))
+        progress = progress or Progress(enabled=False)
+        batches = sum(-(-len(x) // batch_size) for x in inputs.values())
+        with progress.bar(f"caching features at {len(self.locations)} location(s)", batches) as step:
+            for s, x in inputs.items():
+                out_probs = np.empty((len(x), int(model.outputs[0].shape[-1])), dtype=np.float32)
+                for lo in range(0, len(x), batch_size):
+                    outs = extractor.predict_on_batch(x[lo:lo + batch_size])
+                    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                    for loc, o in zip(self.locations, outs[:-1]):
+                        self.features[s][loc][lo:lo + batch_size] = np.asarray(o)
+                    final = np.asarray(outs[-1], dtype=np.float32)
+                    out_probs[lo:lo + batch_size] = softmax(final) if logits else final
+                    step(1)
+                self.probs[s] = out_probs
+
+    def close(self) -> None:
+        self.features = {}
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,450 @@
+"""Exit training on the frozen backbone, with a disk cache that makes a killed search resumable.
+
+Each exit is trained once, on cached feature maps (or, for the benchmark's baseline, through
+the frozen backbone), and reused by every architecture that contains it. What is kept per
+exit is its Keras model and its per-sample softmax on the calibration and test splits: all
+later steps work from those.
+
+Training, in short: the feature map is standardised per channel (statistics from the
+training split; folded into the exit's first weighted layer afterwards, so the exported exit
+is the plain planned model); the loss mixes cross-entropy on the labels with distillation
+from the base model's softmax (temperature `temperature`, weight `distill`); Adam with a
+cosine-decayed learning rate. After the first epoch (with small data: the first that ends after
+`abort_min_steps` optimizer steps) an exit whose calibration accuracy is not above chance (the
+majority-class share) by `abort_margin` is abandoned. The softmax temperature is then fitted
+on the calibration split and folded into the last layer, so that a confidence threshold means
+the same for every exit however over-confident its training made it.
+
+The disk cache: one directory per exit under `<cache>/exits/<key>/`, the key a SHA-256 of
+(base-model hash, location, exit structure, data hash, seed, training and augmentation
+settings). Each entry is written to a temporary directory and renamed into place, so an entry
+either exists whole or not at all; a search killed at any point and started again loads every
+finished exit and trains only the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from eenn.augment.exits import ExitPlan, build_exit
+from eenn.errors import EennError
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 25
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    temperature: float = 2.0
+    distill: float = 0.5  # weight of the distillation term (0: labels only)
+    abort_margin: float = 0.05  # after epoch 1: abandon when calibration accuracy < chance + margin
+    temperature_scaling: bool = True  # fit a softmax temperature on the calibration split (folded in)
+    abort_min_steps: int = 50  # the abort check waits for the first epoch that ends after this many steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainedExit:
+    location: str
+    plan: ExitPlan
+    probs: dict[str, np.ndarray]  # split → (N, C) softmax of the exported exit
+    aborted: bool
+    cal_accuracy: float
+    epochs: int
+    path: Path | None  # the exit's .keras file (None when aborted)
+    from_cache: bool = False
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def load_model(self):
+        import keras
+
+        if self.path is None:
+            raise EennError(f"the exit at '{self.location}' was abandoned after its first epoch; it has no model")
+        return keras.models.load_model(self.path, compile=False)
+
+
+def exit_key(model_sha: str, plan: ExitPlan, data_sha: str, seed: int, train: TrainConfig,
+             augment: dict[str, Any], mode_extra: dict[str, Any] | None = None) -> str:
+    blob = json.dumps({"format": CACHE_FORMAT, "model": model_sha, "location": plan.location, "exit": plan.digest,
+                       "data": data_sha, "seed": seed, "train": train.to_dict(), "augment": augment,
+                       **(mode_extra or {})}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def exit_seed(seed: int, location: str) -> int:
+    """A per-exit seed, so that an exit's result does not depend on what was trained before it."""
+    return (seed * 1_000_003 + int(hashlib.sha256(location.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
+
+
+class ExitStore:
+    """Trained exits on disk, keyed by `exit_key`; `None` as root disables it."""
+
+    def __init__(self, root: str | Path | None):
+        self.root = Path(root) / "exits" if root is not None else None
+
+    def load(self, key: str, plan: ExitPlan) -> TrainedExit | None:
+        if self.root is None:
+            return None
+        d = self.root / key
+        meta_path = d / "meta.json"
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(d / "outputs.npz") as npz:
+                probs = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable: train again (the entry is replaced)
+        path = d / "exit.keras"
+        if not meta["aborted"] and not path.is_file():
+            return None
+        return TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=meta["aborted"],
+                           cal_accuracy=meta["cal_accuracy"], epochs=meta["epochs"],
+                           path=None if meta["aborted"] else path, from_cache=True, seconds=meta.get("seconds", 0.0),
+                           notes=list(meta.get("notes", [])))
+
+    def save(self, key: str, trained: TrainedExit, model: Any | None) -> TrainedExit:
+        if self.root is None:
+            if model is not None:  # keep the model somewhere readable for the bundle
+                tmp = Path(tempfile.mkdtemp(prefix="eenn-exit-"))
+                model.save(tmp / "exit.keras")
+                trained.path = tmp / "exit.keras"
+            return trained
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / key
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
+        try:
+            if model is not None:
+                model.save(tmp / "exit.keras")
+            np.savez(tmp / "outputs.npz", **trained.probs)
+            (tmp / "meta.json").write_text(json.dumps({"location": trained.location, "aborted": trained.aborted,
+                                                       "cal_accuracy": trained.cal_accuracy, "epochs": trained.epochs,
+                                                       "seconds": trained.seconds, "exit": trained.plan.describe(),
+                                                       "notes": trained.notes}))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        trained.path = None if trained.aborted else final / "exit.keras"
+        return trained
+
+
+# ---------------------------------------------------------------------------------------------
+# Standardisation, folded into the exit's first weighted layer
+
+
+def channel_stats(chunks: Callable[[], Any], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over an iterable of (n, ..., C) arrays."""
+    s = np.zeros(channels)
+    s2 = np.zeros(channels)
+    n = 0
+    for a in chunks():
+        a = np.asarray(a, dtype=np.float64).reshape(-1, channels)
+        s += a.sum(0)
+        s2 += (a * a).sum(0)
+        n += len(a)
+    mean = s / max(n, 1)
+    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean * mean, 0.0))
+    return mean, np.maximum(std, 1e-3 * max(float(std.max(initial=0.0)), 1e-6))
+
+
+_COMMUTING = {"AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D", "GlobalAveragePooling1D",
+              "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Flatten"}
+
+
+def foldable_layer(plan: ExitPlan) -> int | None:
+    """Index of the first weighted layer when a per-channel affine map before it can be folded into it."""
+    for i, layer in enumerate(plan.layers):
+        c, cfg = layer["class_name"], layer["config"]
+        if c in _COMMUTING:
+            continue
+        if c == "Dense":
+            return i if cfg.get("use_bias", True) else None
+        if c in ("Conv1D", "Conv2D"):
+            one = all(int(k) == 1 for k in cfg["kernel_size"])
+            if not cfg.get("use_bias", True):
+                return None
+            return i if one or cfg.get("padding", "valid") == "valid" else None
+        return None
+    return None
+
+
+def _fold_input_affine(layer: Any, scale: np.ndarray, shift: np.ndarray) -> None:
+    """Make `layer` (Conv or Dense) compute on x what it computed on scale·x + shift, per input
+    channel (a Dense after Flatten reads channel r mod C at row r)."""
+    weights = layer.get_weights()
+    kernel = weights[0].astype(np.float64)
+    rows = kernel.shape[-2] if kernel.ndim > 2 else kernel.shape[0]
+    ch = np.arange(rows) % len(scale)
+    a, c = scale[ch], shift[ch]
+    if kernel.ndim > 2:  # conv (k..., C_in, C_out)
+        new_kernel = kernel * a.reshape((1,) * (kernel.ndim - 2) + (-1, 1))
+        delta = np.einsum("kco,c->o", kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1]), c)
+    else:  # dense (D, U)
+        new_kernel = kernel * a[:, None]
+        delta = c @ kernel
+    weights[0] = new_kernel.astype(np.float32)
+    weights[1] = (weights[1].astype(np.float64) + delta).astype(np.float32)
+    layer.set_weights(weights)
+
+
+def fold_into_export(train_exit: Any, export_exit: Any, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Copy the trained weights into the plain exit (which sees raw feature maps), folding the
+    input standardisation (x − mean) / std into the first weighted layer and every training-only
+    BatchNormalization into the Dense layer after it."""
+    src = [l for l in train_exit.layers if l.weights]
+    dst = [l for l in export_exit.layers if l.weights]
+    pending_bn: tuple[np.ndarray, np.ndarray] | None = None
+    first = True
+    it = iter(dst)
+    for layer in src:
+        if layer.name.endswith("_bnfold"):
+            gamma, beta, mean, var = (w.astype(np.float64) for w in layer.get_weights())
+            a = gamma / np.sqrt(var + layer.epsilon)
+            pending_bn = (a, beta - a * mean)
+            continue
+        target = next(it)
+        target.set_weights(layer.get_weights())
+        if pending_bn is not None:
+            _fold_input_affine(target, *pending_bn)
+            pending_bn = None
+        if first and stats is not None:
+            mean, std = stats
+            _fold_input_affine(target, 1.0 / std, -mean / std)
+        first = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+class _Batches:
+    """Shuffled mini-batches from (possibly memory-mapped) arrays; the shuffle is per epoch and
+    seeded, batches read as sorted index runs so that memmaps are read sequentially."""
+
+    def __init__(self, x: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
+        self.x, self.t, self.bs = x, targets, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def epoch(self):
+        order = self.rng.permutation(len(self.t))
+        for lo in range(0, len(order), self.bs):
+            idx = np.sort(order[lo:lo + self.bs])
+            yield np.asarray(self.x[idx], dtype=np.float32), self.t[idx]
+
+
+def _targets(y: np.ndarray, teacher: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    onehot = np.eye(num_classes, dtype=np.float32)[y]
+    logt = np.log(np.clip(teacher.astype(np.float64), 1e-8, 1.0)) / temperature
+    soft = np.exp(logt - logt.max(axis=1, keepdims=True))
+    soft /= soft.sum(axis=1, keepdims=True)
+    return np.concatenate([onehot, soft.astype(np.float32)], axis=1)
+
+
+def _predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Batched inference; the last batch is zero-padded to the full size so that the predict
+    function is traced once per model, not once more for every odd remainder."""
+    out = []
+    for lo in range(0, len(x), batch_size):
+        xb = np.asarray(x[lo:lo + batch_size], dtype=np.float32)
+        n = len(xb)
+        if n < batch_size and len(x) > batch_size:
+            xb = np.concatenate([xb, np.zeros((batch_size - n,) + xb.shape[1:], np.float32)])
+        out.append(np.asarray(model.predict_on_batch(xb))[:n])
+    return np.concatenate(out).astype(np.float32)
+
+
+IN_MEMORY_FLOAT32 = 1 << 30  # float16 training maps up to this size (as float32) are widened once
+
+
+def _widen(x: np.ndarray) -> np.ndarray:
+    """float16 training maps as float32, once per exit instead of once per batch and epoch
+    (numpy's float16 conversion is slow); memory-mapped ones too large for memory stay as they are."""
+    if x.dtype == np.float16 and x.size * 4 <= IN_MEMORY_FLOAT32:
+        return np.asarray(x, dtype=np.float32)
+    return x
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T minimising the calibration split's negative log-likelihood of softmax(z / T)
+    (temperature scaling): over-confident exits get T > 1, so a threshold means what it says."""
+    z = logits.astype(np.float64)
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        a = z / np.exp(log_t)
+        a = a - a.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(a).sum(axis=1)) - a[rows, y]))
+
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):  # golden-section search; NLL is convex in 1/T
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return float(np.exp((lo + hi) / 2))
+
+
+_HOMOGENEOUS = {"AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D", "GlobalAveragePooling1D",
+                "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Flatten", "Dropout", "ReLU"}
+
+
+def _scalable(plan: ExitPlan) -> bool:
+    """Whether scaling the last weighted layer by 1/T scales the logits by 1/T (positively
+    homogeneous layers in between)."""
+    layers = [l for l in plan.layers if l["class_name"] != "Softmax"]
+    for layer in reversed(layers):
+        c = layer["class_name"]
+        if c == "Dense" or c.startswith("Conv"):
+            return layer["config"].get("activation", "linear") in ("linear", None, "relu")
+        if c not in _HOMOGENEOUS:
+            return False
+    return False
+
+
+def _scale_last_layer(model: Any, factor: float) -> None:
+    layer = [l for l in model.layers if l.weights][-1]
+    layer.set_weights([w * np.float32(factor) for w in layer.get_weights()])
+
+
+_POOLS = {"AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D"}
+
+
+def _apply(model: Any, x: np.ndarray, dtype: Any, batch_size: int = 512) -> np.ndarray:
+    out = None
+    for lo in range(0, len(x), batch_size):
+        y = np.asarray(model.predict_on_batch(np.asarray(x[lo:lo + batch_size], dtype=np.float32)))
+        if out is None:
+            out = np.empty((len(x),) + y.shape[1:], dtype=dtype)
+        out[lo:lo + len(y)] = y
+    assert out is not None
+    return out
+
+
+def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: np.ndarray, y_train: np.ndarray,
+               evaluate: dict[str, np.ndarray], y_cal: np.ndarray, config: TrainConfig, seed: int,
+               prefix: Any = None, stats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[TrainedExit, Any]:
+    """Train one exit; return it with its exported (folded) Keras model, or None when aborted.
+
+    Without `prefix`, `x_train` and `evaluate[...]` are feature maps (the cache). With it, they
+    are model inputs and `prefix` (a frozen Keras model: input → feature map) runs every step.
+    """
+    import time
+
+    import keras
+
+    start = time.monotonic()
+    s = exit_seed(seed, plan.location)
+    keras.utils.set_random_seed(s)
+    export, export_logits = build_exit(plan, name="exit", with_logits=True)
+    fold_at = foldable_layer(plan)
+    # A training-only BatchNormalization before each Dense, when every Dense has a bias to take it.
+    bn_ok = all(l["config"].get("use_bias", True) for l in plan.layers if l["class_name"] == "Dense")
+    eval_in = evaluate
+    tplan = plan
+    if prefix is None:
+        # The exit's leading pooling has no weights: apply it to the cached maps once, not every epoch.
+        lead = 0
+        while lead < len(plan.layers) - 1 and plan.layers[lead]["class_name"] in _POOLS:
+            lead += 1
+        if lead:
+            pool = build_exit(ExitPlan(plan.location, plan.input_shape, plan.layers[:lead], plan.cost, False),
+                              name="pool")
+            x_train = _apply(pool, x_train, np.float16)
+            eval_in = {k: _apply(pool, v, np.float32) for k, v in evaluate.items()}
+            tplan = ExitPlan(plan.location, tuple(int(d) for d in pool.output.shape[1:]), plan.layers[lead:],
+                             plan.cost, plan.over_budget)
+    if stats is None and fold_at is not None:
+        if prefix is not None:
+            raise ValueError("stats must be given when training through a prefix")
+        feats = x_train
+        stats = channel_stats(lambda: (feats[lo:lo + 512] for lo in range(0, len(feats), 512)), plan.input_shape[-1])
+    keras.utils.set_random_seed(s)
+    train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok)
+    inp = keras.Input(prefix.input_shape[1:] if prefix is not None else tplan.input_shape)
+    h = prefix(inp, training=False) if prefix is not None else inp
+    if fold_at is not None and stats is not None:
+        mean, std = stats
+        h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
+    out = logits_model(h)
+    model = keras.Model(inp, out)
+    if prefix is not None:
+        prefix.trainable = False
+    steps = -(-len(y_train) // config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps * config.epochs))
+    optimizer = keras.optimizers.Adam(schedule)
+    temperature, alpha = config.temperature, config.distill
+
+    def loss_fn(t, logits):
+        hard = keras.losses.categorical_crossentropy(t[:, :num_classes], logits, from_logits=True)
+        if alpha <= 0:
+            return hard
+        soft = keras.losses.categorical_crossentropy(t[:, num_classes:], logits / temperature, from_logits=True)
+        return (1 - alpha) * hard + alpha * temperature ** 2 * soft
+
+    model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
+    targets = _targets(y_train, teacher, num_classes, temperature)
+    batches = _Batches(_widen(x_train) if prefix is None else x_train, targets, config.batch_size, s)
+    chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
+    aborted = False
+    cal_acc = 0.0
+    epochs = 0
+    steps_done = 0
+    checked = False
+    for epoch in range(config.epochs):
+        for xb, tb in batches.epoch():
+            model.train_on_batch(xb, tb)
+            steps_done += 1
+        epochs += 1
+        if not checked and (steps_done >= config.abort_min_steps or epoch == config.epochs - 1):
+            checked = True
+            cal_logits = _predict(model, eval_in["cal"])
+            cal_acc = float(np.mean(cal_logits.argmax(1) == y_cal))
+            if cal_acc < chance + config.abort_margin:
+                aborted = True
+                break
+    if aborted:
+        trained = TrainedExit(location=plan.location, plan=plan, probs={}, aborted=True, cal_accuracy=cal_acc,
+                              epochs=epochs, path=None, seconds=time.monotonic() - start,
+                              notes=[f"abandoned after epoch {epochs}: calibration accuracy {cal_acc:.3f} is not above "
+                                     f"chance ({chance:.3f}) by {config.abort_margin}"])
+        return trained, None
+    fold_into_export(train_model, export, stats if fold_at is not None else None)
+    runner, runner_logits = export, export_logits
+    if prefix is not None:
+        x_in = keras.Input(prefix.input_shape[1:])
+        feats_in = prefix(x_in, training=False)
+        runner = keras.Model(x_in, export(feats_in))
+        runner_logits = keras.Model(x_in, export_logits(feats_in))
+    temperature_fit = 1.0
+    if config.temperature_scaling and _scalable(plan):
+        temperature_fit = fit_temperature(_predict(runner_logits, evaluate["cal"]), y_cal)
+        _scale_last_layer(export, 1.0 / temperature_fit)
+    probs = {split: _predict(runner, x) for split, x in evaluate.items()}
+    cal_acc = float(np.mean(probs["cal"].argmax(1) == y_cal))
+    trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=False, cal_accuracy=cal_acc,
+                          epochs=epochs, path=None, seconds=time.monotonic() - start,
+                          notes=[f"softmax temperature {temperature_fit:.3f} (fitted on the calibration split)"])
+    return trained, export
