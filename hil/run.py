@@ -163,19 +163,32 @@ def _check_board(info: BoardInfo, manifest: ProjectManifest) -> None:
 
 
 class _FileLog:
+    """Every record of the run goes to SESSION/run.log; only warnings and errors reach the terminal.
+
+    The run raises the logger to INFO for the file, so it must not propagate: a root handler that
+    someone else installed (TensorFlow and Keras code can trigger `logging.basicConfig`) would
+    otherwise print a line per sample."""
+
     def __init__(self, path: Path):
         self.handler = logging.FileHandler(path)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.old_level = log.level
+        self.console = logging.StreamHandler()
+        self.console.setLevel(logging.WARNING)
+        self.console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        self.old = (log.level, log.propagate)
 
     def __enter__(self):
         log.addHandler(self.handler)
+        log.addHandler(self.console)
         log.setLevel(logging.INFO)
+        log.propagate = False
         return self
 
     def __exit__(self, *exc):
         log.removeHandler(self.handler)
-        log.setLevel(self.old_level)
+        log.removeHandler(self.console)
+        log.setLevel(self.old[0])
+        log.propagate = self.old[1]
         self.handler.close()
 
 
