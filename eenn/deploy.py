@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from eenn import __version__
+from eenn.augment.model_io import file_sha256
 from eenn.errors import EennError
 
 STATE = "deploy.json"
@@ -74,26 +75,6 @@ class DeployResult:
 
 
 # ------------------------------------------------------------------------------------ state
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _sha256_tree(path: Path) -> str:
-    """A SavedModel is a directory: hash its files in a fixed order."""
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(path)).encode() + b"\0" + _sha256_file(p).encode())
-    return h.hexdigest()
-
-
-def content_hash(path: Path) -> str:
-    return _sha256_tree(path) if path.is_dir() else _sha256_file(path)
-
-
 def key_of(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -168,7 +149,7 @@ def _search_config(opts: DeployOptions):
 
 def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
     """What the bundle depends on (the exit cache location does not change the answer)."""
-    return {"model_sha256": content_hash(model), "data_sha256": content_hash(data), "hardware": opts.hardware,
+    return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
             "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
             "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs, "augment_copies": opts.augment_copies,
             "eenn": __version__}
@@ -257,7 +238,7 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
 
     t0 = time.monotonic()
     prev_hil = previous.get("hil", {})
-    project_sha = _sha256_file(res.project / "eenn" / "project.json")
+    project_sha = file_sha256(res.project / "eenn" / "project.json")
     if res.session.exists() and (prev_hil.get("project_sha256") != project_sha or prev_hil.get("port") != opts.port):
         shutil.rmtree(res.session)  # results of another project or board are not continued
     say(f"[3/4] HIL: test split on {'the virtual board' if opts.port == 'virtual' else opts.port}")
