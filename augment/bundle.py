@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from eenn.augment.model_io import file_sha256
 from eenn.errors import EennError
 
 SCHEMA_VERSION = 1
@@ -103,14 +104,6 @@ class Solution:
             raise EennError(f"{where}: metrics.eenn lacks early_termination")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def solution_json_bytes(solution: Solution) -> bytes:
     return (json.dumps(solution.to_dict(), indent=2, sort_keys=True) + "\n").encode()
 
@@ -139,7 +132,7 @@ def write_bundle(out_dir: str | Path, solution: Solution, populate: Callable[[Pa
         for name in names:
             if not (tmp / name).is_file():
                 raise EennError(f"bundle file {name} was not written")
-            files[name] = _sha256(tmp / name)
+            files[name] = file_sha256(tmp / name)
         final = Solution(**{**solution.__dict__, "files": files})
         final.check()
         data = solution_json_bytes(final)
@@ -186,6 +179,6 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
             f = root / name
             if not f.is_file():
                 raise EennError(f"{root}: bundle file '{name}' is missing")
-            if _sha256(f) != digest:
+            if file_sha256(f) != digest:
                 raise EennError(f"{root}: bundle file '{name}' was altered (SHA-256 differs from {SOLUTION_FILE})")
     return Bundle(path=root, solution=solution, hash=hashlib.sha256(data).hexdigest())

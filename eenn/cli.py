@@ -43,6 +43,7 @@ def example(name: str, out_dir: str, seed: int) -> None:
 def _register() -> None:
     from eenn.augment.commands import analyze, search
     from eenn.codegen.commands import generate
+    from eenn.deploy_command import deploy, report
     from eenn.hil.commands import hil
     from eenn.hil.flash_command import flash
 
@@ -51,6 +52,8 @@ def _register() -> None:
     main.add_command(generate)
     main.add_command(hil)
     main.add_command(flash)
+    main.add_command(deploy)
+    main.add_command(report)
 
 
 _register()

@@ -144,7 +144,34 @@ def memory_table(manifest: dict[str, Any] | None) -> list[dict[str, str]]:
     return rows
 
 
+PARETO_COLUMNS = {  # pareto.csv column → (report heading, formatter of its text)
+    "exits": ("exits after", str),
+    "processors": ("processors", str),
+    "thresholds": ("thresholds", str),
+    "mean_macs": ("mean MACs", lambda v: macs(float(v))),
+    "efficiency_gain": ("efficiency gain", lambda v: pct(float(v))),
+    "accuracy": ("accuracy", lambda v: pct(float(v))),
+    "accuracy_drop": ("accuracy drop", lambda v: f"{100 * float(v):+.2f} pts"),
+    "cost": ("cost", lambda v: f"{float(v):.4f}"),
+    "worst_latency_s": ("worst latency", lambda v: si(float(v), "s")),
+    "mean_latency_s": ("mean latency", lambda v: si(float(v), "s")),
+    "mean_energy_j": ("mean energy", lambda v: si(float(v), "J")),
+    "chosen": ("chosen", lambda v: "yes" if v in ("1", "True", "true") else "no"),
+}
+
+
+def _pareto_cell(column: str, text: str) -> str:
+    fmt = PARETO_COLUMNS.get(column, (column, str))[1]
+    if text in ("", "nan"):
+        return "n/a"
+    try:
+        return fmt(text)
+    except ValueError:
+        return text
+
+
 def pareto_rows(bundle: Path, limit: int = 12) -> tuple[list[str], list[list[str]]]:
+    """The bundle's Pareto front (calibration split), formatted; the cheapest `limit` points."""
     path = bundle / "pareto.csv"
     if not path.is_file():
         return [], []
@@ -152,7 +179,9 @@ def pareto_rows(bundle: Path, limit: int = 12) -> tuple[list[str], list[list[str
         rows = list(csv.reader(fh))
     if not rows:
         return [], []
-    return rows[0], rows[1:limit + 1]
+    header = rows[0]
+    body = [[_pareto_cell(h, c) for h, c in zip(header, r)] for r in rows[1:limit + 1]]
+    return [PARETO_COLUMNS.get(h, (h, str))[0] for h in header], body
 
 
 # ------------------------------------------------------------------------------------ context

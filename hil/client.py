@@ -382,6 +382,9 @@ class BoardClient:
         self._write(f"%{token}%".encode())
         seen = self._read_until(marker, time.monotonic() + (timeout or self.timeout))
         if BOOT_DONE.encode() in seen:
+            if self.info is None:  # the first contact: a board just started or flashed prints its banner
+                log.info("%s: the board booted just before the first resync", self.port)
+                return
             self.resets_seen += 1
             log.warning("%s: the board's boot banner came before the resync: it had reset", self.port)
 

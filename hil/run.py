@@ -7,7 +7,6 @@ the one the board reports. The session directory makes the run resumable (hil/se
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from eenn.augment.model_io import file_sha256
 from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
 from eenn.codegen.quant import quantize
 from eenn.errors import EennError
@@ -56,14 +56,6 @@ class RunResult:
     session: Path
     ran: int  # samples run by this invocation
     skipped: int  # samples already in the session
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_project(bundle_dir: Path, bundle_hash: str) -> Path:
@@ -163,19 +155,32 @@ def _check_board(info: BoardInfo, manifest: ProjectManifest) -> None:
 
 
 class _FileLog:
+    """Every record of the run goes to SESSION/run.log; only warnings and errors reach the terminal.
+
+    The run raises the logger to INFO for the file, so it must not propagate: a root handler that
+    someone else installed (TensorFlow and Keras code can trigger `logging.basicConfig`) would
+    otherwise print a line per sample."""
+
     def __init__(self, path: Path):
         self.handler = logging.FileHandler(path)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.old_level = log.level
+        self.console = logging.StreamHandler()
+        self.console.setLevel(logging.WARNING)
+        self.console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        self.old = (log.level, log.propagate)
 
     def __enter__(self):
         log.addHandler(self.handler)
+        log.addHandler(self.console)
         log.setLevel(logging.INFO)
+        log.propagate = False
         return self
 
     def __exit__(self, *exc):
         log.removeHandler(self.handler)
-        log.setLevel(self.old_level)
+        log.removeHandler(self.console)
+        log.setLevel(self.old[0])
+        log.propagate = self.old[1]
         self.handler.close()
 
 
@@ -183,7 +188,7 @@ def run(opts: RunOptions) -> RunResult:
     inp = resolve_inputs(opts)
     m = inp.manifest
     n = len(inp.x)
-    identity = {"bundle_hash": inp.bundle_hash, "data_sha256": _sha256(inp.data_path), "n_samples": n}
+    identity = {"bundle_hash": inp.bundle_hash, "data_sha256": file_sha256(inp.data_path), "n_samples": n}
     extra = {"data": str(inp.data_path), "project": str(inp.project),
              "bundle": None if opts.bundle is None else str(opts.bundle)}
     session = Session.open(opts.out, identity, extra)

@@ -1,0 +1,281 @@
+"""`eenn deploy`: trained model → early-exit search → ModusToolbox project → HIL run → report.
+
+One directory holds the whole run, one sub-directory per stage, so each stage's output can also
+be used on its own (`eenn generate DIR/bundle`, `eenn hil run --bundle DIR/bundle`, ...):
+
+    DIR/deploy.json    what was asked and what each stage produced (also marks DIR as eenn's)
+    DIR/example/       model.keras + data.npz of a built-in example (`--example`)
+    DIR/bundle/        the solution bundle (docs/interfaces.md §2)
+    DIR/project/       the generated dual-core project (§3)
+    DIR/hil/           the HIL session (docs/hil.md)
+    DIR/report.html    one file, plots embedded; DIR/report.md beside it
+
+Why a state file: the search runs for minutes and a HIL run on a board for longer. Started again
+with the same inputs, a deploy keeps every stage whose inputs did not change (the search also
+keeps its trained exits in the exit cache, the HIL session the samples already run), so an
+interrupted deploy continues rather than starts over. A stage whose inputs changed is redone and
+everything after it with it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from eenn import __version__
+from eenn.augment.model_io import file_sha256
+from eenn.errors import EennError
+
+STATE = "deploy.json"
+STATE_SCHEMA = 1
+DEFAULT_KIT = "CY8CKIT-062S2-43012"
+
+
+@dataclass
+class DeployOptions:
+    out: Path
+    model: Path | None = None
+    data: Path | None = None
+    example: str | None = None  # built-in example name instead of model + data
+    hardware: str = "psoc6"
+    kit: str = DEFAULT_KIT
+    port: str = "virtual"
+    latency_bound_s: float | None = None
+    w: float = 0.9
+    max_drop_points: float | None = None
+    seed: int = 0
+    finetune: bool = False
+    epochs: int = 25  # exit training epochs (as `eenn search --epochs`)
+    augment_copies: int = 4  # shifted copies of the training split (as `eenn search --augment`)
+    cache_dir: Path | None = None  # None: the search's default exit cache
+    no_cache: bool = False
+    limit: int | None = None  # HIL: run only the first N test samples
+    force: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class DeployResult:
+    out: Path
+    bundle: Path
+    project: Path
+    session: Path
+    report_html: Path
+    report_md: Path
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: "ran" or "kept", seconds, …
+    summary: dict[str, Any] = field(default_factory=dict)  # the HIL summary.json
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+# ------------------------------------------------------------------------------------ state
+def key_of(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_out_dir(out: Path, force: bool) -> dict[str, Any] | None:
+    """The previous deploy's state, None for a new directory; refuses directories eenn did not make."""
+    if out.exists() and not out.is_dir():
+        raise EennError(f"--out {out}: is a file, expected a directory")
+    state_path = out / STATE
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except ValueError as exc:
+            if not force:
+                raise EennError(f"{state_path}: not valid JSON ({exc}); pass --force to start over") from None
+            return None
+        if state.get("schema_version") != STATE_SCHEMA:
+            if not force:
+                raise EennError(f"{state_path}: schema_version {state.get('schema_version')!r}, expected "
+                                f"{STATE_SCHEMA}; pass --force to start over")
+            return None
+        return state
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise EennError(f"{out}: exists, is not empty and was not made by `eenn deploy` (no {STATE}); "
+                        "pass --force to deploy into it anyway")
+    return None
+
+
+def _write_state(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out / STATE)
+
+
+# ------------------------------------------------------------------------------------ stages
+def _resolve_inputs(opts: DeployOptions, out: Path, say: Callable[[str], None]) -> tuple[Path, Path]:
+    if opts.example is not None:
+        if opts.model is not None or opts.data is not None:
+            raise EennError("--example replaces MODEL and --data: give one or the other")
+        from eenn.examples import make_example
+
+        ex_dir = out / "example"
+        model, data = ex_dir / "model.keras", ex_dir / "data.npz"
+        if model.is_file() and data.is_file():
+            say(f"example '{opts.example}': kept {model} and {data}")
+        else:
+            say(f"example '{opts.example}': training the model (seconds)")
+            model, data = make_example(opts.example, ex_dir, seed=opts.seed)
+        return model, data
+    if opts.model is None:
+        raise EennError("give MODEL (a .keras, .h5 or SavedModel directory) and --data DATA.npz, or --example digits")
+    if opts.data is None:
+        raise EennError("--data DATA.npz is needed: the search trains exits and picks thresholds on it")
+    for what, p in (("MODEL", opts.model), ("--data", opts.data)):
+        if not Path(p).exists():
+            raise EennError(f"{what} {p}: not found")
+    return Path(opts.model), Path(opts.data)
+
+
+def _search_config(opts: DeployOptions):
+    from eenn.augment.features import AugmentConfig
+    from eenn.augment.search import SearchConfig, default_cache_dir
+    from eenn.augment.training import TrainConfig
+
+    return SearchConfig(
+        hardware=opts.hardware, latency_bound_s=opts.latency_bound_s, w=opts.w,
+        max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
+        seed=opts.seed, finetune=opts.finetune, train=TrainConfig(epochs=opts.epochs),
+        augment=AugmentConfig(copies=opts.augment_copies),
+        cache_dir=None if opts.no_cache else (opts.cache_dir or default_cache_dir())).checked()
+
+
+def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
+    """What the bundle depends on (the exit cache location does not change the answer)."""
+    return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
+            "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
+            "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs, "augment_copies": opts.augment_copies,
+            "eenn": __version__}
+
+
+def _bundle_ok(path: Path, expected_hash: str | None) -> bool:
+    from eenn.augment.bundle import load_bundle
+
+    if expected_hash is None or not (path / "solution.json").is_file():
+        return False
+    try:
+        return load_bundle(path).hash == expected_hash
+    except EennError:
+        return False
+
+
+def _project_ok(path: Path, bundle_hash: str, kit: str) -> bool:
+    mf = path / "eenn" / "project.json"
+    try:
+        m = json.loads(mf.read_text())
+    except (OSError, ValueError):
+        return False
+    return m.get("bundle_hash") == bundle_hash and m.get("kit") == kit and (path / "eenn" / "reference.json").is_file()
+
+
+def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployResult:
+    """Run (or continue) the whole pipeline into `opts.out`; raises EennError on bad input."""
+    from eenn.codegen.kits import get_kit
+
+    out = Path(opts.out)
+    get_kit(opts.kit)  # an unknown kit fails before minutes of search
+    if opts.port != "virtual" and opts.port.startswith("virtual:"):
+        raise EennError("--port virtual:PROJECT is for `eenn hil run`; deploy runs its own project: use --port virtual")
+    state = check_out_dir(out, opts.force)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = (state or {}).get("stages", {})
+    state = {"schema_version": STATE_SCHEMA, "generator": f"eenn {__version__}", "stages": {}}
+    _write_state(out, {**state, "stages": previous})  # marks the directory as eenn's from the start
+
+    res = DeployResult(out=out, bundle=out / "bundle", project=out / "project", session=out / "hil",
+                       report_html=out / "report.html", report_md=out / "report.md")
+    model, data = _resolve_inputs(opts, out, say)
+    state["inputs"] = {"model": str(model), "data": str(data), "kit": opts.kit, "port": opts.port}
+
+    # 1. search ---------------------------------------------------------------------------
+    key = key_of(_search_key(model, data, opts))
+    prev = previous.get("search", {})
+    t0 = time.monotonic()
+    if prev.get("key") == key and _bundle_ok(res.bundle, prev.get("bundle_hash")):
+        bundle_hash = prev["bundle_hash"]
+        say(f"[1/4] search: kept {res.bundle} (same model, data and options)")
+        res.stages["search"] = {**prev, "status": "kept"}
+    else:
+        from eenn.augment.progress import Progress
+        from eenn.augment.report import format_summary
+        from eenn.augment.search import run_search
+        from eenn.augment.solution import write_result
+
+        say(f"[1/4] search: {model} on {data}, hardware {opts.hardware}")
+        result = run_search(model, data, _search_config(opts), progress=Progress(enabled=not opts.quiet, err=True))
+        bundle_hash = write_result(result, res.bundle, force=True)
+        say(format_summary(result.solution))
+        res.stages["search"] = {"status": "ran", "key": key, "bundle_hash": bundle_hash,
+                                "seconds": round(time.monotonic() - t0, 1)}
+    state["stages"]["search"] = res.stages["search"]
+    _write_state(out, state)
+
+    # 2. generate ---------------------------------------------------------------------------
+    t0 = time.monotonic()
+    if _project_ok(res.project, bundle_hash, opts.kit):
+        say(f"[2/4] generate: kept {res.project} (generated from this bundle for {opts.kit})")
+        res.stages["generate"] = {**previous.get("generate", {}), "status": "kept"}
+    else:
+        from eenn.codegen.generate import generate, report_lines
+
+        say(f"[2/4] generate: ModusToolbox project for {opts.kit}")
+        gen = generate(res.bundle, opts.kit, res.project, force=True, log=say if not opts.quiet else (lambda s: None))
+        for line in report_lines(gen):
+            say("  " + line)
+        res.stages["generate"] = {"status": "ran", "kit": opts.kit, "seconds": round(time.monotonic() - t0, 1)}
+    state["stages"]["generate"] = res.stages["generate"]
+    _write_state(out, state)
+
+    # 3. HIL run ----------------------------------------------------------------------------
+    from eenn.hil.run import RunOptions, run
+
+    t0 = time.monotonic()
+    prev_hil = previous.get("hil", {})
+    project_sha = file_sha256(res.project / "eenn" / "project.json")
+    if res.session.exists() and (prev_hil.get("project_sha256") != project_sha or prev_hil.get("port") != opts.port):
+        shutil.rmtree(res.session)  # results of another project or board are not continued
+    say(f"[3/4] HIL: test split on {'the virtual board' if opts.port == 'virtual' else opts.port}")
+    hil = run(RunOptions(port=opts.port, out=res.session, bundle=res.bundle, project=res.project, limit=opts.limit,
+                         progress=not opts.quiet))
+    res.summary = hil.summary
+    res.stages["hil"] = {"status": "ran" if hil.ran else "kept", "bundle_hash": bundle_hash,
+                         "project_sha256": project_sha, "port": opts.port,
+                         "ran": hil.ran, "skipped": hil.skipped, "seconds": round(time.monotonic() - t0, 1)}
+    state["stages"]["hil"] = res.stages["hil"]
+    _write_state(out, state)
+
+    # 4. report -----------------------------------------------------------------------------
+    from eenn.report import ReportSources, write_report
+
+    write_report(ReportSources(bundle=res.bundle, project=res.project, session=res.session), res.report_html,
+                 res.report_md)
+    res.stages["report"] = {"status": "ran", "html": str(res.report_html), "md": str(res.report_md)}
+    state["stages"]["report"] = res.stages["report"]
+    _write_state(out, state)
+    say(f"[4/4] report: {res.report_html} (and {res.report_md.name})")
+    return res
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def agreement_lines(summary: dict[str, Any]) -> list[str]:
+    """Board vs int8 reference vs float search: the check a user reads first."""
+    m = summary.get("metrics", {})
+    lines = []
+    for key, name in (("accuracy", "accuracy"), ("early_termination", "early termination")):
+        v = m.get(key) or {}
+        lines.append(f"{name}: board {_pct(v.get('measured'))}, int8 reference {_pct(v.get('reference'))}, "
+                     f"float search {_pct(v.get('predicted'))}")
+    agree = (m.get("reference_agreement") or {}).get("measured")
+    if agree is not None:
+        lines.append(f"board and int8 reference agree (class and exit) on {_pct(agree)} of the samples")
+    return lines
