@@ -51,6 +51,7 @@ class DeployOptions:
     finetune: bool = False
     epochs: int = 25  # exit training epochs (as `eenn search --epochs`)
     augment_copies: int = 4  # shifted copies of the training split (as `eenn search --augment`)
+    exit_budget: float = 0.05  # an exit's MACs stay under this share of the backbone's (`--exit-budget`)
     cache_dir: Path | None = None  # None: the search's default exit cache
     no_cache: bool = False
     limit: int | None = None  # HIL: run only the first N test samples
@@ -135,6 +136,7 @@ def _resolve_inputs(opts: DeployOptions, out: Path, say: Callable[[str], None]) 
 
 
 def _search_config(opts: DeployOptions):
+    from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
     from eenn.augment.search import SearchConfig, default_cache_dir
     from eenn.augment.training import TrainConfig
@@ -143,7 +145,7 @@ def _search_config(opts: DeployOptions):
         hardware=opts.hardware, latency_bound_s=opts.latency_bound_s, w=opts.w,
         max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
         seed=opts.seed, finetune=opts.finetune, train=TrainConfig(epochs=opts.epochs),
-        augment=AugmentConfig(copies=opts.augment_copies),
+        augment=AugmentConfig(copies=opts.augment_copies), exits=ExitConfig(budget_share=opts.exit_budget),
         cache_dir=None if opts.no_cache else (opts.cache_dir or default_cache_dir())).checked()
 
 
@@ -152,7 +154,7 @@ def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
     return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
             "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
             "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs, "augment_copies": opts.augment_copies,
-            "eenn": __version__}
+            "exit_budget": opts.exit_budget, "eenn": __version__}
 
 
 def _bundle_ok(path: Path, expected_hash: str | None) -> bool:

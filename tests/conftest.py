@@ -81,3 +81,23 @@ def digits_project(tmp_path_factory, digits_bundle):
 def ecg_project(tmp_path_factory, ecg_bundle):
     """GenerateResult of the 1-D bundle for CY8CPROTO-062-4343W."""
     return _generated(tmp_path_factory, ecg_bundle, "CY8CPROTO-062-4343W", "ecg")
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """The built-in digits example, trained briefly (a search only needs a sensible backbone):
+    (model.keras, data.npz), shared by the search and deploy tests."""
+    import keras
+    import numpy as np
+
+    from eenn.examples import digits_cnn, digits_dataset
+
+    out = tmp_path_factory.mktemp("digits")
+    data = digits_dataset(0)
+    keras.utils.set_random_seed(0)
+    model = digits_cnn()
+    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy")
+    model.fit(data["x_train"], data["y_train"], epochs=6, batch_size=32, verbose=0)
+    model.save(out / "model.keras")
+    np.savez(out / "data.npz", **data)
+    return out / "model.keras", out / "data.npz"

@@ -16,21 +16,8 @@ FAST = dict(epochs=3, augment_copies=1)
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """The built-in digits example, trained briefly."""
-    import keras
-
-    from eenn.examples import digits_cnn, digits_dataset
-
-    out = tmp_path_factory.mktemp("deploy_digits")
-    data = digits_dataset(0)
-    keras.utils.set_random_seed(0)
-    model = digits_cnn()
-    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy")
-    model.fit(data["x_train"], data["y_train"], epochs=6, batch_size=32, verbose=0)
-    model.save(out / "model.keras")
-    np.savez(out / "data.npz", **data)
-    return out / "model.keras", out / "data.npz"
+def digits(trained_digits):
+    return trained_digits
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +103,7 @@ def test_changed_search_options_are_not_served_from_the_old_bundle(deployed):
     opts, _, _ = deployed
     model, data = opts.model, opts.data
     base = key_of(_search_key(model, data, opts))
-    for change in ({"w": 0.5}, {"latency_bound_s": 1.0}, {"max_drop_points": 2.0}, {"seed": 1}, {"epochs": 4},
+    for change in ({"w": 0.5}, {"latency_bound_s": 1.0}, {"max_drop_points": 2.0}, {"seed": 1}, {"epochs": 4}, {"exit_budget": 0.1},
                    {"hardware": "rk3588-cloud"}):
         assert key_of(_search_key(model, data, DeployOptions(**{**opts.__dict__, **change}))) != base, change
     assert key_of(_search_key(model, data, DeployOptions(**{**opts.__dict__, "cache_dir": Path("/elsewhere")}))) == base

@@ -23,21 +23,8 @@ FAST = ["--epochs", "3", "--augment", "1"]
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """The built-in digits example, trained briefly (the search only needs a sensible backbone)."""
-    import keras
-
-    from eenn.examples import digits_cnn, digits_dataset
-
-    out = tmp_path_factory.mktemp("digits")
-    data = digits_dataset(0)
-    keras.utils.set_random_seed(0)
-    model = digits_cnn()
-    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy")
-    model.fit(data["x_train"], data["y_train"], epochs=6, batch_size=32, verbose=0)
-    model.save(out / "model.keras")
-    np.savez(out / "data.npz", **data)
-    return out / "model.keras", out / "data.npz"
+def digits(trained_digits):
+    return trained_digits
 
 
 def run(*args):
