@@ -413,8 +413,9 @@ def report_lines(res: GenerateResult) -> list[str]:
     lines.append(f"base model (comparison point) on {m.base.processor}: ops [{', '.join(b.ops)}], "
                  f"model {b.model_bytes} B, arena {b.arena_bytes} B")
     w = ref["whole_eenn"]
+    flt = "n/a" if ref.get("float_accuracy") is None else f"{ref['float_accuracy']:.4f}"
     lines.append(f"int8 reference on {ref['n']} test samples: accuracy {ref['accuracy']:.4f} "
-                 f"(float EENN {ref['float_accuracy']}, int8 base {ref['base_accuracy']:.4f}), termination "
+                 f"(float EENN {flt}, int8 base {ref['base_accuracy']:.4f}), termination "
                  f"{[round(r, 4) for r in ref['termination_rates']]}; same class/exit as the whole int8 EENN: "
                  f"{w['same_class']}/{w['n']}, {w['same_exit']}/{w['n']}")
     lines.append(f"done in {res.seconds:.1f} s")
