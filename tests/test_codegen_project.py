@@ -299,5 +299,16 @@ def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_p
 
     r = link(main, sema)
     assert r.returncode == 0, r.stderr
+    # ... in the CM4's RAM below its heap, clear of the stack (ld overlapped them with .stack_dummy
+    # when .cy_sharedmem came after it)
+    nm = shutil.which("arm-none-eabi-nm")
+    if nm is not None:
+        syms = {}
+        for line in subprocess.run([nm, str(tmp_path / "cm4.elf")], capture_output=True, text=True).stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                syms[parts[2].split(".")[0]] = int(parts[0], 16)
+        ram = linker_regions(ld.read_text())["ram"]
+        assert ram[0] <= syms["cy_semaData"] < syms["__HeapBase"] <= syms["__HeapLimit"] < syms["__StackTop"]
     r = link(main, sema, app)
     assert r.returncode != 0 and "shared buffers belong to proj_cm0p" in r.stderr, r.stderr
