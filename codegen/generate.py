@@ -82,7 +82,6 @@ REPOS = {
     "ruy": "https://github.com/google/ruy",
     "cmsis-nn": "https://github.com/ARM-software/CMSIS-NN",
 }
-CMSIS_NN_IGNORE = ("Documentation", "Examples", "Tests", "python", ".github")
 ML_TFLITE_MICRO = "latest-v3.X"
 
 
@@ -273,11 +272,19 @@ def _asset_line(name: str, version: str) -> str:
     return f"mtb://{name}#{version}#$$ASSET_REPO$$/{name}/{version}"
 
 
-def _tflm_ignore() -> list[str]:
+def _ignore_list(name: str) -> list[str]:
     from importlib import resources
 
-    text = resources.files("eenn.templates").joinpath("project", "proj_cm0p", "tflite_micro.cyignore.txt").read_text()
+    text = resources.files("eenn.templates").joinpath("project", "proj_cm0p", name).read_text()
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _tflm_ignore() -> list[str]:
+    return _ignore_list("tflite_micro.cyignore.txt")
+
+
+def _cmsis_nn_ignore() -> list[str]:
+    return _ignore_list("cmsis_nn.cyignore.txt")
 
 
 def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem.MemoryLayout,
@@ -288,7 +295,7 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
     scores_max = max(s.scores.size for s in stages)
     timeout_us = min(int(round(manifest.firmware.handoff_timeout_s * 1e6)), 2**32 - 1)
     ctx = dict(m=manifest, kit=kit, layout=layout, last_stage=last, fm_max=fm_max, scores_max=scores_max,
-               timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=CMSIS_NN_IGNORE)
+               timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=_cmsis_nn_ignore())
 
     def put(template: str, rel: str, what: str, **extra) -> None:
         tree.text(rel, env.get_template(f"project/{template}").render(**ctx, **extra), what)

@@ -41,7 +41,10 @@ HEAP_SIZE = {"cm0p": 0x400, "cm4": 0x1000}
 # ee_mailbox_t on a 32-bit target: 9 words, 2 pointers, cap, pointer, cap (14 · 4 = 56), then
 # ticks[4] as uint64 aligned to 8 → 64 + 32 = 96 bytes; 128 leaves room.
 MAILBOX_BYTES = 128
-IPC_SEMA_BYTES = 16  # CY_IPC_SEMA_COUNT (128) bits
+# The IPC semaphore flags (CY_IPC_SEMA_COUNT = 128 bits, 16 B) and what the PDL itself puts in
+# .cy_sharedmem on the CM0+ (CY_SECTION_SHAREDMEM: cy_ipc_sema.c's control data, 8 B; cy_flash.c's
+# notify message, 4 B; seen in a linked DS-CNN image), rounded up to 16.
+IPC_SEMA_BYTES = 16 + 16
 
 
 def align_up(x: int, a: int) -> int:

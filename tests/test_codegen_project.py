@@ -56,7 +56,9 @@ def test_application_makefiles_follow_the_dual_cpu_layout(digits_project):
     cm4 = make_vars((out / "proj_cm4/Makefile").read_text())
     assert cm4["CORE"] == "CM4" and cm4["CORE_NAME"] == "CM4_0"
     assert {"ML_TFLM", "ML_INT8x8", "IFX_CMSIS_NN"} <= set(cm4["COMPONENTS"].split())
-    assert {"CY_IPC_DEFAULT_CFG_DISABLE=1", "TF_LITE_STATIC_MEMORY"} <= set(cm4["DEFINES"].split())
+    # ml-tflite-micro's prebuilt library has no MicroPrintf (release variant): the headers must strip it too
+    assert {"CY_IPC_DEFAULT_CFG_DISABLE=1", "TF_LITE_STATIC_MEMORY", "TF_LITE_STRIP_ERROR_STRINGS"} <= set(
+        cm4["DEFINES"].split())
     assert cm4["VFP_SELECT"] == "hardfp"
     for mk in (cm0, cm4):
         for src in mk["SOURCES"].split():
@@ -91,6 +93,15 @@ def test_deps_are_pinned_mtb_lines(digits_project):
     assert "$(SEARCH_tflite-micro)/tensorflow/lite/micro/micro_interpreter_test.cc" in ignore
     assert "$(SEARCH_tflite-micro)/tensorflow/lite/micro/kernels/conv.cc" in ignore  # CMSIS-NN's replaces it
     assert "$(SEARCH_flatbuffers)" in ignore
+    # CMSIS-NN: int8 only, as TFLite Micro's own build takes it: the float kernels #error without
+    # ARM_NN_ENABLE_F16/F32, the pybind11 bindings are host-only C++
+    assert "$(SEARCH_cmsis-nn)/Source/Bindings" in ignore
+    assert "$(SEARCH_cmsis-nn)/Source/ConvolutionFunctions/arm_convolve_f32.c" in ignore
+    assert "$(SEARCH_cmsis-nn)/Source/TransposeFunctions/arm_transpose_f16.c" in ignore
+    assert "$(SEARCH_cmsis-nn)/Source/NNSupportFunctions/arm_nntables_flt.c" in ignore
+    cmsis = [ln for ln in ignore if ln.startswith("$(SEARCH_cmsis-nn)/Source/")]
+    assert all(ln.endswith(("_f16.c", "_f32.c", "_flt.c", "/Bindings")) for ln in cmsis), cmsis
+    assert not any(ln.endswith(("_s8.c", "_s16.c", "_s4.c")) for ln in ignore)
 
 
 def linker_regions(text: str) -> dict[str, tuple[int, int]]:
@@ -133,9 +144,13 @@ def test_memory_map_adds_up_in_the_linker_scripts(request, which):
     assert shared[1] >= s0.feature_map.size + s0.scores.size + mem.MAILBOX_BYTES
     assert ram4[1] >= s1.arena_bytes + linker_symbol(cm4, "STACK_SIZE")
     assert kit.flash_bytes - flash_cm0p >= (res.out / "eenn/models/stage1.tflite").stat().st_size
-    # the shared buffers are placed by the CM0+ script; the CM4 asserts it has none of its own
+    # the shared buffers are placed by the CM0+ script; the CM4 asserts it has none of its own, the
+    # PDL's per-core control blocks (cy_ipc_sema.c's cy_semaData, in .cy_sharedmem on every core) aside
     assert re.search(r"\.cy_sharedmem \(NOLOAD\):\s*\{[^}]*KEEP\(\*\(\.cy_sharedmem\)\)[^}]*\} > shared", cm0)
-    assert 'ASSERT(SIZEOF(.cy_sharedmem) == 0' in cm4
+    assert "ASSERT(SIZEOF(.cy_sharedmem) == 0" not in cm4
+    m = re.search(r"\.cy_sharedmem \(NOLOAD\):\s*\{([^}]*)\} > ram", cm4)
+    assert m and m.group(1).index("*mtb-pdl-cat1*(.cy_sharedmem)") < m.group(1).index("__ee_cm4_sharedmem_start")
+    assert "ASSERT(__ee_cm4_sharedmem_end == __ee_cm4_sharedmem_start" in cm4
     # the manifest records the same layout
     assert res.manifest.memory["shared"]["origin"] == shared[0]
     assert res.manifest.memory["cm4"]["ram"]["size"] == ram4[1]
@@ -233,3 +248,67 @@ def test_stage0_too_large_for_the_cm0p_is_refused_with_figures():
                            fm_len=4000, n_scores=10)
     msg = str(e.value)
     assert "does not fit CY8CKIT-062-BLE" in msg and "stage 0 arena 300000 B" in msg and str(k.sram_usable) in msg
+
+
+# Stand-ins for what the BSP start-up and the PDL contribute to .cy_sharedmem (no fetched code):
+# a Reset_Handler, a vector table, and cy_ipc_sema.c's CY_SECTION_SHAREDMEM control block.
+_LINK_MAIN = """
+__attribute__((section(".vectors"), used)) static const unsigned vectors[2] = {0u, 0u};
+void Reset_Handler(void) { for (;;) { } }
+int main(void) { return 0; }
+"""
+_LINK_PDL_SEMA = """
+__attribute__((section(".cy_sharedmem"))) static unsigned cy_semaData[2];
+unsigned *Cy_IPC_Sema_Init(void) { return cy_semaData; }
+"""
+_LINK_APP_SHARED = """
+__attribute__((section(".cy_sharedmem"))) unsigned char app_buffer[64];
+"""
+
+
+@pytest.mark.arm
+def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_project, tmp_path):
+    """The real PDL puts cy_ipc_sema.c's control data in .cy_sharedmem on every core, the CM4 too
+    (Cy_IPC_Sema_Init references it): the CM4 script must link that, and still refuse a buffer of
+    the application's own there (it would be a second, unshared copy)."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    ld = next((digits_project.out / "templates").glob("TARGET_*/COMPONENT_CM4/TOOLCHAIN_GCC_ARM/linker.ld"))
+    flags = [*CPUS["cortex-m4"], "-Os", "-ffunction-sections", "-fdata-sections"]
+
+    def obj(rel: str, text: str) -> Path:
+        src = tmp_path / rel
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.with_suffix(".c").write_text(text)
+        o = src.with_suffix(".o")
+        r = subprocess.run([gcc, *flags, "-c", str(src.with_suffix(".c")), "-o", str(o)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        return o
+
+    main = obj("app/main", _LINK_MAIN + "unsigned *Cy_IPC_Sema_Init(void);\n"
+               "unsigned *keep(void) { return Cy_IPC_Sema_Init(); }\n")
+    sema = obj("mtb_shared/mtb-pdl-cat1/drivers/source/cy_ipc_sema", _LINK_PDL_SEMA)
+    app = obj("app/shared_buffer", _LINK_APP_SHARED + "unsigned char *buf(void) { return app_buffer; }\n")
+
+    def link(*objs: Path):
+        return subprocess.run([gcc, *flags, "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
+                               "-Wl,-u,keep", "-Wl,-u,buf", f"-T{ld}", "-o", str(tmp_path / "cm4.elf"),
+                               *map(str, objs)], capture_output=True, text=True)
+
+    r = link(main, sema)
+    assert r.returncode == 0, r.stderr
+    # ... in the CM4's RAM below its heap, clear of the stack (ld overlapped them with .stack_dummy
+    # when .cy_sharedmem came after it)
+    nm = shutil.which("arm-none-eabi-nm")
+    if nm is not None:
+        syms = {}
+        for line in subprocess.run([nm, str(tmp_path / "cm4.elf")], capture_output=True, text=True).stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                syms[parts[2].split(".")[0]] = int(parts[0], 16)
+        ram = linker_regions(ld.read_text())["ram"]
+        assert ram[0] <= syms["cy_semaData"] < syms["__HeapBase"] <= syms["__HeapLimit"] < syms["__StackTop"]
+    r = link(main, sema, app)
+    assert r.returncode != 0 and "shared buffers belong to proj_cm0p" in r.stderr, r.stderr
