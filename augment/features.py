@@ -59,6 +59,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _traced_once(model: Any):
+    """`model` in inference mode as one `tf.function` with an open batch axis: traced once for
+    every split and the odd last batches (`predict_on_batch` retraces for new batch sizes)."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None,) + tuple(int(d) for d in model.inputs[0].shape[1:]), tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def run(x):
+        outs = model(x, training=False)
+        return list(outs) if isinstance(outs, (list, tuple)) else [outs]
+
+    return run
+
+
 class FeatureCache:
     """features[split][location] and probs[split] (the base model's softmax) for each split."""
 
@@ -66,6 +81,7 @@ class FeatureCache:
                  batch_size: int = 64, memory_limit: int = 2 << 30, directory: str | Path | None = None,
                  progress: Progress | None = None):
         import keras
+        import tensorflow as tf
 
         self.locations = list(locations)
         self.features: dict[str, dict[str, np.ndarray]] = {s: {} for s in inputs}
@@ -92,16 +108,18 @@ class FeatureCache:
                 else:
                     self.features[s][loc] = np.empty(shape, dtype=dtypes[s])
         extractor = keras.Model(model.inputs, [model.get_layer(loc).output for loc in self.locations] + list(model.outputs))
+        run = _traced_once(extractor)
         progress = progress or Progress(enabled=False)
         batches = sum(-(-len(x) // batch_size) for x in inputs.values())
         with progress.bar(f"caching features at {len(self.locations)} location(s)", batches) as step:
             for s, x in inputs.items():
                 out_probs = np.empty((len(x), int(model.outputs[0].shape[-1])), dtype=np.float32)
+                half = dtypes[s] == np.float16
                 for lo in range(0, len(x), batch_size):
-                    outs = extractor.predict_on_batch(x[lo:lo + batch_size])
-                    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                    outs = run(np.asarray(x[lo:lo + batch_size], dtype=np.float32))
                     for loc, o in zip(self.locations, outs[:-1]):
-                        self.features[s][loc][lo:lo + batch_size] = np.asarray(o)
+                        # float16 rounding in TensorFlow: the same values as numpy's, many times faster.
+                        self.features[s][loc][lo:lo + batch_size] = np.asarray(tf.cast(o, tf.float16) if half else o)
                     final = np.asarray(outs[-1], dtype=np.float32)
                     out_probs[lo:lo + batch_size] = softmax(final) if logits else final
                     step(1)

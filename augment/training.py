@@ -234,18 +234,17 @@ def fold_into_export(train_exit: Any, export_exit: Any, stats: tuple[np.ndarray,
 
 
 class _Batches:
-    """Shuffled mini-batches from (possibly memory-mapped) arrays; the shuffle is per epoch and
-    seeded, batches read as sorted index runs so that memmaps are read sequentially."""
+    """Shuffled mini-batch indices; the shuffle is per epoch and seeded, each batch a sorted index
+    run (so that memory-mapped maps are read sequentially)."""
 
-    def __init__(self, x: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
-        self.x, self.t, self.bs = x, targets, batch_size
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.bs = n, batch_size
         self.rng = np.random.default_rng(seed)
 
     def epoch(self):
-        order = self.rng.permutation(len(self.t))
+        order = self.rng.permutation(self.n)
         for lo in range(0, len(order), self.bs):
-            idx = np.sort(order[lo:lo + self.bs])
-            yield np.asarray(self.x[idx], dtype=np.float32), self.t[idx]
+            yield np.sort(order[lo:lo + self.bs])
 
 
 def _targets(y: np.ndarray, teacher: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
@@ -257,27 +256,70 @@ def _targets(y: np.ndarray, teacher: np.ndarray, num_classes: int, temperature: 
 
 
 def _predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Batched inference; the last batch is zero-padded to the full size so that the predict
-    function is traced once per model, not once more for every odd remainder."""
-    out = []
-    for lo in range(0, len(x), batch_size):
-        xb = np.asarray(x[lo:lo + batch_size], dtype=np.float32)
-        n = len(xb)
-        if n < batch_size and len(x) > batch_size:
-            xb = np.concatenate([xb, np.zeros((batch_size - n,) + xb.shape[1:], np.float32)])
-        out.append(np.asarray(model.predict_on_batch(xb))[:n])
+    """Batched inference by calling the model eagerly: `predict_on_batch` would trace a predict
+    function for every model (three per exit, seconds each), which costs more than the few
+    hundred evaluation samples take to run op by op."""
+    out = [np.asarray(model(np.asarray(x[lo:lo + batch_size], dtype=np.float32), training=False))
+           for lo in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
 
-IN_MEMORY_FLOAT32 = 1 << 30  # float16 training maps up to this size (as float32) are widened once
+IN_MEMORY_BYTES = 1 << 31  # training inputs up to this size are held as one tensor; larger ones are read per batch
 
 
-def _widen(x: np.ndarray) -> np.ndarray:
-    """float16 training maps as float32, once per exit instead of once per batch and epoch
-    (numpy's float16 conversion is slow); memory-mapped ones too large for memory stay as they are."""
-    if x.dtype == np.float16 and x.size * 4 <= IN_MEMORY_FLOAT32:
-        return np.asarray(x, dtype=np.float32)
-    return x
+class _Source:
+    """The training inputs for the step function, batch by batch.
+
+    In memory (the usual case) the array becomes one tensor once per exit and each batch is a
+    gather from it: no per-batch numpy fancy indexing, no float16 → float32 conversion in numpy
+    (slow) and no copy of every batch into a new tensor. float16 maps stay float16 (half the
+    memory) and are widened inside the step, exactly as numpy would. Memory-mapped arrays too
+    large for that are read per batch as before."""
+
+    def __init__(self, x: np.ndarray, targets: np.ndarray):
+        import tensorflow as tf
+
+        self.dtype = tf.float16 if x.dtype == np.float16 else tf.float32
+        self.t = tf.constant(targets, dtype=tf.float32)
+        self.x = None
+        if not isinstance(x, np.memmap) or x.nbytes <= IN_MEMORY_BYTES:
+            self.x = tf.constant(np.asarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32))
+        else:
+            self.mm = x
+
+    def batch(self, idx: np.ndarray):
+        import tensorflow as tf
+
+        i = tf.constant(idx, dtype=tf.int32)
+        xb = tf.gather(self.x, i) if self.x is not None else np.asarray(self.mm[idx], dtype=self.dtype.as_numpy_dtype)
+        return xb, tf.gather(self.t, i)
+
+
+def _train_step(model: Any, optimizer: Any, loss_fn: Callable[[Any, Any], Any], x_shape: tuple[int, ...],
+                x_dtype: Any, n_targets: int):
+    """One optimizer step as a single `tf.function`, traced once per exit.
+
+    What `Model.train_on_batch` does (mean loss over the batch plus the layers' own losses,
+    gradients, `apply_gradients`), without its per-call overhead and without a second trace for
+    the smaller last batch: the batch axis is left open in the input signature."""
+    import tensorflow as tf
+
+    trainable = model.trainable_variables
+    optimizer.build(trainable)
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x_shape), x_dtype),
+                                  tf.TensorSpec((None, n_targets), tf.float32)], jit_compile=False)
+    def step(xb, tb):
+        with tf.GradientTape() as tape:
+            logits = model(tf.cast(xb, tf.float32), training=True)
+            loss = tf.reduce_mean(loss_fn(tb, logits))
+            if model.losses:
+                loss = loss + tf.add_n(model.losses)
+        grads = tape.gradient(loss, trainable)
+        optimizer.apply_gradients(zip(grads, trainable))
+        return loss
+
+    return step
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -332,10 +374,23 @@ def _scale_last_layer(model: Any, factor: float) -> None:
 _POOLS = {"AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D"}
 
 
+def _as_float32(a: np.ndarray) -> Any:
+    """float16 arrays widened by TensorFlow (exact, like numpy's conversion, but many times faster)."""
+    if a.dtype != np.float16:
+        return np.asarray(a, dtype=np.float32)
+    import tensorflow as tf
+
+    return tf.cast(tf.constant(np.asarray(a)), tf.float32)
+
+
 def _apply(model: Any, x: np.ndarray, dtype: Any, batch_size: int = 512) -> np.ndarray:
+    """`model` (weightless pooling) over `x` in batches, called eagerly (no predict function to
+    trace); conversions to and from float16 run in TensorFlow (same rounding, faster than numpy)."""
+    import tensorflow as tf
+
     out = None
     for lo in range(0, len(x), batch_size):
-        y = np.asarray(model.predict_on_batch(np.asarray(x[lo:lo + batch_size], dtype=np.float32)))
+        y = np.asarray(tf.cast(model(_as_float32(x[lo:lo + batch_size]), training=False), tf.as_dtype(dtype)))
         if out is None:
             out = np.empty((len(x),) + y.shape[1:], dtype=dtype)
         out[lo:lo + len(y)] = y
@@ -380,7 +435,8 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
         if prefix is not None:
             raise ValueError("stats must be given when training through a prefix")
         feats = x_train
-        stats = channel_stats(lambda: (feats[lo:lo + 512] for lo in range(0, len(feats), 512)), plan.input_shape[-1])
+        stats = channel_stats(lambda: (np.asarray(_as_float32(feats[lo:lo + 512])) for lo in range(0, len(feats), 512)),
+                              plan.input_shape[-1])
     keras.utils.set_random_seed(s)
     train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok)
     inp = keras.Input(prefix.input_shape[1:] if prefix is not None else tplan.input_shape)
@@ -404,9 +460,11 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
         soft = keras.losses.categorical_crossentropy(t[:, num_classes:], logits / temperature, from_logits=True)
         return (1 - alpha) * hard + alpha * temperature ** 2 * soft
 
-    model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
     targets = _targets(y_train, teacher, num_classes, temperature)
-    batches = _Batches(_widen(x_train) if prefix is None else x_train, targets, config.batch_size, s)
+    source = _Source(x_train, targets)
+    step = _train_step(model, optimizer, loss_fn, tuple(int(d) for d in model.input_shape[1:]), source.dtype,
+                       targets.shape[1])
+    batches = _Batches(len(targets), config.batch_size, s)
     chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
     aborted = False
     cal_acc = 0.0
@@ -414,8 +472,8 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     steps_done = 0
     checked = False
     for epoch in range(config.epochs):
-        for xb, tb in batches.epoch():
-            model.train_on_batch(xb, tb)
+        for idx in batches.epoch():
+            step(*source.batch(idx))
             steps_done += 1
         epochs += 1
         if not checked and (steps_done >= config.abort_min_steps or epoch == config.epochs - 1):

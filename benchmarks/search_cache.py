@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     from eenn.augment.search import SearchConfig, run_search
     from eenn.augment.training import TrainConfig
 
+    # Import Keras/TensorFlow before either clock starts: the import (10-20 s on 2 cores) is paid
+    # once per process, not per search, and would otherwise be billed to whichever side runs first.
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
     model = args.data_dir / "kws" / "ds_cnn_l.h5"
     data = kws.make_dataset(args.data_dir / "kws", args.work / "kws_split.npz")
     rows = []
