@@ -2,12 +2,13 @@
 base model vs EENN on the test split, the virtual board vs the int8 reference, and wall times.
 
     python benchmarks/readme_figures.py [--data-dir ../shared/data] [--work runs/figures]
-                                        [--cases digits,kws,kws-2pt,ecg] [--out runs/figures/results.md]
+                                        [--cases digits,kws,kws-2pt,ecg,ecg-1.5pt] [--out runs/figures/results.md]
 
 Each case is a full deploy (search → generate → virtual-board HIL run → report) into
 `<work>/<case>/`, with the same settings as the examples (`examples/kws.py`, `examples/ecg.py`).
-Trained exits are cached in `<work>/cache`, so a second run redoes only what changed; delete
-`<work>` to time everything from scratch (the wall times printed are those of this run). The
+Trained exits are cached in `<work>/cache` and a deploy keeps the stages whose inputs did not
+change, so a second run redoes only what changed; the times printed are those recorded when each
+stage ran (delete `<work>` to measure everything afresh). The
 feature-cache speed-up is `benchmarks/search_cache.py`. Prints a Markdown section headed by the
 date, machine and eenn version; paste it into the README's "Results".
 """
@@ -62,6 +63,8 @@ CASES = {c.name: c for c in (
          {"latency_bound_s": 2.5, "max_drop_points": 2.0, "exit_budget": KWS_EXIT_BUDGET}),
     Case("ecg", "ECG: 1-D FCN on MIT-BIH, psoc6, latency ≤ 2.5 s, w = 0.9", _ecg,
          {"latency_bound_s": 2.5, "epochs": 10, "augment_copies": 1}),
+    Case("ecg-1.5pt", "ECG: 1-D FCN on MIT-BIH, psoc6, latency ≤ 2.5 s, accuracy drop ≤ 1.5 points", _ecg,
+         {"latency_bound_s": 2.5, "epochs": 10, "augment_copies": 1, "max_drop_points": 1.5}),
 )}
 
 
@@ -81,10 +84,10 @@ def run_case(case: Case, data_dir: Path, work: Path) -> dict[str, Any]:
     from eenn.deploy import DeployOptions, deploy
 
     model, data = case.prepare(data_dir, work)
-    t = time.monotonic()
     res = deploy(DeployOptions(out=work / case.name, model=model, data=data, cache_dir=work / "cache",
                                **case.options), say=lambda s: print("  " + s, file=sys.stderr))
-    wall = time.monotonic() - t
+    # stage times as recorded when each stage ran (a kept stage keeps its first run's time)
+    wall = sum(float(st.get("seconds", 0.0)) for st in res.stages.values())
     sol = json.loads((res.bundle / "solution.json").read_text())
     return {"case": case, "wall_s": wall, "metrics": sol["metrics"], "exits": sol["exits"],
             "hil": res.summary["metrics"], "n": res.summary["n"], "report": str(res.report_html)}
@@ -101,8 +104,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
            f"{__import__('eenn').__version__}, by `python benchmarks/readme_figures.py`.", ""]
     out += ["| case | accuracy base → eenn | Δ | mean MACs base → eenn | Δ MACs | mean latency base → eenn "
             "| mean energy base → eenn | early termination | exits (after layer @ threshold) "
-            "| virtual board = int8 reference | deploy wall time |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+            "| int8 on the virtual board | board = int8 reference | search + generate + HIL time |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         b, e, h = r["metrics"]["base"], r["metrics"]["eenn"], r["hil"]
         same = (h["accuracy"]["measured"] == h["accuracy"]["reference"]
@@ -115,7 +118,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {macs(b['mean_macs'])} → {macs(e['mean_macs'])} | {100 * (e['mean_macs'] / b['mean_macs'] - 1):+.2f} % "
             f"| {si(b['mean_latency_s'], 's')} → {si(e['mean_latency_s'], 's')} "
             f"| {si(b['mean_energy_j'], 'J')} → {si(e['mean_energy_j'], 'J')} | {_pct(e['early_termination'])} "
-            f"| {exits} | {'yes' if same else 'NO'} ({_pct(agree) if agree is not None else 'n/a'} of {r['n']} samples) "
+            f"| {exits} | {_pct(h['accuracy']['measured'])} | {'yes' if same else 'NO'} ({_pct(agree) if agree is not None else 'n/a'} of {r['n']} samples) "
             f"| {r['wall_s']:.0f} s |")
     return "\n".join(out) + "\n"
 
