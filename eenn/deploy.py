@@ -249,7 +249,10 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
     res.summary = hil.summary
     res.stages["hil"] = {"status": "ran" if hil.ran else "kept", "bundle_hash": bundle_hash,
                          "project_sha256": project_sha, "port": opts.port,
-                         "ran": hil.ran, "skipped": hil.skipped, "seconds": round(time.monotonic() - t0, 1)}
+                         "ran": hil.ran, "skipped": hil.skipped,
+                         # a run that only re-read the session keeps the time of the one that ran it
+                         "seconds": round(time.monotonic() - t0, 1) if hil.ran or "seconds" not in prev_hil
+                         else prev_hil["seconds"]}
     state["stages"]["hil"] = res.stages["hil"]
     _write_state(out, state)
 
