@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from eenn import __version__
+from eenn.augment.metrics import precision_recall  # one definition for search and board
 from eenn.codegen.manifest import ProjectManifest
 from eenn.hil.energy import DatasheetEnergy, path_latency_s
 
@@ -44,18 +45,6 @@ def stats(values: Sequence[float]) -> dict[str, Any]:
         return {"n": 0, "mean": None, "p50": None, "p99": None, "worst": None}
     return {"n": len(values), "mean": float(np.mean(values)), "p50": percentile(values, 50),
             "p99": percentile(values, 99), "worst": float(max(values))}
-
-
-def precision_recall(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
-    """Macro precision and recall over the classes in `y_true` (never predicted: precision 0)."""
-    precisions, recalls = [], []
-    for c in np.unique(y_true):
-        tp = float(np.sum((y_pred == c) & (y_true == c)))
-        predicted = float(np.sum(y_pred == c))
-        actual = float(np.sum(y_true == c))
-        precisions.append(tp / predicted if predicted else 0.0)
-        recalls.append(tp / actual if actual else 0.0)
-    return float(np.mean(precisions)), float(np.mean(recalls))
 
 
 def _side(measured, predicted=None, reference=None) -> dict[str, Any]:
