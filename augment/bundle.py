@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from eenn.atomic import staged_directory
 from eenn.augment.model_io import file_sha256
 from eenn.errors import EennError
 
@@ -121,9 +119,7 @@ def write_bundle(out_dir: str | Path, solution: Solution, populate: Callable[[Pa
         if not overwrite:
             kind = "a solution bundle" if (out / SOLUTION_FILE).is_file() else "a directory eenn did not write"
             raise EennError(f"{out}: exists and is not empty ({kind}); pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out, prefix=f".{out.name}.partial-") as tmp:
         populate(tmp)
         names = hashed if hashed is not None else sorted(
             str(p.relative_to(tmp)) for p in tmp.rglob("*")
@@ -137,12 +133,6 @@ def write_bundle(out_dir: str | Path, solution: Solution, populate: Callable[[Pa
         final.check()
         data = solution_json_bytes(final)
         (tmp / SOLUTION_FILE).write_bytes(data)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return hashlib.sha256(data).hexdigest()
 
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from eenn.atomic import staged_directory
 from eenn.augment.exits import ExitPlan, build_exit
 from eenn.errors import EennError
 
@@ -123,10 +122,8 @@ class ExitStore:
                 model.save(tmp / "exit.keras")
                 trained.path = tmp / "exit.keras"
             return trained
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / key
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
-        try:
+        with staged_directory(final, prefix=f".{key[:12]}-") as tmp:
             if model is not None:
                 model.save(tmp / "exit.keras")
             np.savez(tmp / "outputs.npz", **trained.probs)
@@ -134,12 +131,6 @@ class ExitStore:
                                                        "cal_accuracy": trained.cal_accuracy, "epochs": trained.epochs,
                                                        "seconds": trained.seconds, "exit": trained.plan.describe(),
                                                        "notes": trained.notes}))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         trained.path = None if trained.aborted else final / "exit.keras"
         return trained
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from eenn import __version__
+from eenn.atomic import staged_directory
 from eenn.augment.bundle import Bundle, load_bundle
 from eenn.augment.cost import CostModel
 from eenn.augment.hardware import HardwareProfile
@@ -375,9 +374,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
     manifest = build_manifest(bundle, kit, profile, proc_idx, parts, stages, sizes, base_sizes, layout,
                               model_id or default_model_id(bundle))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out, prefix=f".{out.name}.partial-") as tmp:
         tree = _Tree(bundle.hash)
         for st in stages:
             tree.add(f"eenn/models/stage{st.index}.tflite", st.tflite)
@@ -393,12 +390,6 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         shutil.rmtree(tmp)
         tmp.mkdir()
         tree.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return GenerateResult(out=out, manifest=manifest, layout=layout, sizes=sizes, base_sizes=base_sizes,
                           reference=reference, seconds=time.monotonic() - t0, files=sorted(tree.files))
 
