@@ -59,7 +59,7 @@ def test_dscnn_chain_equals_whole_int8_eenn_and_accuracy(dscnn):
     xq = dequantize(quantize(dscnn["x"], inp.scale, inp.zero_point), inp.scale, inp.zero_point)
     cls_q, _ = float_eenn(dscnn["segments"], dscnn["exits"], dscnn["thresholds"], xq)
     float_q_acc = float(np.mean(cls_q == dscnn["y"]))
-    assert abs(ref["accuracy"] - float_q_acc) <= 0.01, (ref["accuracy"], float_q_acc)
+    assert abs(ref["accuracy"] - float_q_acc) <= 0.01 + 1e-9, (ref["accuracy"], float_q_acc)
     assert float_acc - ref["accuracy"] <= 0.03, (ref["accuracy"], float_acc)
     assert 0.1 < ref["termination_rates"][0] < 0.6, ref["termination_rates"]
     m = res.manifest
