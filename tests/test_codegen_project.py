@@ -145,11 +145,17 @@ def test_memory_map_adds_up_in_the_linker_scripts(request, which):
     assert ram4[1] >= s1.arena_bytes + linker_symbol(cm4, "STACK_SIZE")
     assert kit.flash_bytes - flash_cm0p >= (res.out / "eenn/models/stage1.tflite").stat().st_size
     # the shared buffers are placed by the CM0+ script; the CM4 asserts it has none of its own, the
-    # PDL's per-core control blocks (cy_ipc_sema.c's cy_semaData, in .cy_sharedmem on every core) aside
+    # PDL's and HAL's per-core control blocks (cy_ipc_sema.c's cy_semaData, cyhal_ipc.c's queue heads,
+    # in .cy_sharedmem on every core) aside
     assert re.search(r"\.cy_sharedmem \(NOLOAD\):\s*\{[^}]*KEEP\(\*\(\.cy_sharedmem\)\)[^}]*\} > shared", cm0)
     assert "ASSERT(SIZEOF(.cy_sharedmem) == 0" not in cm4
     m = re.search(r"\.cy_sharedmem \(NOLOAD\):\s*\{([^}]*)\} > ram", cm4)
-    assert m and m.group(1).index("*mtb-pdl-cat1*(.cy_sharedmem)") < m.group(1).index("__ee_cm4_sharedmem_start")
+    assert m
+    body = m.group(1)
+    for lib in ("mtb-pdl-cat1", "mtb-hal-cat1"):
+        assert body.index(f"*{lib}*(.cy_sharedmem)") < body.index("__ee_cm4_sharedmem_start")
+    # only what the image references counts (an unreferenced library buffer is collected, not asserted)
+    assert "KEEP(*(.cy_sharedmem))" not in body
     assert "ASSERT(__ee_cm4_sharedmem_end == __ee_cm4_sharedmem_start" in cm4
     # the manifest records the same layout
     assert res.manifest.memory["shared"]["origin"] == shared[0]
@@ -261,6 +267,10 @@ _LINK_PDL_SEMA = """
 __attribute__((section(".cy_sharedmem"))) static unsigned cy_semaData[2];
 unsigned *Cy_IPC_Sema_Init(void) { return cy_semaData; }
 """
+_LINK_HAL_IPC = """
+__attribute__((section(".cy_sharedmem"))) static void *queue_heads[4];
+void **cyhal_ipc_queues(void) { return queue_heads; }
+"""
 _LINK_APP_SHARED = """
 __attribute__((section(".cy_sharedmem"))) unsigned char app_buffer[64];
 """
@@ -269,8 +279,9 @@ __attribute__((section(".cy_sharedmem"))) unsigned char app_buffer[64];
 @pytest.mark.arm
 def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_project, tmp_path):
     """The real PDL puts cy_ipc_sema.c's control data in .cy_sharedmem on every core, the CM4 too
-    (Cy_IPC_Sema_Init references it): the CM4 script must link that, and still refuse a buffer of
-    the application's own there (it would be a second, unshared copy)."""
+    (Cy_IPC_Sema_Init references it), and so does the HAL the BSP builds (cyhal_ipc.c): the CM4
+    script must link those, and still refuse a buffer of the application's own there (it would be
+    a second, unshared copy)."""
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
         pytest.skip("arm-none-eabi-gcc not installed")
@@ -290,14 +301,15 @@ def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_p
     main = obj("app/main", _LINK_MAIN + "unsigned *Cy_IPC_Sema_Init(void);\n"
                "unsigned *keep(void) { return Cy_IPC_Sema_Init(); }\n")
     sema = obj("mtb_shared/mtb-pdl-cat1/drivers/source/cy_ipc_sema", _LINK_PDL_SEMA)
+    hal = obj("mtb_shared/mtb-hal-cat1/source/cyhal_ipc", _LINK_HAL_IPC)
     app = obj("app/shared_buffer", _LINK_APP_SHARED + "unsigned char *buf(void) { return app_buffer; }\n")
 
-    def link(*objs: Path):
+    def link(*objs: Path, keep: tuple[str, ...] = ("keep", "buf", "cyhal_ipc_queues")):
         return subprocess.run([gcc, *flags, "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
-                               "-Wl,-u,keep", "-Wl,-u,buf", f"-T{ld}", "-o", str(tmp_path / "cm4.elf"),
+                               *(f"-Wl,-u,{k}" for k in keep), f"-T{ld}", "-o", str(tmp_path / "cm4.elf"),
                                *map(str, objs)], capture_output=True, text=True)
 
-    r = link(main, sema)
+    r = link(main, sema, hal)
     assert r.returncode == 0, r.stderr
     # ... in the CM4's RAM below its heap, clear of the stack (ld overlapped them with .stack_dummy
     # when .cy_sharedmem came after it)
@@ -310,5 +322,12 @@ def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_p
                 syms[parts[2].split(".")[0]] = int(parts[0], 16)
         ram = linker_regions(ld.read_text())["ram"]
         assert ram[0] <= syms["cy_semaData"] < syms["__HeapBase"] <= syms["__HeapLimit"] < syms["__StackTop"]
-    r = link(main, sema, app)
+        assert ram[0] <= syms["queue_heads"] < syms["__HeapBase"]
+        # the stack limit is the whole budgeted stack, not the startup file's own reservation
+        assert syms["__StackTop"] - syms["__StackLimit"] == linker_symbol(ld.read_text(), "STACK_SIZE")
+        assert syms["__StackLimit"] == syms["__HeapLimit"]
+    r = link(main, sema, hal, app)
     assert r.returncode != 0 and "shared buffers belong to proj_cm0p" in r.stderr, r.stderr
+    # a buffer nothing references is collected, not mistaken for one
+    r = link(main, sema, hal, app, keep=("keep", "cyhal_ipc_queues"))
+    assert r.returncode == 0, r.stderr
