@@ -77,6 +77,9 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--exit-width", type=int, default=64, show_default=True,
               help="Channels of the exits' 1×1 bottleneck (0: blueprint only).")
 @click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
+@click.option("--qat", "qat", type=float, default=0.4, show_default=True,
+              help="Share of the last exit-training epochs run through simulated int8 rounding, so that the "
+                   "exits keep their accuracy once converted (0: float training only).")
 @click.option("--augment", "copies", type=int, default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
 @click.option("--finetune", is_flag=True, help="Jointly fine-tune the chosen EENN one epoch, then search 101 thresholds.")
@@ -94,7 +97,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def search(model: Path, data: Path, hw: str, measured: str | None, latency: float | None, w: float,
            max_drop: float | None, confidence: str, steps: int, threshold_method: str, calibration: str,
-           correction: float, exit_budget: float, exit_width: int, epochs: int, copies: int, finetune: bool,
+           correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, copies: int, finetune: bool,
            seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
            force: bool, as_json: bool, quiet: bool) -> None:
     """Search early exits for MODEL on DATA and write a solution bundle to --out."""
@@ -114,7 +117,7 @@ def search(model: Path, data: Path, hw: str, measured: str | None, latency: floa
         hardware=hw, measured=measured, latency_bound_s=latency, w=w,
         max_accuracy_drop=None if max_drop is None else max_drop / 100.0, confidence=confidence,
         threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
-        seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs),
+        seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
         augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune)
     progress = Progress(enabled=not quiet, err=True)

@@ -165,23 +165,36 @@ def _adapt_blueprint(blueprint: Blueprint, spatial: list[int], num_classes: int)
     return out
 
 
-def build_exit(plan: ExitPlan, name: str = "exit", with_logits: bool = False, training_bn: bool = False):
+def build_exit(plan: ExitPlan, name: str = "exit", with_logits: bool = False, training_bn: bool = False,
+               fake_quant: bool = False):
     """The Keras model of an exit (fresh weights): feature map → softmax (and, optionally, logits).
 
     `training_bn` puts a BatchNormalization (named `*_bnfold`) before every Dense layer: it speeds
-    up training on pooled features and is folded into that Dense afterwards (training.py)."""
+    up training on pooled features and is folded into that Dense afterwards (training.py).
+    `fake_quant` rounds every tensor the int8 model will hold, from the first weighted layer's
+    output on, to an int8 grid (augment/fake_quant.py); the exported exit never has either."""
     import keras
+
+    from eenn.augment.fake_quant import fake_quant_layer, same_grid_layer
 
     inp = keras.Input(plan.input_shape, name=f"{name}_in")
     x = inp
     logits = None
+    grid = None  # the fake-quant layer whose grid the current tensor is on
     for i, layer in enumerate(plan.layers):
-        cls = getattr(keras.layers, layer["class_name"])
-        if layer["class_name"] == "Softmax":
+        c = layer["class_name"]
+        cls = getattr(keras.layers, c)
+        if c == "Softmax":
             logits = x
-        if training_bn and layer["class_name"] == "Dense":
+        if training_bn and c == "Dense":
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_{i}_bnfold")(x)
-        x = cls.from_config({**copy.deepcopy(layer["config"]), "name": f"{name}_{i}_{layer['class_name'].lower()}"})(x)
+        x = cls.from_config({**copy.deepcopy(layer["config"]), "name": f"{name}_{i}_{c.lower()}"})(x)
+        if fake_quant and c != "Softmax":
+            if c == "Dense" or "Conv" in c:
+                grid = fake_quant_layer(f"{name}_{i}")
+                x = grid(x)
+            elif grid is not None:  # pooling, flatten: int8 keeps the input's scale
+                x = same_grid_layer(f"{name}_{i}", grid)(x)
     model = keras.Model(inp, x, name=name)
     if with_logits:
         return model, keras.Model(inp, logits, name=f"{name}_logits")

@@ -103,6 +103,8 @@ class SearchConfig:
             raise EennError(f"exit budget {self.exits.budget_share}: expected a share of the backbone in (0, 1)")
         if self.train.epochs < 1:
             raise EennError("exit training needs at least one epoch")
+        if not 0 <= self.train.quant_aware <= 1:
+            raise EennError(f"--qat {self.train.quant_aware}: expected a share of the training epochs in [0, 1]")
         return self
 
 

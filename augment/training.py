@@ -34,6 +34,7 @@ import numpy as np
 
 from eenn.atomic import staged_directory
 from eenn.augment.exits import ExitPlan, build_exit
+from eenn.augment.fake_quant import fake_quant_layer, is_fake_quant, set_active
 from eenn.errors import EennError
 
 CACHE_FORMAT = 1
@@ -49,6 +50,7 @@ class TrainConfig:
     abort_margin: float = 0.05  # after epoch 1: abandon when calibration accuracy < chance + margin
     temperature_scaling: bool = True  # fit a softmax temperature on the calibration split (folded in)
     abort_min_steps: int = 50  # the abort check waits for the first epoch that ends after this many steps
+    quant_aware: float = 0.4  # share of the last epochs trained through simulated int8 rounding (0: float only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,7 +200,7 @@ def fold_into_export(train_exit: Any, export_exit: Any, stats: tuple[np.ndarray,
     """Copy the trained weights into the plain exit (which sees raw feature maps), folding the
     input standardisation (x − mean) / std into the first weighted layer and every training-only
     BatchNormalization into the Dense layer after it."""
-    src = [l for l in train_exit.layers if l.weights]
+    src = [l for l in train_exit.layers if l.weights and not is_fake_quant(l)]
     dst = [l for l in export_exit.layers if l.weights]
     pending_bn: tuple[np.ndarray, np.ndarray] | None = None
     first = True
@@ -429,9 +431,14 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
         stats = channel_stats(lambda: (np.asarray(_as_float32(feats[lo:lo + 512])) for lo in range(0, len(feats), 512)),
                               plan.input_shape[-1])
     keras.utils.set_random_seed(s)
-    train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok)
+    quant_aware = config.quant_aware > 0
+    train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok,
+                                           fake_quant=quant_aware)
     inp = keras.Input(prefix.input_shape[1:] if prefix is not None else tplan.input_shape)
     h = prefix(inp, training=False) if prefix is not None else inp
+    if quant_aware:  # the int8 feature map the exit receives on the board (fake_quant.py)
+        cal_maps = evaluate["cal"] if prefix is None else _predict(prefix, evaluate["cal"])
+        h = fake_quant_layer("exit_input", fixed_range=(float(np.min(cal_maps)), float(np.max(cal_maps))))(h)
     if fold_at is not None and stats is not None:
         mean, std = stats
         h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
@@ -462,7 +469,10 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     epochs = 0
     steps_done = 0
     checked = False
+    rounding_from = config.epochs - int(round(config.quant_aware * config.epochs)) if quant_aware else config.epochs
     for epoch in range(config.epochs):
+        if epoch == rounding_from:
+            set_active(model, True)
         for idx in batches.epoch():
             step(*source.batch(idx))
             steps_done += 1

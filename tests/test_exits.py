@@ -4,6 +4,7 @@ import pytest
 
 from eenn.augment.block_graph import build_block_graph
 from eenn.augment.exits import ExitConfig, ExitPlan, build_exit, plan_exit
+from eenn.augment.fake_quant import is_fake_quant
 from eenn.augment.layer_graph import build_layer_graph
 from eenn.augment.model_io import load_model
 from eenn.augment.training import _scale_last_layer, fit_temperature, fold_into_export
@@ -62,15 +63,15 @@ def test_flatten_blueprint_and_blueprint_only_exits():
 
 def _randomise(model, rng):
     for layer in model.layers:
-        if layer.weights:
+        if layer.weights and not is_fake_quant(layer):
             new = [rng.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()]
             if type(layer).__name__ == "BatchNormalization":
                 new[3] = np.abs(new[3]) + 0.5  # variance
             layer.set_weights(new)
 
 
-@pytest.mark.parametrize("pre_pooled", [False, True])
-def test_folded_export_equals_the_training_model(pre_pooled):
+@pytest.mark.parametrize("pre_pooled,fake_quant", [(False, False), (True, False), (True, True)])
+def test_folded_export_equals_the_training_model(pre_pooled, fake_quant):
     import keras
 
     bg, backbone, ps = plans(models.cnn2d())
@@ -84,15 +85,16 @@ def test_folded_export_equals_the_training_model(pre_pooled):
     if pre_pooled:  # as in training on the cache: the leading pooling applied once, outside
         pool = build_exit(ExitPlan(plan.location, plan.input_shape, plan.layers[:1], plan.cost, False), name="pool")
         tplan = ExitPlan(plan.location, tuple(pool.output.shape[1:]), plan.layers[1:], plan.cost, False)
-    train, _ = build_exit(tplan, name="t", with_logits=True, training_bn=True)
+    train, _ = build_exit(tplan, name="t", with_logits=True, training_bn=True, fake_quant=fake_quant)
     _randomise(train, rng)
+    assert any(is_fake_quant(l) for l in train.layers) == fake_quant
     inp = keras.Input(tplan.input_shape)
     full = keras.Model(inp, train(keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2)(inp)))
     export = build_exit(plan, name="e")
     fold_into_export(train, export, (mean, std))
     feed = pool.predict(x, verbose=0) if pre_pooled else x
     np.testing.assert_allclose(export.predict(x, verbose=0), full.predict(feed, verbose=0), rtol=1e-4, atol=1e-5)
-    assert not any("norm" in l.name or "bnfold" in l.name for l in export.layers)
+    assert not any("norm" in l.name or "bnfold" in l.name or is_fake_quant(l) for l in export.layers)
 
 
 def test_temperature_is_recovered_and_folded():

@@ -94,6 +94,32 @@ def test_informative_exit_trains_and_is_reproducible(ecg):
     assert not np.array_equal(a.probs["cal"], c.probs["cal"])
 
 
+def test_quant_aware_training_rounds_only_the_last_epochs(ecg, monkeypatch):
+    """The int8 rounding is switched on for the last round(share · epochs) epochs only, the exported
+    exit has none of the training-only layers, and it still gives the recorded softmax."""
+    import eenn.augment.training as training
+
+    _, _, plan = ecg
+    x, y = _informative(plan, 128, 0)
+    xc, yc = _informative(plan, 40, 1)
+    switched = []
+    real = training.set_active
+    monkeypatch.setattr(training, "set_active", lambda m, on: (switched.append(on), real(m, on)))
+    epochs_seen = []
+    real_batches = training._Batches.epoch
+    monkeypatch.setattr(training._Batches, "epoch", lambda self: (epochs_seen.append(list(switched)), real_batches(self))[1])
+    a, model = _train(plan, x, y, xc, yc, epochs=5, quant_aware=0.4)
+    assert epochs_seen == [[], [], [], [True], [True]]
+    assert not a.aborted and a.cal_accuracy > 0.9
+    assert not any(l.name.endswith("_fakequant") for l in model.layers)
+    np.testing.assert_allclose(model.predict(xc, verbose=0), a.probs["cal"], rtol=1e-4, atol=1e-5)
+    switched.clear()
+    epochs_seen.clear()
+    f, _ = _train(plan, x, y, xc, yc, epochs=5, quant_aware=0.0)
+    assert switched == [] and len(epochs_seen) == 5
+    assert not np.array_equal(a.probs["cal"], f.probs["cal"])  # the rounding changed what was learnt
+
+
 def test_exit_store_round_trip_and_keys(ecg, tmp_path):
     _, _, plan = ecg
     store = ExitStore(tmp_path)
