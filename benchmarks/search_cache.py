@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=4)
     ap.add_argument("--only", choices=["cached", "uncached"], default=None)
     ap.add_argument("--exit-budget", type=float, default=0.05, help="share of the backbone's MACs per exit")
+    ap.add_argument("--qat", type=float, default=0.4, help="share of the epochs with simulated int8 rounding")
     args = ap.parse_args(argv)
 
     from eenn.augment.exits import ExitConfig
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only != ("cached" if cached else "uncached"):
             continue
         config = SearchConfig(hardware="psoc6", latency_bound_s=2.5, w=0.9, cache_dir=None, seed=kws.SEED,
-                              train=TrainConfig(epochs=args.epochs), augment=AugmentConfig(copies=args.augment),
+                              train=TrainConfig(epochs=args.epochs, quant_aware=args.qat), augment=AugmentConfig(copies=args.augment),
                               feature_cache=cached, exits=ExitConfig(budget_share=args.exit_budget))
         t = time.monotonic()
         result = run_search(model, data, config)
