@@ -9,50 +9,43 @@ after its first convolution). Training the last epochs through the rounding the 
 apply lets the exit learn weights that survive it.
 
 What is simulated, tensor by tensor as TFLite quantizes them:
-- the exit's input, the backbone's int8 feature map: a fixed range, the min/max of that map on
-  the calibration split (what the converter calibrates the segment's output on);
-- the output of every weighted layer (after its fused activation): a range tracked as a moving
-  average of batch min/max, as TensorFlow's own QAT does;
-- pooling and flatten outputs: rounded to their input's grid (int8 pooling keeps the input's
+- the exit's input, the backbone's int8 feature map;
+- the output of every weighted layer (after its fused activation);
+- pooling and flatten outputs, rounded to their input's grid (int8 pooling keeps the input's
   scale and zero point).
-Rounding uses a straight-through gradient (`tf.quantization.fake_quant_with_min_max_vars`).
-The layers exist only in the training model: the exported exit is the plain planned model and
-the converter calibrates it afresh. Weights are not fake-quantized (per-channel int8 weights
-cost little; the weights the converter sees are the folded ones, not the trained ones).
+Each range is what the converter will find: the min/max of that tensor over the calibration
+split, measured with the current weights (`calibrate`) before every epoch that rounds.
+Rounding uses a straight-through gradient (`tf.quantization.fake_quant_with_min_max_vars`,
+which also nudges the range so that 0 is exact, as TFLite does). The layers exist only in the
+training model: the exported exit is the plain planned model and the converter calibrates it
+afresh. Weights are not fake-quantized (per-channel int8 weights cost little, and the weights
+the converter sees are the folded ones, not the trained ones).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 SUFFIX = "_fakequant"  # training-only layers; fold_into_export skips them
 
 
-def fake_quant_layer(name: str, fixed_range: tuple[float, float] | None = None, momentum: float = 0.9) -> Any:
-    """A Keras layer that rounds its input to an int8 grid when `active` is set (see module doc)."""
+def fake_quant_layer(name: str) -> Any:
+    """A Keras layer that rounds its input to an int8 grid while `active`, and widens its range to
+    what it sees while `measuring` (see the module doc)."""
     import keras
     import tensorflow as tf
 
     class FakeQuant(keras.layers.Layer):
-        def __init__(self, **kw):
-            super().__init__(**kw)
-            self.fixed = fixed_range
-            self.momentum = momentum
-
         def build(self, input_shape):
-            lo, hi = self.fixed if self.fixed is not None else (0.0, 0.0)
-            self.lo = self.add_weight(shape=(), initializer=keras.initializers.Constant(min(lo, 0.0)),
-                                      trainable=False, name="lo")
-            self.hi = self.add_weight(shape=(), initializer=keras.initializers.Constant(max(hi, 0.0)),
-                                      trainable=False, name="hi")
-            self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen")
-            self.active = self.add_weight(shape=(), initializer="zeros", trainable=False, name="active")
+            zero = keras.initializers.Zeros()
+            self.lo = self.add_weight(shape=(), initializer=zero, trainable=False, name="lo")
+            self.hi = self.add_weight(shape=(), initializer=zero, trainable=False, name="hi")
+            self.measuring = self.add_weight(shape=(), initializer=zero, trainable=False, name="measuring")
+            self.active = self.add_weight(shape=(), initializer=zero, trainable=False, name="active")
 
         def call(self, x, training=False):
-            if training and self.fixed is None:
-                m = tf.where(self.seen > 0, self.momentum, 0.0)
-                self.lo.assign(m * self.lo + (1 - m) * tf.minimum(tf.reduce_min(x), 0.0))
-                self.hi.assign(m * self.hi + (1 - m) * tf.maximum(tf.reduce_max(x), 0.0))
-                self.seen.assign(1.0)
+            m = self.measuring > 0
+            self.lo.assign(tf.where(m, tf.minimum(self.lo, tf.reduce_min(x)), self.lo))
+            self.hi.assign(tf.where(m, tf.maximum(self.hi, tf.reduce_max(x)), self.hi))
             return self.round(x)
 
         def round(self, x):
@@ -64,7 +57,7 @@ def fake_quant_layer(name: str, fixed_range: tuple[float, float] | None = None, 
 
 
 def same_grid_layer(name: str, source: Any) -> Any:
-    """Rounds to `source`'s current grid without updating it (pooling keeps its input's scale)."""
+    """Rounds to `source`'s grid without measuring (pooling keeps its input's scale)."""
     import keras
 
     class SameGrid(keras.layers.Layer):
@@ -78,15 +71,33 @@ def is_fake_quant(layer: Any) -> bool:
     return layer.name.endswith(SUFFIX)
 
 
+def _layers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        if is_fake_quant(layer) and hasattr(layer, "active"):
+            out.append(layer)
+        if hasattr(layer, "layers"):
+            out += _layers(layer)
+    return out
+
+
 def set_active(model: Any, active: bool) -> None:
     """Switch the rounding on (or off) in every fake-quant layer of `model`, nested models included."""
-    for layer in _walk(model):
-        if is_fake_quant(layer) and hasattr(layer, "active"):
-            layer.active.assign(1.0 if active else 0.0)
+    for layer in _layers(model):
+        layer.active.assign(1.0 if active else 0.0)
 
 
-def _walk(model: Any):
-    for layer in getattr(model, "layers", []):
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _walk(layer)
+def calibrate(model: Any, run: Callable[[], Any]) -> None:
+    """Set every range to the min/max (0 included) of its tensor while `run()` feeds the
+    calibration split through `model` in float, as the converter will; rounding is left off."""
+    layers = _layers(model)
+    for layer in layers:
+        layer.active.assign(0.0)
+        layer.lo.assign(0.0)
+        layer.hi.assign(0.0)
+        layer.measuring.assign(1.0)
+    try:
+        run()
+    finally:
+        for layer in layers:
+            layer.measuring.assign(0.0)

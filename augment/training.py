@@ -34,10 +34,10 @@ import numpy as np
 
 from eenn.atomic import staged_directory
 from eenn.augment.exits import ExitPlan, build_exit
-from eenn.augment.fake_quant import fake_quant_layer, is_fake_quant, set_active
+from eenn.augment.fake_quant import calibrate, fake_quant_layer, is_fake_quant, set_active
 from eenn.errors import EennError
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # bumped whenever training changes what an exit learns (2: quantization-aware epochs)
 
 
 @dataclass(frozen=True)
@@ -437,8 +437,7 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     inp = keras.Input(prefix.input_shape[1:] if prefix is not None else tplan.input_shape)
     h = prefix(inp, training=False) if prefix is not None else inp
     if quant_aware:  # the int8 feature map the exit receives on the board (fake_quant.py)
-        cal_maps = evaluate["cal"] if prefix is None else _predict(prefix, evaluate["cal"])
-        h = fake_quant_layer("exit_input", fixed_range=(float(np.min(cal_maps)), float(np.max(cal_maps))))(h)
+        h = fake_quant_layer("exit_input")(h)
     if fold_at is not None and stats is not None:
         mean, std = stats
         h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
@@ -471,7 +470,8 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     checked = False
     rounding_from = config.epochs - int(round(config.quant_aware * config.epochs)) if quant_aware else config.epochs
     for epoch in range(config.epochs):
-        if epoch == rounding_from:
+        if epoch >= rounding_from:  # ranges as the converter will calibrate them, then round
+            calibrate(model, lambda: _predict(model, eval_in["cal"]))
             set_active(model, True)
         for idx in batches.epoch():
             step(*source.batch(idx))

@@ -95,28 +95,28 @@ def test_informative_exit_trains_and_is_reproducible(ecg):
 
 
 def test_quant_aware_training_rounds_only_the_last_epochs(ecg, monkeypatch):
-    """The int8 rounding is switched on for the last round(share · epochs) epochs only, the exported
-    exit has none of the training-only layers, and it still gives the recorded softmax."""
+    """The int8 rounding is on for the last round(share · epochs) epochs only, each of them
+    preceded by a range calibration on the calibration split; the exported exit has none of the
+    training-only layers, and it still gives the recorded softmax."""
     import eenn.augment.training as training
 
     _, _, plan = ecg
     x, y = _informative(plan, 128, 0)
     xc, yc = _informative(plan, 40, 1)
-    switched = []
-    real = training.set_active
-    monkeypatch.setattr(training, "set_active", lambda m, on: (switched.append(on), real(m, on)))
-    epochs_seen = []
-    real_batches = training._Batches.epoch
-    monkeypatch.setattr(training._Batches, "epoch", lambda self: (epochs_seen.append(list(switched)), real_batches(self))[1])
+    events = []
+    real_active, real_calibrate = training.set_active, training.calibrate
+    monkeypatch.setattr(training, "set_active", lambda m, on: (events.append(f"round {on}"), real_active(m, on)))
+    monkeypatch.setattr(training, "calibrate", lambda m, run: (events.append("calibrate"), real_calibrate(m, run)))
+    real_epoch = training._Batches.epoch
+    monkeypatch.setattr(training._Batches, "epoch", lambda self: (events.append("epoch"), real_epoch(self))[1])
     a, model = _train(plan, x, y, xc, yc, epochs=5, quant_aware=0.4)
-    assert epochs_seen == [[], [], [], [True], [True]]
+    assert events == ["epoch"] * 3 + ["calibrate", "round True", "epoch"] * 2
     assert not a.aborted and a.cal_accuracy > 0.9
     assert not any(l.name.endswith("_fakequant") for l in model.layers)
     np.testing.assert_allclose(model.predict(xc, verbose=0), a.probs["cal"], rtol=1e-4, atol=1e-5)
-    switched.clear()
-    epochs_seen.clear()
+    events.clear()
     f, _ = _train(plan, x, y, xc, yc, epochs=5, quant_aware=0.0)
-    assert switched == [] and len(epochs_seen) == 5
+    assert events == ["epoch"] * 5
     assert not np.array_equal(a.probs["cal"], f.probs["cal"])  # the rounding changed what was learnt
 
 
