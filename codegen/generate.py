@@ -365,7 +365,9 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
     stages = build_stage_subgraphs(parts, calibration)
     base = build_base_model(parts, calibration)
     whole = build_whole_model(parts, calibration)
-    sizes = [subgraph_sizes(s.tflite) for s in stages]
+    # The CM0+ links upstream TFLite Micro with CMSIS-NN: its int8-only kernels (sizes.INT8_VARIANTS).
+    # The CM4 links Infineon's prebuilt ml-tflite-micro, registered the default way.
+    sizes = [subgraph_sizes(s.tflite, int8_kernels=(k == 0)) for k, s in enumerate(stages)]
     base_sizes = subgraph_sizes(base)
     layout = mem.compute_layout(
         kit, model_bytes=(sizes[0].model_bytes, sizes[1].model_bytes),

@@ -76,12 +76,23 @@ class SubgraphSizes:
         return len(self.ops)
 
 
-def resolver_calls(ops: list[str]) -> list[str]:
+# Operators with an int8-only kernel variant, `tflite::Register_<OP>_INT8()`: declared in
+# tensorflow/lite/micro/kernels/{conv,depthwise_conv,fully_connected,softmax,pooling,add,mul}.h
+# for CMSIS-NN builds (an inline fallback to the generic kernel otherwise). Registering it keeps
+# the int4/int16 kernels the generic registration pulls in out of the image.
+INT8_VARIANTS = frozenset({"ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                           "MAX_POOL_2D", "MUL", "SOFTMAX"})
+
+
+def resolver_calls(ops: list[str], int8_kernels: bool = False) -> list[str]:
+    """One MicroMutableOpResolver call per operator; `int8_kernels` registers the int8-only
+    variants where there are any (the subgraphs are full-integer int8)."""
     missing = [op for op in ops if op not in RESOLVER_METHODS]
     if missing:
         raise EennError(f"the subgraph uses operator(s) {', '.join(missing)} that MicroMutableOpResolver "
                         "cannot register here; change the model or cut elsewhere")
-    return [f"{RESOLVER_METHODS[op]}()" for op in ops]
+    return [f"{RESOLVER_METHODS[op]}(tflite::Register_{op}_INT8())" if int8_kernels and op in INT8_VARIANTS
+            else f"{RESOLVER_METHODS[op]}()" for op in ops]
 
 
 def cmsis_nn_scratch_bytes(model: TfliteModel) -> int:
@@ -173,12 +184,12 @@ def target_arena(measured: int, scratch: int) -> int:
     return (raw + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
 
-def subgraph_sizes(data: bytes) -> SubgraphSizes:
+def subgraph_sizes(data: bytes, int8_kernels: bool = False) -> SubgraphSizes:
     model = TfliteModel(data)
     ops = model.ops
     measured = measure_arena(data)
     scratch = cmsis_nn_scratch_bytes(model)
-    return SubgraphSizes(ops=list(ops), resolver_calls=resolver_calls(list(ops)), model_bytes=len(data),
+    return SubgraphSizes(ops=list(ops), resolver_calls=resolver_calls(list(ops), int8_kernels), model_bytes=len(data),
                          weights_bytes=model.weights_bytes, arena_measured=measured, cmsis_scratch=scratch,
                          arena_bytes=target_arena(measured, scratch))
 

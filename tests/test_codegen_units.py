@@ -83,6 +83,8 @@ def test_arena_search_finds_the_smallest_size(stage1_bytes):
 
 def test_resolver_calls_and_unknown_ops():
     assert sizes.resolver_calls(["CONV_2D", "MEAN", "SOFTMAX"]) == ["AddConv2D()", "AddMean()", "AddSoftmax()"]
+    assert sizes.resolver_calls(["CONV_2D", "MEAN", "SOFTMAX"], int8_kernels=True) == [
+        "AddConv2D(tflite::Register_CONV_2D_INT8())", "AddMean()", "AddSoftmax(tflite::Register_SOFTMAX_INT8())"]
     with pytest.raises(EennError, match="NON_MAX_SUPPRESSION_V4"):
         sizes.resolver_calls(["CONV_2D", "NON_MAX_SUPPRESSION_V4"])
     # every method named exists in TFLite Micro's resolver (spelling checked against the header's list)
