@@ -7,6 +7,18 @@ LATENCY_PNG = "latency.png"
 ENERGY_PNG = "energy.png"
 
 
+def latency_bins(values: list[float], n: int = 60) -> list[float]:
+    """Bin edges shared by every exit path, spanning all latencies (and predictions) with a margin.
+
+    Shared edges keep the paths comparable; the margin and the fixed count give every bin a
+    visible width even when a path's latencies are all equal (the virtual board's are: its ticks
+    come from the cost model), where a per-path histogram would draw zero-width bars."""
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.05, abs(hi) * 0.01, 1e-6)
+    lo, hi = lo - pad, hi + pad
+    return [lo + (hi - lo) * i / n for i in range(n + 1)]
+
+
 def write_plots(summary: dict, records: list[dict], tick_hz, out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -19,11 +31,15 @@ def write_plots(summary: dict, records: list[dict], tick_hz, out_dir: Path) -> l
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for p in paths:
-        vals = [r["elapsed_us"] / 1000.0 for r in records if r["exit"] == p["exit"]]
+    per_path = [[r["elapsed_us"] / 1000.0 for r in records if r["exit"] == p["exit"]] for p in paths]
+    predicted = [p["latency_s"]["predicted"] * 1000.0 for p in paths]
+    bins = latency_bins([v for vals in per_path for v in vals] + predicted)
+    for k, (p, vals) in enumerate(zip(paths, per_path)):
+        color = f"C{k}"
         if vals:
-            ax.hist(vals, bins=30, alpha=0.6, label=f"exit {p['exit']} ({p['processor']}): {len(vals)} samples")
-        ax.axvline(p["latency_s"]["predicted"] * 1000.0, linestyle="--", linewidth=1, color="k")
+            ax.hist(vals, bins=bins, alpha=0.6, color=color,
+                    label=f"exit {p['exit']} ({p['processor']}): {len(vals)} samples")
+        ax.axvline(predicted[k], linestyle="--", linewidth=1, color=color)
     ax.set_xlabel("latency per inference [ms]")
     ax.set_ylabel("samples")
     ax.set_title(f"Latency per exit path ({measured}); dashed: cost model")

@@ -64,3 +64,19 @@ def test_energy_splits_the_handoff_between_sender_and_receiver():
     got = e.inference_j([2e-3, 5e-3], 7.4e-3, 1)
     want = 2e-3 * 0.022 + 5e-3 * 0.041 + 0.3e-3 * 0.022 + 0.1e-3 * 0.041 + 1e-6
     assert got == pytest.approx(want, rel=1e-12)
+
+
+@given(st.lists(st.lists(st.floats(0.01, 5000.0), min_size=1, max_size=20), min_size=1, max_size=4),
+       st.booleans())
+def test_latency_bins_give_every_path_a_visible_bar(paths, constant):
+    """Shared bins over all latencies: each value falls inside, and no bin is thinner than 1/200
+    of the axis, even when a path's latencies are all equal (the virtual board's are)."""
+    from eenn.hil.plots import latency_bins
+
+    if constant:
+        paths = [[vals[0]] * len(vals) for vals in paths]
+    values = [v for vals in paths for v in vals]
+    edges = latency_bins(values)
+    span = edges[-1] - edges[0]
+    assert all(b - a >= span / 200 for a, b in zip(edges, edges[1:]))
+    assert edges[0] < min(values) and max(values) < edges[-1]
