@@ -54,7 +54,9 @@ def write_plots(summary: dict, records: list[dict], tick_hz, out_dir: Path) -> l
     xs = list(range(len(paths)))
     got = [(p["energy_j"]["mean"] or 0.0) * 1e3 for p in paths]
     pred = [p["energy_j"]["predicted"] * 1e3 for p in paths]
-    ax.bar([x - 0.2 for x in xs], got, width=0.4, label=f"measured ({summary['energy_source']})")
+    src = summary["energy_source"]
+    label = "board times × datasheet power" if src == "datasheet" else f"board ({src})"
+    ax.bar([x - 0.2 for x in xs], got, width=0.4, label=label)
     ax.bar([x + 0.2 for x in xs], pred, width=0.4, label="cost model")
     ax.set_xticks(xs, [f"exit {p['exit']} ({p['processor']})\n{p['count']} samples" for p in paths])
     ax.set_ylabel("energy per inference [mJ]")
