@@ -27,6 +27,8 @@ from typing import Any, Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
+from common import default_data_dir  # noqa: E402  (examples/common.py)
+
 from kws import EXIT_BUDGET as KWS_EXIT_BUDGET  # noqa: E402  (the example's budget; its docstring says why)
 
 
@@ -124,10 +126,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import kws
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=kws.default_data_dir())
+    ap.add_argument("--data-dir", type=Path, default=default_data_dir())
     ap.add_argument("--work", type=Path, default=Path("runs/figures"))
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")

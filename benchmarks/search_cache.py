@@ -20,12 +20,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
+from common import default_data_dir  # noqa: E402  (examples/common.py)
+
 
 def main(argv: list[str] | None = None) -> int:
     import kws  # examples/kws.py: the split
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=kws.default_data_dir())
+    ap.add_argument("--data-dir", type=Path, default=default_data_dir())
     ap.add_argument("--work", type=Path, default=Path("runs/bench"))
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--augment", type=int, default=4)

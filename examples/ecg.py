@@ -19,8 +19,6 @@ The base model (trained here, cached in `--work`): five Conv1D-BN-ReLU blocks (1
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -30,15 +28,13 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common import parser, search_and_write  # noqa: E402  (examples/common.py)
+
 CLASSES = ("N", "L", "R", "V", "/", "A")
 WINDOW = (96, 160)
 PER_CLASS = 4000
 SEED = 0
 EXIT_BUDGET = 0.05  # each exit's MACs under this share of the backbone's (eenn's default)
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("EENN_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 
 
 def load_beats(mitdb: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -123,45 +119,13 @@ def train_base(data: dict[str, np.ndarray], path: Path, epochs: int = 12) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=default_data_dir())
-    ap.add_argument("--work", type=Path, default=Path("runs/ecg"))
-    ap.add_argument("--hw", default="psoc6")
-    ap.add_argument("--latency", type=float, default=2.5)
-    ap.add_argument("--w", type=float, default=0.9)
-    ap.add_argument("--max-drop", type=float, default=None, help="points; instead of --w")
-    ap.add_argument("--epochs", type=int, default=10, help="exit training epochs")
-    ap.add_argument("--augment", type=int, default=1)
-    ap.add_argument("--exit-budget", type=float, default=EXIT_BUDGET,
-                    help="each exit's MACs stay under this share of the backbone's")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-
-    from eenn.augment.exits import ExitConfig
-    from eenn.augment.features import AugmentConfig
-    from eenn.augment.report import format_summary
-    from eenn.augment.search import SearchConfig, run_search
-    from eenn.augment.solution import write_result
-    from eenn.augment.progress import Progress
-    from eenn.augment.training import TrainConfig
-
+    args = parser(__doc__.splitlines()[0], "runs/ecg", epochs=10, augment=1, exit_budget=EXIT_BUDGET).parse_args(argv)
     mitdb = args.data_dir / "ecg" / "mitdb"
     data = make_dataset(mitdb, args.work / "beats.npz")
     print("splits: " + ", ".join(f"{k[2:]} {len(v)}" for k, v in data.items() if k.startswith("y_"))
           + " (per class in test: " + ", ".join(f"{c} {int((data['y_test'] == i).sum())}" for i, c in enumerate(CLASSES)) + ")")
     model = train_base(data, args.work / "ecg_fcn.keras")
-    config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w,
-                          exits=ExitConfig(budget_share=args.exit_budget),
-                          max_accuracy_drop=None if args.max_drop is None else args.max_drop / 100,
-                          cache_dir=args.work / "cache", train=TrainConfig(epochs=args.epochs),
-                          augment=AugmentConfig(copies=args.augment), seed=SEED)
-    result = run_search(model, args.work / "beats.npz", config, progress=Progress())
-    print(format_summary(result.solution))
-    out = args.out or args.work / ("bundle" if args.max_drop is None else f"bundle_drop{args.max_drop:g}")
-    h = write_result(result, out, force=True)
-    print(f"bundle: {out} ({h[:12]})")
-    (args.work / "last_summary.json").write_text(json.dumps(result.solution["metrics"], indent=2))
-    return 0
+    return search_and_write(model, args.work / "beats.npz", args, SEED)
 
 
 if __name__ == "__main__":

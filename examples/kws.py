@@ -17,8 +17,6 @@ pruned before training, as in the paper. `--exit-budget 0.05` runs the default.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,13 +25,11 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common import parser, search_and_write  # noqa: E402  (examples/common.py)
+
 SEED = 0
 SPLIT = (500, 200, 300)  # exit training, calibration, test
 EXIT_BUDGET = 0.10  # each exit under 10 % of the backbone's MACs (eenn's default: 5 %; see the docstring)
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("EENN_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 
 
 def make_dataset(kws_dir: Path, out: Path) -> Path:
@@ -53,49 +49,15 @@ def make_dataset(kws_dir: Path, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=default_data_dir())
-    ap.add_argument("--work", type=Path, default=Path("runs/kws"))
-    ap.add_argument("--hw", default="psoc6")
-    ap.add_argument("--latency", type=float, default=2.5)
-    ap.add_argument("--w", type=float, default=0.9)
-    ap.add_argument("--max-drop", type=float, default=None, help="points; instead of --w")
-    ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--augment", type=int, default=4)
-    ap.add_argument("--no-feature-cache", action="store_true")
-    ap.add_argument("--cache", type=Path, default=None, help="exit cache directory [<work>/cache]")
-    ap.add_argument("--exit-budget", type=float, default=EXIT_BUDGET,
-                    help="each exit's MACs stay under this share of the backbone's")
-    ap.add_argument("--out", type=Path, default=None)
+    ap = parser(__doc__.splitlines()[0], "runs/kws", epochs=25, augment=4, exit_budget=EXIT_BUDGET)
     args = ap.parse_args(argv)
-
-    from eenn.augment.exits import ExitConfig
-    from eenn.augment.features import AugmentConfig
-    from eenn.augment.progress import Progress
-    from eenn.augment.report import format_summary
-    from eenn.augment.search import SearchConfig, run_search
-    from eenn.augment.solution import write_result
-    from eenn.augment.training import TrainConfig
-
     kws = args.data_dir / "kws"
     model = kws / "ds_cnn_l.h5"
     if not model.is_file():
         raise SystemExit(f"{model} not found (set --data-dir or $EENN_DATA_DIR)")
     data = make_dataset(kws, args.work / "kws_split.npz")
     print(f"splits (seed {SEED}, stratified): exit training {SPLIT[0]}, calibration {SPLIT[1]}, test {SPLIT[2]}")
-    config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w,
-                          exits=ExitConfig(budget_share=args.exit_budget),
-                          max_accuracy_drop=None if args.max_drop is None else args.max_drop / 100,
-                          cache_dir=args.cache or args.work / "cache", train=TrainConfig(epochs=args.epochs),
-                          augment=AugmentConfig(copies=args.augment), feature_cache=not args.no_feature_cache,
-                          seed=SEED)
-    result = run_search(model, data, config, progress=Progress())
-    print(format_summary(result.solution))
-    out = args.out or args.work / ("bundle" if args.max_drop is None else f"bundle_drop{args.max_drop:g}")
-    h = write_result(result, out, force=True)
-    print(f"bundle: {out} ({h[:12]})")
-    (args.work / "last_summary.json").write_text(json.dumps(result.solution["metrics"], indent=2))
-    return 0
+    return search_and_write(model, data, args, SEED)
 
 
 if __name__ == "__main__":
