@@ -12,7 +12,19 @@ from eenn import __version__
 from eenn.errors import EennError
 
 
+# Subcommands that load Keras models: TensorFlow is imported first, quietly (eenn/quiet_tf.py).
+NEEDS_TENSORFLOW = {"analyze", "search", "generate", "deploy", "report", "example"}
+
+
 class _EennGroup(click.Group):
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if name in NEEDS_TENSORFLOW and "--help" not in rest:
+            from eenn.quiet_tf import import_tensorflow
+
+            import_tensorflow()
+        return name, cmd, rest
+
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)

@@ -75,3 +75,32 @@ def test_unsupported_layer_exit_2(tmp_path):
     model.save(path)
     r = run("analyze", path)
     assert r.exit_code == 2 and "'vox' (Conv3D)" in r.output
+
+
+def test_a_fresh_process_keeps_tensorflow_start_up_lines_off_stderr(ecg_model):
+    """`eenn analyze` in a new process: TensorFlow's C++ start-up notices (oneDNN, CUDA drivers,
+    cuInit) are dropped (eenn/quiet_tf.py); what the user must see is still there."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from eenn.cli import main; main()", "analyze", str(ecg_model), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for noise in ("oneDNN custom operations", "Could not find cuda drivers", "cuInit", "absl::InitializeLog"):
+        assert noise not in r.stderr, r.stderr
+    assert json.loads(r.stdout)["total_macs"] > 0
+    bad = subprocess.run(cmd[:4] + [str(ecg_model) + ".missing"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_noise_filter_keeps_everything_else():
+    from eenn.quiet_tf import filter_noise
+
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see ...\n"
+            "I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"
+            "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+            "2026-12-01 W tensorflow/core/framework/op_kernel.cc:1] OP_REQUIRES failed: out of memory\n"
+            "Traceback (most recent call last):\n")
+    assert filter_noise(text) == ("2026-12-01 W tensorflow/core/framework/op_kernel.cc:1] OP_REQUIRES failed: "
+                                  "out of memory\nTraceback (most recent call last):\n")
