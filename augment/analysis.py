@@ -77,8 +77,10 @@ class Analysis:
 def analyze_model(model_path: str | Path, profile: HardwareProfile, cost: CostModel | None = None) -> Analysis:
     model = load_model(model_path)
     bg = build_block_graph(build_layer_graph(model))
+    cost = cost or CostModel(profile)
+    cost.measured.check(profile, [b.name for b in bg.blocks])
     return Analysis(model_path=str(model_path), model_sha256=file_sha256(model_path), block_graph=bg,
-                    profile=profile, cost=cost or CostModel(profile))
+                    profile=profile, cost=cost)
 
 
 def _fmt_int(n: int) -> str:

@@ -30,22 +30,60 @@ class Measured:
     """Measured replacements for the profile's estimates, keyed by processor name."""
 
     processors: dict[str, ProcessorMeasurement] = field(default_factory=dict)
+    source: str = "measurements"  # the file they came from, for error messages
 
     @classmethod
     def load(cls, path: str | Path) -> Measured:
         """JSON: {"processors": {"cm0p": {"macs_per_s": 9.1e6, "layer_overhead_s": 2e-5,
-        "block_s": {"conv_1": 0.27}}}}, every field optional."""
+        "block_s": {"conv_1": 0.27}}}}, every field optional; each one checked, by name."""
         p = Path(path)
         try:
             raw = json.loads(p.read_text())
-            procs = {name: ProcessorMeasurement(macs_per_s=v.get("macs_per_s"),
-                                                layer_overhead_s=v.get("layer_overhead_s"),
-                                                block_s=dict(v.get("block_s", {})))
-                     for name, v in raw["processors"].items()}
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-            raise EennError(f"{p}: not a measurement file ({exc}); expected "
-                            '{"processors": {"<name>": {"macs_per_s": ..., "block_s": {...}}}}') from exc
-        return cls(procs)
+        except (OSError, ValueError) as exc:
+            raise EennError(f"{p}: not a readable JSON measurement file ({exc})") from exc
+        if not isinstance(raw, dict) or not isinstance(raw.get("processors"), dict):
+            raise EennError(f"{p}: expected an object with 'processors': "
+                            '{"processors": {"<name>": {"macs_per_s": ..., "block_s": {...}}}}')
+        procs = {}
+        for name, v in raw["processors"].items():
+            where = f"{p}: processors.{name}"
+            if not isinstance(v, dict):
+                raise EennError(f"{where}: expected an object with macs_per_s, layer_overhead_s and/or block_s")
+            unknown = sorted(set(v) - {"macs_per_s", "layer_overhead_s", "block_s"})
+            if unknown:
+                raise EennError(f"{where}: unknown field(s) {', '.join(unknown)}; expected macs_per_s, "
+                                "layer_overhead_s, block_s")
+            blocks = v.get("block_s", {})
+            if not isinstance(blocks, dict):
+                raise EennError(f"{where}.block_s: expected an object of block name → seconds")
+            procs[name] = ProcessorMeasurement(
+                macs_per_s=_number(v.get("macs_per_s"), f"{where}.macs_per_s", positive=True),
+                layer_overhead_s=_number(v.get("layer_overhead_s"), f"{where}.layer_overhead_s"),
+                block_s={b: _number(t, f"{where}.block_s.{b}") for b, t in blocks.items()})
+        return cls(procs, source=str(p))
+
+    def check(self, profile: HardwareProfile, block_names: Sequence[str] | None = None) -> None:
+        """Every processor (and block) named must exist: a misspelt name would be ignored silently."""
+        names = [q.name for q in profile.processors]
+        for name, m in self.processors.items():
+            if name not in names:
+                raise EennError(f"{self.source}: processors.{name}: no such processor in profile "
+                                f"'{profile.name}' (expected one of {', '.join(names)})")
+            if block_names is not None:
+                unknown = sorted(set(m.block_s) - set(block_names))
+                if unknown:
+                    raise EennError(f"{self.source}: processors.{name}.block_s: no block(s) "
+                                    f"{', '.join(unknown)} in this model (`eenn analyze` lists its blocks)")
+
+
+def _number(value: object, where: str, positive: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise EennError(f"{where} = {value!r}: expected a number")
+    if value < 0 or (positive and value == 0):
+        raise EennError(f"{where} = {value!r}: expected a {'positive' if positive else 'non-negative'} number")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,7 @@ class CostModel:
     def __init__(self, profile: HardwareProfile, measured: Measured | None = None):
         self.profile = profile
         self.measured = measured or Measured()
+        self.measured.check(profile)
 
     def _rate(self, proc: int) -> tuple[float, float]:
         p = self.profile.processors[proc]

@@ -194,6 +194,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     model_sha = file_sha256(model_path)
     lg = build_layer_graph(model)
     bg = build_block_graph(lg)
+    cost.measured.check(profile, [b.name for b in bg.blocks])
     logits = _is_logits(model)
     if dataset is None:
         if data_path is None:

@@ -8,6 +8,7 @@ from eenn.augment.block_graph import build_block_graph
 from eenn.augment.cost import CostModel, Measured, StageLoad
 from eenn.augment.hardware import load_profile
 from eenn.augment.layer_graph import build_layer_graph
+from eenn.errors import EennError
 from tests import models
 
 
@@ -67,3 +68,36 @@ def test_measured_numbers_replace_estimates(tmp_path, psoc6):
     assert cm.block_s(bg.blocks[0], 0) == 0.5
     assert cm.block_s(bg.blocks[1], 0) == pytest.approx(bg.blocks[1].macs / 5e6)
     assert cm.block_s(bg.blocks[1], 1) == pytest.approx(bg.blocks[1].macs / 75e6)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("not json", "not a readable JSON measurement file"),
+    ({"cm0p": {"macs_per_s": 1e6}}, "expected an object with 'processors'"),
+    ({"processors": {"cm0p": {"macs_per_s": -5}}}, "processors.cm0p.macs_per_s = -5: expected a positive number"),
+    ({"processors": {"cm0p": {"macs_per_s": "fast"}}}, "processors.cm0p.macs_per_s = 'fast': expected a number"),
+    ({"processors": {"cm0p": {"layer_overhead_s": -1e-5}}}, "layer_overhead_s = -1e-05: expected a non-negative"),
+    ({"processors": {"cm0p": {"block_s": {"conv": -0.1}}}}, "block_s.conv = -0.1: expected a non-negative"),
+    ({"processors": {"cm0p": {"block_s": [0.1]}}}, "processors.cm0p.block_s: expected an object"),
+    ({"processors": {"cm0p": {"mac_per_s": 1e6}}}, "unknown field(s) mac_per_s"),
+    ({"processors": {"cm0": {"macs_per_s": 1e6}}}, "processors.cm0: no such processor in profile 'psoc6' "
+                                                   "(expected one of cm0p, cm4)"),
+])
+def test_bad_measurement_files_name_the_file_and_field(tmp_path, psoc6, body, message):
+    path = tmp_path / "measured.json"
+    path.write_text(body if isinstance(body, str) else json.dumps(body))
+    with pytest.raises(EennError) as e:
+        CostModel(psoc6, Measured.load(path))
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_a_measured_block_the_model_lacks_is_refused(tmp_path, psoc6):
+    from click.testing import CliRunner
+
+    from eenn.cli import main
+
+    model = tmp_path / "m.keras"
+    models.cnn2d().save(model)
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps({"processors": {"cm4": {"block_s": {"no_such_block": 0.1}}}}))
+    r = CliRunner().invoke(main, ["analyze", str(model), "--measured", str(path)])
+    assert r.exit_code == 2 and "processors.cm4.block_s: no block(s) no_such_block in this model" in r.output
