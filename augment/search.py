@@ -211,6 +211,10 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     plans = {i: plan_exit(c, bg.blueprint, bg.num_classes, backbone_macs, config.exits)
              for i, c in enumerate(bg.candidates)}
     costs = {i: p.cost for i, p in plans.items()}
+    over_budget = [p.location for p in plans.values() if p.over_budget]
+    if over_budget:
+        progress.say(f"exits: {len(over_budget)} of {len(plans)} stay above the {config.exits.budget_share * 100:g} % budget "
+                     f"even at their smallest ({', '.join(over_budget)}); they are kept, at the cost shown")
     archs = enumerate_architectures(len(bg.candidates), len(profile.processors))
     pruning = prune(bg, archs, costs, cost, config.latency_bound_s)
     progress.say(f"architectures: {pruning.summary()}")
@@ -345,7 +349,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         "kept": len(pruning.kept), "evaluated": len(evaluated),
         "fastest_worst_latency_s": pruning.fastest_worst_latency_s,
         "exits_needed": len(needed), "exits_trained": trained_now, "exits_from_cache": len(needed) - trained_now,
-        "exits_aborted": len(aborted), "feature_cache": config.feature_cache,
+        "exits_aborted": len(aborted), "exits_over_budget": over_budget, "feature_cache": config.feature_cache,
         "graph_gap_max": max(gaps) if gaps else None, "graph_compared": len(gaps),
         "seconds": time.monotonic() - t0, **timings,
     }

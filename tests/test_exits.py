@@ -41,16 +41,27 @@ def test_ds_cnn_exits_adapt_the_fixed_pooling(ds_cnn_path):
 
 
 def test_budget_drives_downsampling_1d_and_2d():
+    over = 0
     for model in (models.ecg_fcn(), models.cnn2d(), models.small_resnet()):
-        for share in (0.3, 0.05, 0.01):
+        for share in (0.3, 0.05, 0.01, 0.0002):
             bg, backbone, ps = plans(model, ExitConfig(budget_share=share))
+            over += sum(p.over_budget for p in ps)
             for p in ps:
-                assert p.over_budget or p.cost.macs <= share * backbone
+                assert p.over_budget == (p.cost.macs > share * backbone)
+                if p.over_budget:  # only when the rule has nothing left to shrink
+                    first = p.layers[0]
+                    pooled = ([max(1, -(-d // f)) for d, f in zip(p.input_shape[:-1], first["config"]["pool_size"])]
+                              if first["class_name"].startswith("AveragePooling") else list(p.input_shape[:-1]))
+                    widths = [l["config"]["filters"] for l in p.layers if l["class_name"].startswith("Conv")]
+                    assert all(d == 1 for d in pooled) and min(widths, default=0) <= max(16, bg.num_classes), p.describe()
                 assert build_exit(p).output.shape[-1] == bg.num_classes
+            if share == 0.3:
+                assert not any(p.over_budget for p in ps)  # a generous budget is always met
         # a tighter budget never gives a more expensive exit
         _, _, loose = plans(model, ExitConfig(budget_share=0.3))
         _, _, tight = plans(model, ExitConfig(budget_share=0.01))
         assert all(t.cost.macs <= l.cost.macs for t, l in zip(tight, loose))
+    assert over > 0  # the smallest budget is below what the rule can reach: the branch above ran
 
 
 def test_flatten_blueprint_and_blueprint_only_exits():

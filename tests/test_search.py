@@ -292,3 +292,16 @@ def test_calibrating_on_train_scales_the_thresholds(digits, tmp_path):
         pytest.skip("the search chose no exit; no threshold to scale")
     for spec, t in zip(res.solution["exits"], res.chosen.choice.thresholds):
         assert spec["threshold"] == pytest.approx(t * 2 / 3 if t < 1 else t)
+
+
+def test_exits_the_rule_cannot_shrink_to_the_budget_are_reported(digits, tmp_path, capsys):
+    from eenn.augment.exits import ExitConfig
+    from eenn.augment.progress import Progress
+
+    model, data = digits
+    res = run_search(model, data, fast_config(tmp_path / "cache", exits=ExitConfig(budget_share=0.0002)),
+                     progress=Progress(enabled=True, err=True))
+    over = res.stats["exits_over_budget"]
+    assert over and set(over) <= {c.after_layer for c in res.block_graph.candidates}
+    assert all(res.plans[i].over_budget == (res.plans[i].location in over) for i in res.plans)
+    assert f"{len(over)} of {len(res.plans)} stay above the 0.02 % budget" in capsys.readouterr().err
