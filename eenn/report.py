@@ -71,12 +71,21 @@ def delta_relative(base: float, new: float) -> str:
 
 
 # ------------------------------------------------------------------------------------ tables
-def paper_table(metrics: dict[str, Any]) -> list[dict[str, str]]:
-    """Base model vs EENN, as in the paper's Table 2, with deltas (test split)."""
+def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None,
+                summary: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Base model vs EENN, as in the paper's Table 2, with deltas (test split): the search's float
+    figures, and, once the project is generated, the int8 accuracy of both as the board runs them
+    (the base model converted alone; the EENN measured on the board, else its int8 prediction)."""
     b, e = metrics["base"], metrics["eenn"]
     rows = []
     for key, name in (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall")):
         rows.append({"metric": name, "base": pct(b[key]), "eenn": pct(e[key]), "delta": delta_points(b[key], e[key])})
+    if reference is not None and reference.get("base_accuracy") is not None:
+        board = ((summary or {}).get("metrics", {}).get("accuracy") or {}).get("measured")
+        int8 = reference["accuracy"] if board is None else board
+        rows.append({"metric": "Accuracy, int8 " + ("on the board" if board is not None else "(prediction)"),
+                     "base": pct(reference["base_accuracy"]), "eenn": pct(int8),
+                     "delta": delta_points(reference["base_accuracy"], int8)})
     rows.append({"metric": "Mean MACs", "base": macs(b["mean_macs"]), "eenn": macs(e["mean_macs"]),
                  "delta": delta_relative(b["mean_macs"], e["mean_macs"])})
     for key, name, unit in (("mean_latency_s", "Mean latency", "s"), ("worst_latency_s", "Worst-case latency", "s"),
@@ -96,7 +105,8 @@ def _triple(metric: dict[str, Any] | None, fmt) -> dict[str, str]:
 
 def validation_table(summary: dict[str, Any] | None, reference: dict[str, Any] | None,
                      eenn: dict[str, Any]) -> list[dict[str, str]]:
-    """Predicted (search, float) vs int8 reference chain vs board, per metric."""
+    """Per metric: the search's float estimate ("predicted" in summary.json), the int8 prediction
+    (the reference chain: what the firmware must answer) and the board."""
     if summary is not None:
         m = summary["metrics"]
         rows = [{"metric": "Accuracy", **_triple(m.get("accuracy"), pct)},
@@ -227,7 +237,7 @@ def build_context(src: ReportSources) -> dict[str, Any]:
         "hardware": hw.get("name", "?"), "processors": [p["name"] for p in hw.get("processors", [])],
         "kit": (manifest or {}).get("kit"),
         "search": sol.search, "split": sol.metrics.get("split", "test"), "n": sol.metrics.get("n"),
-        "paper": paper_table(sol.metrics),
+        "paper": paper_table(sol.metrics, reference, summary),
         "validation": validation_table(summary, reference, sol.metrics["eenn"]),
         "timing": (summary or {}).get("timing"), "timing_measured": (summary or {}).get("timing_measured"),
         "energy_source": (summary or {}).get("energy_source"),

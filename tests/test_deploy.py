@@ -50,10 +50,15 @@ def test_deploy_writes_every_stage_and_a_complete_report(deployed):
         "search": "ran", "generate": "ran", "hil": "ran", "report": "ran"}
     md = res.report_md.read_text()
     paper = md_table(md, "Base model vs early-exit network")
-    assert [r[0] for r in paper] == ["Accuracy", "Precision", "Recall", "Mean MACs", "Mean latency",
-                                     "Worst-case latency", "Mean energy", "Early termination"]
+    assert [r[0] for r in paper] == ["Accuracy", "Precision", "Recall", "Accuracy, int8 on the board", "Mean MACs",
+                                     "Mean latency", "Worst-case latency", "Mean energy", "Early termination"]
     for row in paper:  # no empty cell, nothing unknown
         assert len(row) == 4 and all(c and c not in ("n/a", "—") for c in row), row
+    # the int8 row: the base model converted alone vs the EENN as the board answered
+    reference = json.loads((res.project / "eenn" / "reference.json").read_text())
+    int8 = next(r for r in paper if r[0] == "Accuracy, int8 on the board")
+    assert int8[1:3] == [f"{100 * reference['base_accuracy']:.2f} %",
+                         f"{100 * res.summary['metrics']['accuracy']['measured']:.2f} %"]
     html = res.report_html.read_text()
     assert html.count("data:image/png;base64,") >= 4  # Pareto, termination, MACs per exit, latency per path
     assert "make getlibs" in html and str(out / "project") in html
