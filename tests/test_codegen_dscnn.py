@@ -12,7 +12,7 @@ import pytest
 from eenn.codegen.quant import dequantize, quantize
 from tests.bundles import float_eenn, median_threshold, split_chain, train_exit, write_test_bundle
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")]
+pytestmark = [pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")]
 
 CUT = "conv_ds_1_pw_relu"
 
@@ -51,16 +51,16 @@ def test_dscnn_chain_equals_whole_int8_eenn_and_accuracy(dscnn):
     cls, _ = float_eenn(dscnn["segments"], dscnn["exits"], dscnn["thresholds"], dscnn["x"])
     float_acc = float(np.mean(cls == dscnn["y"]))
     assert float_acc > 0.8
-    # The board receives int8 MFCCs (scale ~1.09: the first coefficient spans about -250..40), and
-    # that alone costs DS-CNN-L several points, base model included. The subgraphs' own
-    # quantization is what codegen controls: against the float EENN fed the same int8 input
-    # (dequantized), the int8 EENN is within one point.
+    # The board receives int8 MFCCs (scale ~1.09: the first coefficient spans about -250..40), which
+    # can cost DS-CNN-L points on its own, base model included. So two bounds: against the float
+    # EENN fed the same int8 input (dequantized), which isolates what codegen's subgraphs control,
+    # and against the float EENN itself, the issue's one point.
     inp = res.manifest.input
     xq = dequantize(quantize(dscnn["x"], inp.scale, inp.zero_point), inp.scale, inp.zero_point)
     cls_q, _ = float_eenn(dscnn["segments"], dscnn["exits"], dscnn["thresholds"], xq)
     float_q_acc = float(np.mean(cls_q == dscnn["y"]))
     assert abs(ref["accuracy"] - float_q_acc) <= 0.01 + 1e-9, (ref["accuracy"], float_q_acc)
-    assert float_acc - ref["accuracy"] <= 0.03, (ref["accuracy"], float_acc)
+    assert abs(ref["accuracy"] - float_acc) <= 0.01 + 1e-9, (ref["accuracy"], float_acc)  # the issue's bound
     assert 0.1 < ref["termination_rates"][0] < 0.6, ref["termination_rates"]
     m = res.manifest
     assert m.firmware.model_id == "kws01"
