@@ -22,6 +22,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def missing_tool(reason: str):
+    """Skip a test whose tool (compiler, fuzzer runtime) is not installed, or fail it where the
+    tools are promised: `.ci/run` installs them and sets EENN_REQUIRE_TOOLS=1, so in CI a missing
+    tool is a failure, not a silent skip."""
+    if os.environ.get("EENN_REQUIRE_TOOLS"):
+        pytest.fail(f"{reason} (EENN_REQUIRE_TOOLS is set)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets and models (../shared/data, or $EENN_DATA_DIR); skip when absent."""

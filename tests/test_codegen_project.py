@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from eenn.codegen import memory as mem
 from eenn.codegen.kits import KITS, SRAM_SYSTEM_RESERVED, get_kit
 from eenn.errors import EennError
+from tests.conftest import missing_tool
 
 KIT = "CY8CKIT-062S2-43012"
 
@@ -195,7 +196,7 @@ def _portable_sources(out: Path) -> list[Path]:
 def test_generated_c_compiles_for_both_cores(digits_project, cpu, tmp_path):
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
-        pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+        missing_tool("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
     out = digits_project.out
     files = _portable_sources(out)
     names = {p.relative_to(out).as_posix() for p in files}
@@ -284,7 +285,7 @@ def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_p
     a second, unshared copy)."""
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
-        pytest.skip("arm-none-eabi-gcc not installed")
+        missing_tool("arm-none-eabi-gcc not installed")
     ld = next((digits_project.out / "templates").glob("TARGET_*/COMPONENT_CM4/TOOLCHAIN_GCC_ARM/linker.ld"))
     flags = [*CPUS["cortex-m4"], "-Os", "-ffunction-sections", "-fdata-sections"]
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from eenn.codegen.quant import confidence_q, exit_taken, quantize_multiplier, requantize, threshold_q
 from eenn.hil.host_build import build_host_library, firmware_dir, host_sources, source_hash
+from tests.conftest import missing_tool
 
 FW = firmware_dir()
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ def _cc() -> str:
     for name in ("cc", "gcc", "clang"):
         if shutil.which(name):
             return name
-    pytest.skip("no host C compiler (install gcc)")
+    missing_tool("no host C compiler (install gcc)")
 
 
 def _run(cmd, **kw):
@@ -141,7 +142,7 @@ def test_c_crc32_is_zlib_crc32(clib, data):
 
 
 def test_host_build_is_cached_by_source_hash(tmp_path):
-    cc = shutil.which("cc") or shutil.which("gcc") or pytest.skip("no C compiler")
+    cc = shutil.which("cc") or shutil.which("gcc") or missing_tool("no C compiler")
     root = tmp_path / "fw"
     shutil.copytree(FW, root, ignore=shutil.ignore_patterns("__pycache__"))
     first = build_host_library(cache=tmp_path / "cache", root=root)
@@ -187,7 +188,7 @@ def _arm_sources() -> list[Path]:
 def test_firmware_cross_compiles_for_both_cores(cpu, tmp_path):
     gcc = shutil.which("arm-none-eabi-gcc")
     if not gcc:
-        pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+        missing_tool("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
     flags = [*ARM_CPUS[cpu], *WARN, "-Os", "-ffunction-sections", "-fdata-sections",
              f"-I{FW / 'include'}", f"-I{FW / 'ports' / 'host'}"]
     for src in _arm_sources():
@@ -208,14 +209,14 @@ def test_fuzz_protocol_short_run(tmp_path):
     """A few seconds of libFuzzer on the protocol parser; benchmarks/fuzz_protocol.sh runs it long."""
     clang = shutil.which("clang")
     if not clang:
-        pytest.skip("clang not installed (apt-get install clang libclang-rt-14-dev)")
+        missing_tool("clang not installed (apt-get install clang libclang-rt-14-dev)")
     exe = tmp_path / "fuzz_protocol"
     sources, includes = host_sources()
     res = _run([clang, "-g", "-O1", *WARN, "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
                 *(f"-I{d}" for d in includes), *map(str, sources), str(FW / "fuzz" / "fuzz_protocol.c"),
                 "-o", str(exe)])
     if res.returncode != 0 and ("fuzzer" in res.stderr and ("cannot find" in res.stderr or "No such" in res.stderr)):
-        pytest.skip("libFuzzer runtime not installed (apt-get install libclang-rt-14-dev)")
+        missing_tool("libFuzzer runtime not installed (apt-get install libclang-rt-14-dev)")
     assert res.returncode == 0, res.stderr
     corpus = tmp_path / "corpus"
     shutil.copytree(FW / "fuzz" / "corpus", corpus)
