@@ -32,6 +32,9 @@ from common import default_data_dir  # noqa: E402  (examples/common.py)
 from kws import EXIT_BUDGET as KWS_EXIT_BUDGET  # noqa: E402  (the example's budget; its docstring says why)
 
 
+DEFAULT_QAT = 0.4  # eenn's default (DeployOptions.quant_aware)
+
+
 @dataclass
 class Case:
     name: str
@@ -82,11 +85,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def run_case(case: Case, data_dir: Path, work: Path) -> dict[str, Any]:
+def run_case(case: Case, data_dir: Path, work: Path, qat: float) -> dict[str, Any]:
     from eenn.deploy import DeployOptions, deploy
 
     model, data = case.prepare(data_dir, work)
-    res = deploy(DeployOptions(out=work / case.name, model=model, data=data, cache_dir=work / "cache",
+    out = work / (case.name if qat == DEFAULT_QAT else f"{case.name}-qat{qat:g}")
+    res = deploy(DeployOptions(out=out, model=model, data=data, cache_dir=work / "cache", quant_aware=qat,
                                **case.options), say=lambda s: print("  " + s, file=sys.stderr))
     # stage times as recorded when each stage ran (a kept stage keeps its first run's time)
     wall = sum(float(res.stages[k].get("seconds", 0.0)) for k in ("search", "generate"))
@@ -99,11 +103,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], qat: float = DEFAULT_QAT) -> str:
     from eenn.report import macs, si
 
     out = [f"Measured on {time.strftime('%Y-%m-%d')} on {machine()}, eenn "
-           f"{__import__('eenn').__version__}, by `python benchmarks/readme_figures.py`.", ""]
+           f"{__import__('eenn').__version__}, by `python benchmarks/readme_figures.py"
+           f"{'' if qat == DEFAULT_QAT else f' --qat {qat:g}'}`.", ""]
     out += ["| case | accuracy base → eenn | Δ | mean MACs base → eenn | Δ MACs | mean latency base → eenn "
             "| mean energy base → eenn | early termination | exits (after layer @ threshold) "
             "| int8 on the virtual board | board = int8 reference | search + generate time |",
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("runs/figures"))
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
+    ap.add_argument("--qat", type=float, default=DEFAULT_QAT,
+                    help="share of the exit-training epochs with simulated int8 rounding (0: the README's A/B)")
     args = ap.parse_args(argv)
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
@@ -141,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         print(f"== {name}", file=sys.stderr, flush=True)
-        rows.append(run_case(CASES[name], args.data_dir, args.work))
-    text = markdown(rows)
+        rows.append(run_case(CASES[name], args.data_dir, args.work, args.qat))
+    text = markdown(rows, args.qat)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
