@@ -332,3 +332,91 @@ def test_cm4_linker_script_takes_the_pdl_sharedmem_and_refuses_the_apps(digits_p
     # a buffer nothing references is collected, not mistaken for one
     r = link(main, sema, hal, app, keep=("keep", "cyhal_ipc_queues"))
     assert r.returncode == 0, r.stderr
+
+
+_PRINT_CONFIG = r"""
+#include <stdio.h>
+#include "ee_config.h"
+#include "ee_runtime.h"
+
+int main(void)
+{
+    const ee_config_t *c = &ee_app_config;
+    const char *bad = ee_config_check(c, NULL);
+    printf("{\"check\": \"%s\", \"n_stages\": %u, \"confidence\": %u, \"hash\": \"%s\", \"model_id\": \"%s\", "
+           "\"stages\": [", bad ? bad : "ok", (unsigned)c->n_stages, (unsigned)c->confidence, c->solution_hash,
+           c->model_id);
+    for (uint32_t k = 0; k < c->n_stages; k++) {
+        const ee_stage_config_t *s = &c->stages[k];
+        printf("%s{\"input_len\": %u, \"fm_len\": %u, \"n_scores\": %u, \"threshold_q\": %d, \"scores_scale\": %.9g, "
+               "\"scores_zero_point\": %d, \"requant\": [%d, %d, %d, %d, %d], \"tick_hz\": %u}", k ? ", " : "",
+               (unsigned)s->input_len, (unsigned)s->fm_len, (unsigned)s->n_scores, (int)s->threshold_q,
+               (double)s->scores_scale, (int)s->scores_zero_point, (int)s->requant.enabled,
+               (int)s->requant.multiplier, (int)s->requant.shift, (int)s->requant.in_zero_point,
+               (int)s->requant.out_zero_point, (unsigned)s->tick_hz);
+    }
+    printf("]}\n");
+    return bad != NULL;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def requant_project(digits_bundle, tmp_path_factory):
+    """The digits bundle generated with the CM4 requantizing its input (as when the two sides'
+    calibrated scales differ by more than float rounding), so the requant branch is rendered."""
+    from eenn.codegen import subgraphs
+    from eenn.codegen.generate import generate
+    from eenn.codegen.tflite_model import TfliteModel
+
+    def always_requant(producer_fm, consumer):
+        cin = TfliteModel(consumer).inputs[0]
+        return consumer, subgraphs._requant_constants(producer_fm, float(cin.scale) * 1.01, int(cin.zero_point)), False
+
+    real = subgraphs.link_quantization
+    subgraphs.link_quantization = always_requant
+    try:
+        return generate(digits_bundle["path"], "CY8CKIT-062S2-43012", tmp_path_factory.mktemp("rq") / "project")
+    finally:
+        subgraphs.link_quantization = real
+
+
+@pytest.mark.parametrize("which", ["digits_project", "ecg_project", "requant_project"])
+def test_generated_config_runs_on_the_host_and_says_what_project_json_says(request, which, tmp_path):
+    """The project's own ee_config.c and runtime copy, built for the host and run: the values the
+    firmware boots with are those of eenn/project.json, and they pass the runtime's check."""
+    import json
+
+    from eenn.hil.host_build import find_compiler, firmware_dir
+
+    res = request.getfixturevalue(which)
+    out, m = res.out, res.manifest
+    if which == "requant_project":
+        assert m.stages[1].requant is not None
+    cc = find_compiler()
+    runtime = out / "shared" / "eenn_runtime"
+    host_port = firmware_dir() / "ports" / "host"
+    main = tmp_path / "print_config.c"
+    main.write_text(_PRINT_CONFIG)
+    exe = tmp_path / "print_config"
+    cmd = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{out / 'shared' / 'include'}", f"-I{runtime / 'include'}",
+           f"-I{host_port}", str(out / "shared" / "source" / "ee_config.c"), *map(str, sorted((runtime / "src").glob("*.c"))),
+           *map(str, sorted(host_port.glob("*.c"))), str(main), "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = json.loads(run.stdout)
+    assert got["check"] == "ok" and got["n_stages"] == len(m.stages) and got["hash"] == m.bundle_hash
+    assert got["confidence"] == (0 if m.confidence == "max" else 1) and got["model_id"] == m.firmware.model_id
+    for g, s in zip(got["stages"], m.stages):
+        assert g["input_len"] == s.input.size and g["n_scores"] == s.scores.size
+        assert g["fm_len"] == (s.feature_map.size if s.feature_map is not None else 0)
+        assert g["scores_zero_point"] == s.scores.zero_point
+        assert g["scores_scale"] == pytest.approx(s.scores.scale, rel=1e-7)
+        assert g["tick_hz"] == s.tick_hz
+        if not s.is_last:
+            assert g["threshold_q"] == s.threshold_q
+        rq = s.requant
+        assert g["requant"] == ([1, rq.multiplier, rq.shift, rq.in_zero_point, rq.out_zero_point] if rq else
+                                [0, 0, 0, 0, 0])
