@@ -63,6 +63,9 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
               help="Weight of efficiency gain vs accuracy drop (objective w·gain − (1−w)·drop).")
 @click.option("--max-drop", type=float, default=None,
               help="Instead: maximise efficiency subject to an accuracy drop of at most this many points.")
+@click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="macs", show_default=True,
+              help="What the efficiency gain measures: mean MACs (the paper's), or the cost model's mean latency "
+                   "or mean energy per inference.")
 @click.option("--confidence", type=click.Choice(["max", "margin"]), default="max", show_default=True,
               help="Exit confidence: max softmax, or top-1 − top-2 margin.")
 @click.option("--thresholds", "steps", type=int, default=13, show_default=True, help="Thresholds per exit.")
@@ -96,7 +99,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def search(model: Path, data: Path, hw: str, measured: str | None, latency: float | None, w: float,
-           max_drop: float | None, confidence: str, steps: int, threshold_method: str, calibration: str,
+           max_drop: float | None, efficiency: str, confidence: str, steps: int, threshold_method: str, calibration: str,
            correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, copies: int, finetune: bool,
            seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
            force: bool, as_json: bool, quiet: bool) -> None:
@@ -115,7 +118,7 @@ def search(model: Path, data: Path, hw: str, measured: str | None, latency: floa
         raise EennError(f"--out {out}: is a file, expected a directory")
     config = SearchConfig(
         hardware=hw, measured=measured, latency_bound_s=latency, w=w,
-        max_accuracy_drop=None if max_drop is None else max_drop / 100.0, confidence=confidence,
+        max_accuracy_drop=None if max_drop is None else max_drop / 100.0, efficiency=efficiency, confidence=confidence,
         threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
         seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
         augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),

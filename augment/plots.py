@@ -20,19 +20,28 @@ def _plt():
     return plt
 
 
-def pareto_plot(path: Path, all_macs: np.ndarray, all_acc: np.ndarray, front: Sequence[dict[str, Any]],
-                chosen: tuple[float, float], base: tuple[float, float], title: str) -> None:
+_MEASURES = {  # efficiency measure → (row key, scale, axis label)
+    "macs": ("mean_macs", 1e6, "mean MACs per inference (millions)"),
+    "latency": ("mean_latency_s", 1e-3, "mean latency per inference (ms)"),
+    "energy": ("mean_energy_j", 1e-3, "mean energy per inference (mJ)"),
+}
+
+
+def pareto_plot(path: Path, all_x: np.ndarray, all_acc: np.ndarray, front: Sequence[dict[str, Any]],
+                chosen: tuple[float, float], base: tuple[float, float], title: str, measure: str = "macs") -> None:
+    """Accuracy vs the search's efficiency measure: every evaluated point, the front, base, choice."""
+    key, scale, label = _MEASURES[measure]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    if len(all_macs):
-        ax.scatter(np.asarray(all_macs) / 1e6, np.asarray(all_acc) * 100, s=6, color="0.75",
+    if len(all_x):
+        ax.scatter(np.asarray(all_x) / scale, np.asarray(all_acc) * 100, s=6, color="0.75",
                    label="evaluated (architecture, thresholds)")
-    fm = [r["mean_macs"] / 1e6 for r in front]
+    fx = [r[key] / scale for r in front]
     fa = [r["accuracy"] * 100 for r in front]
-    ax.step(fm, fa, where="post", color="tab:blue", marker=".", label="Pareto front")
-    ax.scatter([base[0] / 1e6], [base[1] * 100], marker="s", color="black", zorder=5, label="base model")
-    ax.scatter([chosen[0] / 1e6], [chosen[1] * 100], marker="*", s=160, color="tab:red", zorder=6, label="chosen")
-    ax.set_xlabel("mean MACs per inference (millions)")
+    ax.step(fx, fa, where="post", color="tab:blue", marker=".", label="Pareto front")
+    ax.scatter([base[0] / scale], [base[1] * 100], marker="s", color="black", zorder=5, label="base model")
+    ax.scatter([chosen[0] / scale], [chosen[1] * 100], marker="*", s=160, color="tab:red", zorder=6, label="chosen")
+    ax.set_xlabel(label)
     ax.set_ylabel("accuracy (%), calibration split")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")

@@ -49,6 +49,18 @@ from eenn.augment.training import ExitStore, TrainConfig, TrainedExit, channel_s
 from eenn.errors import EennError
 
 
+EFFICIENCIES = ("macs", "latency", "energy")
+
+
+def stage_costs(efficiency: str, stage_macs: list[int], mapping: MappingCost) -> list[float]:
+    """What reaching each stage adds, in the search's efficiency measure: MACs, or the seconds /
+    joules of the cost model (the hand-off to a stage counted with that stage)."""
+    if efficiency == "macs":
+        return [float(m) for m in stage_macs]
+    cum = mapping.latency_s if efficiency == "latency" else mapping.energy_j
+    return [float(c - p) for c, p in zip(cum, [0.0, *cum[:-1]])]
+
+
 def default_cache_dir() -> Path:
     root = os.environ.get("EENN_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
                                                             os.path.expanduser("~/.cache"), "eenn")
@@ -61,6 +73,7 @@ class SearchConfig:
     measured: str | None = None
     latency_bound_s: float | None = None
     objective: str = "weighted"  # or "max_drop"
+    efficiency: str = "macs"  # what efficiency_gain measures: mean MACs (the paper's), latency or energy
     w: float = 0.9
     max_accuracy_drop: float | None = None  # fraction (0.02 = 2 points); implies objective max_drop
     confidence: str = "max"
@@ -87,6 +100,8 @@ class SearchConfig:
                 raise EennError(f"max accuracy drop {self.max_accuracy_drop}: expected a fraction in [0, 1] "
                                 "(0.02 = 2 points)")
             self.objective = "max_drop"
+        if self.efficiency not in EFFICIENCIES:
+            raise EennError(f"efficiency '{self.efficiency}': expected one of {', '.join(EFFICIENCIES)}")
         if self.objective not in ("weighted", "max_drop"):
             raise EennError(f"objective '{self.objective}': expected weighted or max_drop")
         if self.objective == "max_drop" and self.max_accuracy_drop is None:
@@ -115,6 +130,7 @@ class Evaluated:
     arch: Architecture
     mapping: MappingCost
     stage_macs: list[int]
+    stage_cost: list[float]  # in the efficiency measure (stage_costs)
     choice: T.Choice
     grid: T.GridResult | None
     graph_gap: float | None = None  # relative cost gap graph vs exact (None: not compared)
@@ -157,11 +173,11 @@ def _is_logits(model: Any) -> bool:
 
 
 def _cascade(arch: Architecture, bg: BlockGraph, probs: dict[str, np.ndarray], final: np.ndarray, y: np.ndarray,
-             stage_macs: list[int], confidence: str) -> T.CascadeData:
+             stage_cost: list[float], confidence: str) -> T.CascadeData:
     locs = [bg.candidates[c].after_layer for c in arch.cuts]
     conf = np.stack([T.confidence_of(probs[l], confidence) for l in locs]) if locs else np.zeros((0, len(y)))
     correct = np.stack([probs[l].argmax(1) == y for l in locs] + [final.argmax(1) == y])
-    return T.CascadeData(conf=conf, correct=correct, stage_macs=np.asarray(stage_macs, dtype=np.float64))
+    return T.CascadeData(conf=conf, correct=correct, stage_cost=np.asarray(stage_cost, dtype=np.float64))
 
 
 def _predictions(arch: Architecture, bg: BlockGraph, probs: dict[str, np.ndarray], final: np.ndarray,
@@ -283,7 +299,10 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     probs = {s: {bg.candidates[c].after_layer: exits[c].probs[s] for c in needed if not exits[c].aborted}
              for s in ("cal", "test")}
     base_acc_cal = float(np.mean(final["cal"].argmax(1) == dataset.y_cal))
-    objective = T.Objective(kind=config.objective, base_macs=float(bg.total_macs), base_accuracy=base_acc_cal,
+    last = len(profile.processors) - 1
+    base_map = cost.mapping([StageLoad(last, tuple(bg.blocks) + (bg.head,))])
+    base_cost = stage_costs(config.efficiency, [bg.total_macs], base_map)[0]
+    objective = T.Objective(kind=config.objective, base_cost=base_cost, base_accuracy=base_acc_cal,
                             w=config.w, max_drop=config.max_accuracy_drop)
     grid = T.default_grid(config.confidence, config.threshold_steps)
     evaluated: list[Evaluated] = []
@@ -291,13 +310,14 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         if any(exits[c].aborted for c in arch.cuts):
             continue
         smacs = [s.macs for s in stage_loads(bg, arch, costs)]
-        data = _cascade(arch, bg, probs["cal"], final["cal"], dataset.y_cal, smacs, config.confidence)
+        scost = stage_costs(config.efficiency, smacs, mc)
+        data = _cascade(arch, bg, probs["cal"], final["cal"], dataset.y_cal, scost, config.confidence)
         choice, result = T.search(data, grid, objective, config.threshold_method)
         gap = None
         if result is not None and arch.n_exits > 0 and objective.kind == "weighted":
             g = T.graph_search(data, grid, objective)
             gap = (g.cost - choice.cost) / max(abs(choice.cost), 1e-12)
-        evaluated.append(Evaluated(arch, mc, smacs, choice, result, gap))
+        evaluated.append(Evaluated(arch, mc, smacs, scost, choice, result, gap))
     timings["thresholds_s"] = time.monotonic() - t_thr
     feasible = [e for e in evaluated if np.isfinite(e.choice.cost)]
     if not feasible:
@@ -321,16 +341,14 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         probs = {s: {**probs[s], **fine_probs[s]["exits"]} for s in ("cal", "test")}
         final = {s: fine_probs[s]["final"] for s in ("cal", "test")}
         fine_grid = np.round(np.linspace(float(grid[0]), float(grid[-1]), config.fine_steps), 6)
-        data = _cascade(chosen.arch, bg, probs["cal"], final["cal"], dataset.y_cal, chosen.stage_macs,
+        data = _cascade(chosen.arch, bg, probs["cal"], final["cal"], dataset.y_cal, chosen.stage_cost,
                         config.confidence)
         choice, result = T.search(data, fine_grid, objective, config.threshold_method)
-        chosen = Evaluated(chosen.arch, chosen.mapping, chosen.stage_macs, choice, result, None)
+        chosen = Evaluated(chosen.arch, chosen.mapping, chosen.stage_macs, chosen.stage_cost, choice, result, None)
         thresholds = tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in choice.thresholds)
         timings["finetune_s"] = time.monotonic() - t_ft
 
     # -- test-split metrics: base model alone on the last processor vs the EENN ----------------
-    last = len(profile.processors) - 1
-    base_map = cost.mapping([StageLoad(last, tuple(bg.blocks) + (bg.head,))])
     base_pred = base_final["test"].argmax(1)
     base_test = cascade_metrics(dataset.y_test, base_pred, np.zeros(len(base_pred), dtype=np.int64), 1,
                                 [bg.total_macs], base_map)
@@ -362,50 +380,58 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                         finetuned_models=finetuned)
 
 
+MEASURE_KEY = {"macs": "mean_macs", "latency": "mean_latency_s", "energy": "mean_energy_j"}
+
+
+def evaluated_points(e: Evaluated) -> dict[str, Any]:
+    """Every (thresholds) point of one evaluated architecture on the calibration split: its
+    termination rates and what follows from them (mean MACs, latency, energy), its accuracy and
+    its mean cost in the search's efficiency measure."""
+    k = e.arch.n_exits
+    if e.grid is not None:
+        rates = np.asarray(e.grid.termination, dtype=np.float64).reshape(-1, k + 1)
+        acc = np.asarray(e.grid.accuracy, dtype=np.float64).reshape(-1)
+        mean_cost = np.asarray(e.grid.mean_cost, dtype=np.float64).reshape(-1)
+        shape = np.shape(e.grid.mean_cost)
+        thresholds = [[float(e.grid.grid[g]) for g in (np.unravel_index(j, shape) if k else ())]
+                      for j in range(len(acc))]
+    else:
+        rates = np.asarray([e.choice.termination], dtype=np.float64)
+        acc = np.array([e.choice.accuracy])
+        mean_cost = np.array([e.choice.mean_cost])
+        thresholds = [list(e.choice.thresholds)]
+    return {"rates": rates, "accuracy": acc, "mean_cost": mean_cost, "thresholds": thresholds,
+            "mean_macs": rates @ np.cumsum(np.asarray(e.stage_macs, dtype=np.float64)),
+            "mean_latency_s": rates @ np.asarray(e.mapping.latency_s, dtype=np.float64),
+            "mean_energy_j": rates @ np.asarray(e.mapping.energy_j, dtype=np.float64)}
+
+
 def _pareto_rows(evaluated: list[Evaluated], bg: BlockGraph, profile: HardwareProfile, objective: T.Objective,
                  chosen: Evaluated) -> list[dict[str, Any]]:
-    """Every evaluated point on the calibration split, reduced to its Pareto front."""
-    recs = []  # (eval index, flat config index or -1)
-    macs, acc = [], []
-    for i, e in enumerate(evaluated):
-        if e.grid is not None:
-            m = np.asarray(e.grid.mean_macs).reshape(-1)
-            a = np.asarray(e.grid.accuracy).reshape(-1)
-            recs += [(i, j) for j in range(len(m))]
-            macs.append(m)
-            acc.append(a)
-        else:
-            recs.append((i, -1))
-            macs.append(np.array([e.choice.mean_macs]))
-            acc.append(np.array([e.choice.accuracy]))
-    macs_a, acc_a = np.concatenate(macs), np.concatenate(acc)
-    keep = np.flatnonzero(pareto_mask(macs_a, acc_a))
+    """Every evaluated point on the calibration split, reduced to its Pareto front (mean cost in the
+    search's efficiency measure vs accuracy)."""
+    points = [evaluated_points(e) for e in evaluated]
+    recs = [(i, j) for i, pt in enumerate(points) for j in range(len(pt["accuracy"]))]
+    cost_a = np.concatenate([pt["mean_cost"] for pt in points])
+    acc_a = np.concatenate([pt["accuracy"] for pt in points])
+    keep = np.flatnonzero(pareto_mask(cost_a, acc_a))
     rows = []
-    for p in sorted(keep, key=lambda p: macs_a[p]):
+    for p in sorted(keep, key=lambda p: cost_a[p]):
         i, j = recs[p]
-        e = evaluated[i]
-        if j >= 0 and e.grid is not None:
-            idx = np.unravel_index(j, np.shape(e.grid.mean_macs)) if e.arch.n_exits else ()
-            th = [float(e.grid.grid[k]) for k in idx]
-            rates = np.asarray(e.grid.termination).reshape(-1, e.arch.n_exits + 1)[j] if e.arch.n_exits else np.ones(1)
-        else:
-            th = list(e.choice.thresholds)
-            rates = None
-        mean_lat = mean_en = float("nan")
-        if rates is not None:
-            mean_lat, mean_en = e.mapping.mean(list(rates))
+        e, pt = evaluated[i], points[i]
+        th = pt["thresholds"][j]
         rows.append({
             "exits": " ".join(bg.candidates[c].after_layer for c in e.arch.cuts) or "(none)",
             "processors": " ".join(profile.processors[p].name for p in e.arch.processors),
             "thresholds": " ".join(f"{t:g}" for t in th),
-            "mean_macs": round(float(macs_a[p]), 1),
-            "efficiency_gain": round(float(objective.gain(macs_a[p])), 6),
+            "mean_macs": round(float(pt["mean_macs"][j]), 1),
+            "efficiency_gain": round(float(objective.gain(cost_a[p])), 6),
             "accuracy": round(float(acc_a[p]), 6),
             "accuracy_drop": round(float(objective.drop(acc_a[p])), 6),
-            "cost": round(float(objective.cost(macs_a[p], acc_a[p])), 6),
+            "cost": round(float(objective.cost(cost_a[p], acc_a[p])), 6),
             "worst_latency_s": e.mapping.worst_latency_s,
-            "mean_latency_s": mean_lat,
-            "mean_energy_j": mean_en,
+            "mean_latency_s": float(pt["mean_latency_s"][j]),
+            "mean_energy_j": float(pt["mean_energy_j"][j]),
             "chosen": int(e is chosen and tuple(th) == tuple(chosen.choice.thresholds)),
         })
     return rows
@@ -456,7 +482,8 @@ def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, 
                        "input_shape": list(bg.input_shape), "num_classes": bg.num_classes,
                        "total_macs": int(bg.total_macs), "output": "logits" if logits else "softmax"},
         "hardware": profile.to_dict(),
-        "search": {"objective": config.objective, "w": config.w, "max_accuracy_drop": config.max_accuracy_drop,
+        "search": {"objective": config.objective, "efficiency": config.efficiency, "w": config.w,
+                   "max_accuracy_drop": config.max_accuracy_drop,
                    "latency_bound_s": config.latency_bound_s, "confidence": config.confidence,
                    "threshold_grid": [float(t) for t in grid], "calibration": dataset.calibration,
                    "correction": config.correction, "seed": config.seed, "fine_tuned": bool(config.finetune and arch.n_exits),

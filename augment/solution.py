@@ -62,22 +62,19 @@ def write_result(result: SearchResult, out_dir: str | Path, force: bool = False)
 
 def _plots(result: SearchResult, tmp: Path) -> None:
     from eenn.augment import plots
+    from eenn.augment.search import MEASURE_KEY, evaluated_points
 
     bg, arch = result.block_graph, result.chosen.arch
-    macs, acc = [], []
-    for e in result.evaluated:
-        if e.grid is not None:
-            macs.append(np.asarray(e.grid.mean_macs).reshape(-1))
-            acc.append(np.asarray(e.grid.accuracy).reshape(-1))
-        else:
-            macs.append(np.array([e.choice.mean_macs]))
-            acc.append(np.array([e.choice.accuracy]))
+    efficiency = result.solution["search"].get("efficiency", "macs")
+    key = MEASURE_KEY[efficiency]
+    points = [evaluated_points(e) for e in result.evaluated]
     base_acc_cal = float(np.mean(result.probs["cal"]["base"].argmax(1) == result.dataset.y_cal))
     sol = result.solution
     cal = sol["metrics"]["calibration"]["eenn"]
-    plots.pareto_plot(tmp / "pareto.png", np.concatenate(macs), np.concatenate(acc), result.pareto_rows,
-                      (cal["mean_macs"], cal["accuracy"]), (float(bg.total_macs), base_acc_cal),
-                      f"{len(result.evaluated)} architectures evaluated")
+    plots.pareto_plot(tmp / "pareto.png", np.concatenate([p[key] for p in points]),
+                      np.concatenate([p["accuracy"] for p in points]), result.pareto_rows,
+                      (cal[key], cal["accuracy"]), (sol["metrics"]["base"][key], base_acc_cal),
+                      f"{len(result.evaluated)} architectures evaluated", measure=efficiency)
     labels = [f"exit {i}: {bg.candidates[c].after_layer}" for i, c in enumerate(arch.cuts)] + ["final classifier"]
     plots.termination_plot(tmp / "termination.png", labels, result.eenn_test.termination_rates,
                            f"early termination {result.eenn_test.early_termination * 100:.1f} %")

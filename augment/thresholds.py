@@ -1,7 +1,8 @@
 """Threshold search: which confidence makes each exit answer.
 
 Everything here works on cached per-sample outputs (never on a model): for one architecture,
-the confidence of each exit, whether each classifier is right, and the MACs each stage adds.
+the confidence of each exit, whether each classifier is right, and what each stage costs (MACs,
+seconds or joules: the search's efficiency measure).
 
 Two searches over the same grid (DESIGN §4):
 - `exact_grid` simulates the cascade sample by sample for every configuration at once
@@ -74,7 +75,7 @@ class CascadeData:
 
     conf: np.ndarray  # (K, N) confidence of each exit
     correct: np.ndarray  # (K + 1, N) bool: exit k right; the last row: the final classifier
-    stage_macs: np.ndarray  # (K + 1,) MACs added by reaching stage k (segment k + exit k; last: rest + head)
+    stage_cost: np.ndarray  # (K + 1,) cost added by reaching stage k (segment k + exit k; last: rest + head)
 
     @property
     def n_exits(self) -> int:
@@ -95,7 +96,7 @@ class Objective:
     """
 
     kind: str
-    base_macs: float
+    base_cost: float
     base_accuracy: float
     w: float = 0.9
     max_drop: float | None = None
@@ -108,14 +109,14 @@ class Objective:
         if self.kind == "max_drop" and (self.max_drop is None or self.max_drop < 0):
             raise EennError("the max_drop objective needs a maximum accuracy drop >= 0")
 
-    def gain(self, mean_macs):
-        return 1.0 - np.asarray(mean_macs) / self.base_macs
+    def gain(self, mean_cost):
+        return 1.0 - np.asarray(mean_cost) / self.base_cost
 
     def drop(self, accuracy):
         return self.base_accuracy - np.asarray(accuracy)
 
-    def cost(self, mean_macs, accuracy):
-        gain, drop = self.gain(mean_macs), self.drop(accuracy)
+    def cost(self, mean_cost, accuracy):
+        gain, drop = self.gain(mean_cost), self.drop(accuracy)
         if self.kind == "weighted":
             return -(self.w * gain - (1.0 - self.w) * drop)
         return np.where(drop <= self.max_drop + 1e-12, -gain, np.inf)
@@ -126,13 +127,13 @@ class GridResult:
     """Every configuration of a (G,)*K grid, exactly simulated."""
 
     grid: np.ndarray
-    mean_macs: np.ndarray  # (G,)*K
+    mean_cost: np.ndarray  # (G,)*K
     accuracy: np.ndarray  # (G,)*K
     termination: np.ndarray  # (G,)*K + (K + 1,) share of samples answered by each stage
 
     def configs(self) -> np.ndarray:
         """(G**K, K) grid indices, in the flattened order of the metric arrays."""
-        k = self.mean_macs.ndim
+        k = self.mean_cost.ndim
         return np.array(list(itertools.product(range(len(self.grid)), repeat=k)), dtype=np.int64).reshape(-1, k)
 
 
@@ -143,7 +144,7 @@ def exact_grid(data: CascadeData, grid: Sequence[float], max_cells: int = 1 << 2
     shape = (g,) * k_exits
     if k_exits == 0:
         acc = data.correct[0].mean()
-        return GridResult(grid, np.array(float(data.stage_macs[0])), np.array(acc), np.ones((1,)))
+        return GridResult(grid, np.array(float(data.stage_cost[0])), np.array(acc), np.ones((1,)))
     term = np.zeros(shape + (k_exits + 1,), dtype=np.int64)
     right = np.zeros(shape, dtype=np.int64)
     exit_m = [_exit_matrix(data.conf[k], grid) for k in range(k_exits)]
@@ -161,12 +162,12 @@ def exact_grid(data: CascadeData, grid: Sequence[float], max_cells: int = 1 << 2
         term[..., k_exits] += alive.sum(-1)
         right += (alive & data.correct[k_exits][sl]).sum(-1)
     reach = n - np.concatenate([np.zeros(shape + (1,), dtype=np.int64), np.cumsum(term[..., :-1], axis=-1)], axis=-1)
-    mean_macs = (reach * np.asarray(data.stage_macs, dtype=np.float64)).sum(-1) / n
-    return GridResult(grid, mean_macs, right / n, term / n)
+    mean_cost = (reach * np.asarray(data.stage_cost, dtype=np.float64)).sum(-1) / n
+    return GridResult(grid, mean_cost, right / n, term / n)
 
 
 def simulate(data: CascadeData, thresholds: Sequence[float]) -> tuple[np.ndarray, float, float]:
-    """One configuration: (stage index answering each sample, accuracy, mean MACs)."""
+    """One configuration: (stage index answering each sample, accuracy, mean cost)."""
     stage = np.full(data.n, data.n_exits, dtype=np.int64)
     alive = np.ones(data.n, dtype=bool)
     for k, t in enumerate(thresholds):
@@ -174,7 +175,7 @@ def simulate(data: CascadeData, thresholds: Sequence[float]) -> tuple[np.ndarray
         stage[here] = k
         alive &= ~here
     right = data.correct[stage, np.arange(data.n)]
-    cum = np.cumsum(data.stage_macs)
+    cum = np.cumsum(data.stage_cost)
     return stage, float(right.mean()), float(cum[stage].mean())
 
 
@@ -183,30 +184,33 @@ class Choice:
     thresholds: tuple[float, ...]
     indices: tuple[int, ...]
     cost: float
-    mean_macs: float
+    mean_cost: float
     accuracy: float
     method: str  # "exact" or "graph"
+    termination: tuple[float, ...] = ()  # share of samples each stage answers (K + 1)
 
 
 def best_exact(result: GridResult, objective: Objective) -> Choice:
-    cost = objective.cost(result.mean_macs, result.accuracy)
+    cost = objective.cost(result.mean_cost, result.accuracy)
     flat = np.asarray(cost).reshape(-1)
     i = int(np.argmin(flat))  # ties: the first, i.e. the lowest thresholds in grid order
     idx = np.unravel_index(i, np.shape(cost)) if np.ndim(cost) else ()
+    k = np.ndim(result.mean_cost)
+    rates = np.asarray(result.termination, dtype=np.float64).reshape(-1, k + 1)[i]
     return Choice(tuple(float(result.grid[j]) for j in idx), tuple(int(j) for j in idx), float(flat[i]),
-                  float(np.asarray(result.mean_macs).reshape(-1)[i]), float(np.asarray(result.accuracy).reshape(-1)[i]),
-                  "exact")
+                  float(np.asarray(result.mean_cost).reshape(-1)[i]), float(np.asarray(result.accuracy).reshape(-1)[i]),
+                  "exact", tuple(float(r) for r in rates))
 
 
-def _graph_edges(data: CascadeData, grid: np.ndarray, w: float, base_macs: float, mode: str):
+def _graph_edges(data: CascadeData, grid: np.ndarray, w: float, base_cost: float, mode: str):
     """Edge weight matrices of the threshold graph for the weighted objective (constant terms dropped).
 
-    Per sample, reaching stage k costs a_k = w · macs_k / base / N and a right answer earns
+    Per sample, reaching stage k costs a_k = w · cost_k / base / N and a right answer earns
     b = (1 − w) / N. The final classifier's share is folded into the edge that enters the last
     exit, so that the path cost is exact whenever that edge sees every threshold (K <= 2).
     """
     k_exits, n = data.n_exits, data.n
-    a = w * np.asarray(data.stage_macs, dtype=np.float64) / base_macs / n
+    a = w * np.asarray(data.stage_cost, dtype=np.float64) / base_cost / n
     b = (1.0 - w) / n
     ex = [_exit_matrix(data.conf[k], grid).astype(np.float64) for k in range(k_exits)]
     rej = [1.0 - e for e in ex]
@@ -232,13 +236,13 @@ def _graph_edges(data: CascadeData, grid: np.ndarray, w: float, base_macs: float
     return first, pairs
 
 
-def graph_path(data: CascadeData, grid: Sequence[float], w: float, base_macs: float,
+def graph_path(data: CascadeData, grid: Sequence[float], w: float, base_cost: float,
                mode: str = "conditional") -> tuple[int, ...]:
     """Grid indices of the cheapest input → final path (networkx Bellman-Ford)."""
     grid = np.asarray(grid, dtype=np.float64)
     if data.n_exits == 0:
         return ()
-    first, pairs = _graph_edges(data, grid, w, base_macs, mode)
+    first, pairs = _graph_edges(data, grid, w, base_cost, mode)
     g = nx.DiGraph()
     k_exits, size = data.n_exits, len(grid)
     for j in range(size):
@@ -258,17 +262,18 @@ def graph_search(data: CascadeData, grid: Sequence[float], objective: Objective,
     keeps the best path whose exactly simulated drop satisfies the bound."""
     grid = np.asarray(grid, dtype=np.float64)
     if objective.kind == "weighted":
-        candidates = [graph_path(data, grid, objective.w, objective.base_macs, mode)]
+        candidates = [graph_path(data, grid, objective.w, objective.base_cost, mode)]
     else:
         ws = np.concatenate([np.linspace(0.0, 0.9, 10), 1.0 - np.geomspace(0.1, 1e-4, 13), [1.0]])
-        candidates = sorted({graph_path(data, grid, float(w), objective.base_macs, mode) for w in ws})
+        candidates = sorted({graph_path(data, grid, float(w), objective.base_cost, mode) for w in ws})
     best: Choice | None = None
     for idx in candidates:
         th = tuple(float(grid[j]) for j in idx)
-        _, acc, macs = simulate(data, th)
-        cost = float(objective.cost(macs, acc))
+        stage, acc, mean = simulate(data, th)
+        cost = float(objective.cost(mean, acc))
         if best is None or cost < best.cost:
-            best = Choice(th, idx, cost, macs, acc, "graph")
+            rates = np.bincount(stage, minlength=data.n_exits + 1) / data.n
+            best = Choice(th, idx, cost, mean, acc, "graph", tuple(float(r) for r in rates))
     assert best is not None
     return best
 

@@ -47,6 +47,7 @@ class DeployOptions:
     latency_bound_s: float | None = None
     w: float = 0.9
     max_drop_points: float | None = None
+    efficiency: str = "macs"  # what the efficiency gain measures (as `eenn search --efficiency`)
     seed: int = 0
     finetune: bool = False
     epochs: int = 25  # exit training epochs (as `eenn search --epochs`)
@@ -145,7 +146,8 @@ def _search_config(opts: DeployOptions):
     return SearchConfig(
         hardware=opts.hardware, latency_bound_s=opts.latency_bound_s, w=opts.w,
         max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
-        seed=opts.seed, finetune=opts.finetune, train=TrainConfig(epochs=opts.epochs, quant_aware=opts.quant_aware),
+        efficiency=opts.efficiency, seed=opts.seed, finetune=opts.finetune,
+        train=TrainConfig(epochs=opts.epochs, quant_aware=opts.quant_aware),
         augment=AugmentConfig(copies=opts.augment_copies), exits=ExitConfig(budget_share=opts.exit_budget),
         cache_dir=None if opts.no_cache else (opts.cache_dir or default_cache_dir())).checked()
 
@@ -154,8 +156,9 @@ def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
     """What the bundle depends on (the exit cache location does not change the answer)."""
     return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
             "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
-            "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs, "quant_aware": opts.quant_aware, "augment_copies": opts.augment_copies,
-            "exit_budget": opts.exit_budget, "eenn": __version__}
+            "efficiency": opts.efficiency, "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs,
+            "quant_aware": opts.quant_aware, "augment_copies": opts.augment_copies, "exit_budget": opts.exit_budget,
+            "eenn": __version__}
 
 
 def _bundle_ok(path: Path, expected_hash: str | None) -> bool:

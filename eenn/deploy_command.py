@@ -24,6 +24,9 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--w", type=float, default=0.9, show_default=True, help="Weight of efficiency vs accuracy.")
 @click.option("--max-drop", type=float, default=None,
               help="Instead of --w: the largest efficiency gain losing at most this many accuracy points.")
+@click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="macs", show_default=True,
+              help="What the efficiency gain measures: mean MACs (the paper's), or the cost model's mean latency "
+                   "or mean energy per inference.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--finetune", is_flag=True, help="Fine-tune the chosen EENN jointly for one epoch.")
 @click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
@@ -43,14 +46,14 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--force", is_flag=True, help="Deploy into a non-empty directory `eenn deploy` did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def deploy(model, data, example, hw, kit, port, latency, w, max_drop, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
+def deploy(model, data, example, hw, kit, port, latency, w, max_drop, efficiency, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
            no_cache, limit, out, force, as_json, quiet) -> None:
     """Search, generate, run on the (virtual) board and report: MODEL + DATA → DIR/report.html."""
     from eenn.deploy import DeployOptions, agreement_lines
     from eenn.deploy import deploy as run_deploy
 
     opts = DeployOptions(out=out, model=model, data=data, example=example, hardware=hw, kit=kit, port=port,
-                         latency_bound_s=latency, w=w, max_drop_points=max_drop, seed=seed, finetune=finetune,
+                         latency_bound_s=latency, w=w, max_drop_points=max_drop, efficiency=efficiency, seed=seed, finetune=finetune,
                          epochs=epochs, quant_aware=qat, augment_copies=copies, exit_budget=exit_budget, cache_dir=cache_dir, no_cache=no_cache, limit=limit,
                          force=force, quiet=quiet)
 

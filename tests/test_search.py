@@ -305,3 +305,32 @@ def test_exits_the_rule_cannot_shrink_to_the_budget_are_reported(digits, tmp_pat
     assert over and set(over) <= {c.after_layer for c in res.block_graph.candidates}
     assert all(res.plans[i].over_budget == (res.plans[i].location in over) for i in res.plans)
     assert f"{len(over)} of {len(res.plans)} stay above the 0.02 % budget" in capsys.readouterr().err
+
+
+def test_energy_efficiency_picks_the_cheapest_point_in_joules(digits, tmp_path):
+    """--efficiency energy: the objective's gain is 1 − mean energy / the base model's (cost model),
+    and the choice is the best of every evaluated (architecture, thresholds) point in those terms,
+    which a MAC-based choice on the same exits need not be."""
+    from eenn.augment.search import evaluated_points
+
+    model, data = digits
+    runs = {eff: run_search(model, data, fast_config(tmp_path / "cache", efficiency=eff)) for eff in ("macs", "energy")}
+    res = runs["energy"]
+    assert res.solution["search"]["efficiency"] == "energy"
+    base_j = res.solution["metrics"]["base"]["mean_energy_j"]
+    base_acc = float(np.mean(res.probs["cal"]["base"].argmax(1) == res.dataset.y_cal))
+
+    def energy_cost(j, acc):
+        return -(0.9 * (1 - j / base_j) - 0.1 * (base_acc - acc))
+
+    best = min(float(np.min(energy_cost(p["mean_energy_j"], p["accuracy"])))
+               for p in map(evaluated_points, res.evaluated))
+    assert res.chosen.choice.cost == pytest.approx(best, abs=1e-12)
+    assert res.chosen.choice.mean_cost == pytest.approx(res.solution["metrics"]["calibration"]["eenn"]["mean_energy_j"])
+    mac_choice = runs["macs"].solution["metrics"]["calibration"]["eenn"]
+    assert best <= energy_cost(mac_choice["mean_energy_j"], mac_choice["accuracy"]) + 1e-12
+    assert runs["macs"].stats["exits_trained"] == 0 or res.stats["exits_trained"] == 0  # one training, reused
+    chosen_row = next(r for r in res.pareto_rows if r["chosen"])
+    assert chosen_row["efficiency_gain"] == pytest.approx(1 - chosen_row["mean_energy_j"] / base_j, abs=1e-6)
+    with pytest.raises(EennError, match="efficiency 'flops'"):
+        run_search(model, data, fast_config(tmp_path / "cache", efficiency="flops"))

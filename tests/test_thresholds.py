@@ -27,7 +27,7 @@ def random_case(seed: int, k: int, n: int, classes: int = 4):
 def cascade_data(probs, y, macs, confidence="max"):
     conf = np.stack([T.confidence_of(p, confidence) for p in probs[:-1]]) if len(probs) > 1 else np.zeros((0, len(y)))
     correct = np.stack([p.argmax(1) == y for p in probs])
-    return T.CascadeData(conf=conf, correct=correct, stage_macs=np.asarray(macs))
+    return T.CascadeData(conf=conf, correct=correct, stage_cost=np.asarray(macs))
 
 
 def loop_reference(probs, y, macs, thresholds):
@@ -56,7 +56,7 @@ def test_exact_grid_matches_a_per_sample_loop(seed, k, n, g):
         th = [grid[j] for j in idx]
         acc, mean_macs, stages = loop_reference(probs, y, macs, th)
         assert np.asarray(result.accuracy)[idx] == pytest.approx(acc)
-        assert np.asarray(result.mean_macs)[idx] == pytest.approx(mean_macs)
+        assert np.asarray(result.mean_cost)[idx] == pytest.approx(mean_macs)
         rates = np.bincount(stages, minlength=k + 1) / n
         np.testing.assert_allclose(np.asarray(result.termination)[idx], rates)
         stage, acc2, macs2 = T.simulate(data, th)
@@ -69,10 +69,14 @@ def test_graph_equals_exhaustive_for_up_to_two_exits(seed, k, n, w):
     probs, y, macs = random_case(seed, k, n)
     data = cascade_data(probs, y, macs)
     grid = T.default_grid("max", 7)
-    obj = T.Objective("weighted", base_macs=float(sum(macs)), base_accuracy=float(np.mean(probs[-1].argmax(1) == y)), w=w)
+    obj = T.Objective("weighted", base_cost=float(sum(macs)), base_accuracy=float(np.mean(probs[-1].argmax(1) == y)), w=w)
     best = T.best_exact(T.exact_grid(data, grid), obj)
     graph = T.graph_search(data, grid, obj)
     assert graph.cost == pytest.approx(best.cost, abs=1e-9)
+    # each choice carries the termination rates of its thresholds (what latency and energy follow from)
+    for choice in (best, graph):
+        stage, _, _ = T.simulate(data, choice.thresholds)
+        np.testing.assert_allclose(choice.termination, np.bincount(stage, minlength=k + 1) / n)
 
 
 @settings(max_examples=25, deadline=None)
@@ -81,7 +85,7 @@ def test_graph_with_three_exits_is_a_feasible_upper_bound(seed, n):
     probs, y, macs = random_case(seed, 3, n)
     data = cascade_data(probs, y, macs)
     grid = T.default_grid("max", 5)
-    obj = T.Objective("weighted", base_macs=float(sum(macs)), base_accuracy=0.5, w=0.9)
+    obj = T.Objective("weighted", base_cost=float(sum(macs)), base_accuracy=0.5, w=0.9)
     best = T.best_exact(T.exact_grid(data, grid), obj)
     for mode in ("conditional", "independent"):
         g = T.graph_search(data, grid, obj, mode=mode)
@@ -104,12 +108,12 @@ def test_max_drop_is_the_best_feasible_configuration():
     data = cascade_data(probs, y, macs)
     grid = T.default_grid("max", 9)
     base_acc = float(np.mean(probs[-1].argmax(1) == y))
-    obj = T.Objective("max_drop", base_macs=float(sum(macs)), base_accuracy=base_acc, max_drop=0.02)
+    obj = T.Objective("max_drop", base_cost=float(sum(macs)), base_accuracy=base_acc, max_drop=0.02)
     res = T.exact_grid(data, grid)
     best = T.best_exact(res, obj)
     assert base_acc - best.accuracy <= 0.02 + 1e-12
     feasible = base_acc - np.asarray(res.accuracy) <= 0.02 + 1e-12
-    assert best.mean_macs == pytest.approx(np.asarray(res.mean_macs)[feasible].min())
+    assert best.mean_cost == pytest.approx(np.asarray(res.mean_cost)[feasible].min())
     g = T.graph_search(data, grid, obj)  # Lagrangian sweep: feasible, never better than exact
     assert base_acc - g.accuracy <= 0.02 + 1e-12 and g.cost >= best.cost - 1e-12
 
@@ -126,7 +130,7 @@ def test_threshold_one_never_exits_and_margin_confidence():
 def test_auto_uses_the_graph_when_the_grid_is_large():
     probs, y, macs = random_case(1, 2, 100)
     data = cascade_data(probs, y, macs)
-    obj = T.Objective("weighted", base_macs=float(sum(macs)), base_accuracy=0.5)
+    obj = T.Objective("weighted", base_cost=float(sum(macs)), base_accuracy=0.5)
     choice, result = T.search(data, T.default_grid(), obj, "auto", exact_limit=100)
     assert choice.method == "graph" and result is None
     choice2, result2 = T.search(data, T.default_grid(), obj, "auto")
