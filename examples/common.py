@@ -21,6 +21,8 @@ def parser(description: str, work: str, epochs: int, augment: int, exit_budget: 
     ap.add_argument("--latency", type=float, default=2.5)
     ap.add_argument("--w", type=float, default=0.9)
     ap.add_argument("--max-drop", type=float, default=None, help="points; instead of --w")
+    ap.add_argument("--efficiency", choices=("macs", "latency", "energy"), default="macs",
+                    help="what the efficiency gain measures")
     ap.add_argument("--epochs", type=int, default=epochs, help="exit training epochs")
     ap.add_argument("--qat", type=float, default=0.4, help="share of them through simulated int8 rounding")
     ap.add_argument("--augment", type=int, default=augment, help="shifted copies of the training split")
@@ -42,7 +44,7 @@ def search_and_write(model: Any, data: Path, args: argparse.Namespace, seed: int
     from eenn.augment.solution import write_result
     from eenn.augment.training import TrainConfig
 
-    config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w,
+    config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w, efficiency=args.efficiency,
                           exits=ExitConfig(budget_share=args.exit_budget),
                           max_accuracy_drop=None if args.max_drop is None else args.max_drop / 100,
                           cache_dir=args.cache or args.work / "cache",
