@@ -39,6 +39,7 @@ from eenn.augment.bundle import Bundle
 from eenn.codegen.quant import quantize_multiplier
 from eenn.codegen.tflite_model import TfliteModel, TensorInfo, set_input_quantization
 from eenn.errors import EennError
+from eenn.quiet_tf import captured_output
 
 ALIGN_RTOL = 2.0**-16  # relative scale difference below which the consumer adopts the producer's scale
 
@@ -72,44 +73,6 @@ def _quiet_tf():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
-
-
-@contextlib.contextmanager
-def _captured_output():
-    """The converter prints its SavedModel signature on stdout and its MLIR passes on stderr,
-    from Python and from C++: keep both file descriptors off the user's terminal, hand the text
-    back for error messages."""
-    import io
-    import sys
-    import tempfile
-
-    sink = tempfile.TemporaryFile(mode="w+b")
-    saved = []
-    try:
-        for s in (sys.stdout, sys.stderr):
-            try:
-                s.flush()
-            except (AttributeError, ValueError):
-                pass
-        for fd in (1, 2):
-            try:
-                saved.append((fd, os.dup(fd)))
-                os.dup2(sink.fileno(), fd)
-            except OSError:
-                pass
-        text = io.StringIO()
-
-        def everything() -> str:
-            sink.seek(0)
-            return text.getvalue() + sink.read().decode(errors="replace")
-
-        with contextlib.redirect_stdout(text):
-            yield everything
-    finally:
-        for fd, dup in saved:
-            os.dup2(dup, fd)
-            os.close(dup)
-        sink.close()
 
 
 def load_parts(bundle: Bundle) -> KerasParts:
@@ -184,7 +147,7 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-        with _captured_output() as output:
+        with captured_output() as output:
             try:
                 data = conv.convert()
                 failure = None

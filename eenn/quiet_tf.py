@@ -1,19 +1,23 @@
-"""TensorFlow's start-up chatter kept off the user's terminal.
+"""TensorFlow's output kept off the user's terminal.
 
 TensorFlow 2.21 writes, from C++ and before its logging is set up (so `TF_CPP_MIN_LOG_LEVEL`
 does not reach them), a handful of lines on every start: the oneDNN notice, "Could not find
 cuda drivers", the CPU-feature guard and, at the first operation, "failed call to cuInit". On
-a CPU-only machine they are noise that buries eenn's own progress. `import_tensorflow()` does the
-import and the device start-up with file descriptor 2 captured, drops exactly those lines and
-writes everything else back (a real error still shows).
+a CPU-only machine they are noise that buries eenn's own progress. The TFLite converter, for
+its part, prints its SavedModel signature and MLIR passes from Python and C++ alike.
+`captured_output()` holds both file descriptors while such code runs and hands the text back;
+`import_tensorflow()` uses it to drop exactly the start-up lines and write everything else back
+(a real error still shows).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Callable, Iterator
 
 NOISE = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -29,25 +33,56 @@ def filter_noise(text: str) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not NOISE.search(line))
 
 
+@contextlib.contextmanager
+def captured_output() -> Iterator[Callable[[], str]]:
+    """File descriptors 1 and 2 (C and C++ output) and Python's stdout captured while the block
+    runs; yields a function that returns everything written so far."""
+    sink = tempfile.TemporaryFile(mode="w+b")
+    saved = []
+    try:
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except (AttributeError, ValueError):
+                pass
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
+            except OSError:
+                pass
+        text = io.StringIO()
+
+        def everything() -> str:
+            sink.seek(0)
+            return text.getvalue() + sink.read().decode(errors="replace")
+
+        with contextlib.redirect_stdout(text):
+            yield everything
+    finally:
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+        sink.close()
+
+
 def import_tensorflow() -> Any:
     """`import tensorflow` (once) with its start-up lines dropped; returns the module."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            import tensorflow as tf
+    text = ""
+    try:
+        with captured_output() as output:
+            try:
+                import tensorflow as tf
 
-            tf.config.list_logical_devices("CPU")  # device start-up: where cuInit is tried
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            rest = filter_noise(sink.read().decode(errors="replace"))
-            if rest:
-                sys.stderr.write(rest)
-                sys.stderr.flush()
+                tf.config.list_logical_devices("CPU")  # device start-up: where cuInit is tried
+            finally:
+                text = output()
+    finally:
+        rest = filter_noise(text)
+        if rest:
+            sys.stderr.write(rest)
+            sys.stderr.flush()
     return tf
