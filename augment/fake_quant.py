@@ -39,13 +39,15 @@ def fake_quant_layer(name: str) -> Any:
             zero = keras.initializers.Zeros()
             self.lo = self.add_weight(shape=(), initializer=zero, trainable=False, name="lo")
             self.hi = self.add_weight(shape=(), initializer=zero, trainable=False, name="hi")
-            self.measuring = self.add_weight(shape=(), initializer=zero, trainable=False, name="measuring")
+            # A variable: the training step is traced once and must see it switched on later.
             self.active = self.add_weight(shape=(), initializer=zero, trainable=False, name="active")
+            # A Python flag: `calibrate` runs the model eagerly, the traced step never measures.
+            self.measuring = False
 
         def call(self, x, training=False):
-            m = self.measuring > 0
-            self.lo.assign(tf.where(m, tf.minimum(self.lo, tf.reduce_min(x)), self.lo))
-            self.hi.assign(tf.where(m, tf.maximum(self.hi, tf.reduce_max(x)), self.hi))
+            if self.measuring:
+                self.lo.assign(tf.minimum(self.lo, tf.reduce_min(x)))
+                self.hi.assign(tf.maximum(self.hi, tf.reduce_max(x)))
             return self.round(x)
 
         def round(self, x):
@@ -89,15 +91,16 @@ def set_active(model: Any, active: bool) -> None:
 
 def calibrate(model: Any, run: Callable[[], Any]) -> None:
     """Set every range to the min/max (0 included) of its tensor while `run()` feeds the
-    calibration split through `model` in float, as the converter will; rounding is left off."""
+    calibration split through `model` in float, as the converter will; rounding is left off.
+    `run` must call the model eagerly (not through a traced function)."""
     layers = _layers(model)
     for layer in layers:
         layer.active.assign(0.0)
         layer.lo.assign(0.0)
         layer.hi.assign(0.0)
-        layer.measuring.assign(1.0)
+        layer.measuring = True
     try:
         run()
     finally:
         for layer in layers:
-            layer.measuring.assign(0.0)
+            layer.measuring = False
