@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from eenn.augment.block_graph import Block
 from eenn.augment.hardware import HardwareProfile
 from eenn.errors import EennError
@@ -129,11 +131,13 @@ class MappingCost:
     def fits_memory(self) -> bool:
         return not self.violations
 
-    def mean(self, termination_rates: Sequence[float]) -> tuple[float, float]:
-        """Mean latency and energy for the given share of inferences ending at each stage."""
-        lat = sum(r * t for r, t in zip(termination_rates, self.latency_s))
-        en = sum(r * e for r, e in zip(termination_rates, self.energy_j))
-        return lat, en
+    def mean(self, termination_rates):
+        """Mean latency and energy for the given share of inferences ending at each stage: floats
+        for one (K + 1,) vector of rates, arrays for a (P, K + 1) matrix of them."""
+        rates = np.asarray(termination_rates, dtype=np.float64)
+        lat = rates @ np.asarray(self.latency_s, dtype=np.float64)
+        en = rates @ np.asarray(self.energy_j, dtype=np.float64)
+        return (float(lat), float(en)) if rates.ndim == 1 else (lat, en)
 
 
 class CostModel:

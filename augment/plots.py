@@ -20,7 +20,7 @@ def _plt():
     return plt
 
 
-_MEASURES = {  # efficiency measure → (row key, scale, axis label)
+MEASURES = {  # the search's efficiency measure → (row/metrics key, scale, axis label)
     "macs": ("mean_macs", 1e6, "mean MACs per inference (millions)"),
     "latency": ("mean_latency_s", 1e-3, "mean latency per inference (ms)"),
     "energy": ("mean_energy_j", 1e-3, "mean energy per inference (mJ)"),
@@ -30,7 +30,7 @@ _MEASURES = {  # efficiency measure → (row key, scale, axis label)
 def pareto_plot(path: Path, all_x: np.ndarray, all_acc: np.ndarray, front: Sequence[dict[str, Any]],
                 chosen: tuple[float, float], base: tuple[float, float], title: str, measure: str = "macs") -> None:
     """Accuracy vs the search's efficiency measure: every evaluated point, the front, base, choice."""
-    key, scale, label = _MEASURES[measure]
+    key, scale, label = MEASURES[measure]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if len(all_x):

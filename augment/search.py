@@ -27,7 +27,6 @@ from eenn import __version__
 from eenn.augment import thresholds as T
 from eenn.augment.architectures import (
     Architecture,
-    ExitCost,
     count_architectures,
     enumerate_architectures,
     prune,
@@ -380,9 +379,6 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                         finetuned_models=finetuned)
 
 
-MEASURE_KEY = {"macs": "mean_macs", "latency": "mean_latency_s", "energy": "mean_energy_j"}
-
-
 def evaluated_points(e: Evaluated) -> dict[str, Any]:
     """Every (thresholds) point of one evaluated architecture on the calibration split: its
     termination rates and what follows from them (mean MACs, latency, energy), its accuracy and
@@ -400,10 +396,10 @@ def evaluated_points(e: Evaluated) -> dict[str, Any]:
         acc = np.array([e.choice.accuracy])
         mean_cost = np.array([e.choice.mean_cost])
         thresholds = [list(e.choice.thresholds)]
+    mean_latency, mean_energy = e.mapping.mean(rates)
     return {"rates": rates, "accuracy": acc, "mean_cost": mean_cost, "thresholds": thresholds,
             "mean_macs": rates @ np.cumsum(np.asarray(e.stage_macs, dtype=np.float64)),
-            "mean_latency_s": rates @ np.asarray(e.mapping.latency_s, dtype=np.float64),
-            "mean_energy_j": rates @ np.asarray(e.mapping.energy_j, dtype=np.float64)}
+            "mean_latency_s": mean_latency, "mean_energy_j": mean_energy}
 
 
 def _pareto_rows(evaluated: list[Evaluated], bg: BlockGraph, profile: HardwareProfile, objective: T.Objective,

@@ -62,11 +62,11 @@ def write_result(result: SearchResult, out_dir: str | Path, force: bool = False)
 
 def _plots(result: SearchResult, tmp: Path) -> None:
     from eenn.augment import plots
-    from eenn.augment.search import MEASURE_KEY, evaluated_points
+    from eenn.augment.search import evaluated_points
 
     bg, arch = result.block_graph, result.chosen.arch
     efficiency = result.solution["search"].get("efficiency", "macs")
-    key = MEASURE_KEY[efficiency]
+    key = plots.MEASURES[efficiency][0]
     points = [evaluated_points(e) for e in result.evaluated]
     base_acc_cal = float(np.mean(result.probs["cal"]["base"].argmax(1) == result.dataset.y_cal))
     sol = result.solution
