@@ -19,6 +19,21 @@ def measured_option(f):
                         help="JSON of measured MAC rates / block times that replace the profile's estimates.")(f)
 
 
+def efficiency_option(f):
+    """`--efficiency` of `eenn search` and `eenn deploy` (SearchConfig.efficiency; search.EFFICIENCIES)."""
+    return click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="macs",
+                        show_default=True,
+                        help="What the efficiency gain measures: mean MACs (the paper's), or the cost model's "
+                             "mean latency or mean energy per inference.")(f)
+
+
+def qat_option(f):
+    """`--qat` of `eenn search` and `eenn deploy` (TrainConfig.quant_aware)."""
+    return click.option("--qat", "qat", type=float, default=0.4, show_default=True,
+                        help="Share of the last exit-training epochs run through simulated int8 rounding, so that "
+                             "the exits keep their accuracy once converted (0: float training only).")(f)
+
+
 def load_cost(hw: str, measured: str | None):
     from eenn.augment.cost import CostModel, Measured
     from eenn.augment.hardware import load_profile
@@ -63,9 +78,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
               help="Weight of efficiency gain vs accuracy drop (objective w·gain − (1−w)·drop).")
 @click.option("--max-drop", type=float, default=None,
               help="Instead: maximise efficiency subject to an accuracy drop of at most this many points.")
-@click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="macs", show_default=True,
-              help="What the efficiency gain measures: mean MACs (the paper's), or the cost model's mean latency "
-                   "or mean energy per inference.")
+@efficiency_option
 @click.option("--confidence", type=click.Choice(["max", "margin"]), default="max", show_default=True,
               help="Exit confidence: max softmax, or top-1 − top-2 margin.")
 @click.option("--thresholds", "steps", type=int, default=13, show_default=True, help="Thresholds per exit.")
@@ -80,9 +93,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--exit-width", type=int, default=64, show_default=True,
               help="Channels of the exits' 1×1 bottleneck (0: blueprint only).")
 @click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
-@click.option("--qat", "qat", type=float, default=0.4, show_default=True,
-              help="Share of the last exit-training epochs run through simulated int8 rounding, so that the "
-                   "exits keep their accuracy once converted (0: float training only).")
+@qat_option
 @click.option("--augment", "copies", type=int, default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
 @click.option("--finetune", is_flag=True, help="Jointly fine-tune the chosen EENN one epoch, then search 101 thresholds.")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from eenn.augment.commands import efficiency_option, qat_option
 from eenn.deploy import DEFAULT_KIT
 
 
@@ -24,15 +25,11 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--w", type=float, default=0.9, show_default=True, help="Weight of efficiency vs accuracy.")
 @click.option("--max-drop", type=float, default=None,
               help="Instead of --w: the largest efficiency gain losing at most this many accuracy points.")
-@click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="macs", show_default=True,
-              help="What the efficiency gain measures: mean MACs (the paper's), or the cost model's mean latency "
-                   "or mean energy per inference.")
+@efficiency_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--finetune", is_flag=True, help="Fine-tune the chosen EENN jointly for one epoch.")
 @click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
-@click.option("--qat", "qat", type=float, default=0.4, show_default=True,
-              help="Share of the last exit-training epochs run through simulated int8 rounding, so that the "
-                   "exits keep their accuracy once converted (0: float training only).")
+@qat_option
 @click.option("--augment", "copies", type=int, default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
 @click.option("--exit-budget", type=float, default=0.05, show_default=True,

@@ -21,7 +21,9 @@ def parser(description: str, work: str, epochs: int, augment: int, exit_budget: 
     ap.add_argument("--latency", type=float, default=2.5)
     ap.add_argument("--w", type=float, default=0.9)
     ap.add_argument("--max-drop", type=float, default=None, help="points; instead of --w")
-    ap.add_argument("--efficiency", choices=("macs", "latency", "energy"), default="macs",
+    from eenn.augment.search import EFFICIENCIES
+
+    ap.add_argument("--efficiency", choices=EFFICIENCIES, default="macs",
                     help="what the efficiency gain measures")
     ap.add_argument("--epochs", type=int, default=epochs, help="exit training epochs")
     ap.add_argument("--qat", type=float, default=0.4, help="share of them through simulated int8 rounding")
