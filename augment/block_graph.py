@@ -17,7 +17,6 @@ from typing import Any
 
 import networkx as nx
 
-from eenn.augment import macs as M
 from eenn.augment.layer_graph import LayerGraph, LayerInfo
 from eenn.errors import EennError
 

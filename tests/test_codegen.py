@@ -2,7 +2,6 @@
 the manifest, the virtual board on the generated project, headers, determinism."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,8 +12,8 @@ import pytest
 from eenn import __version__
 from eenn.codegen.manifest import load_manifest
 from eenn.codegen.quant import threshold_q
-from eenn.codegen.sizes import INT8_VARIANTS
 from eenn.codegen.reference import Int8Chain, WholeEennInt8
+from eenn.codegen.sizes import INT8_VARIANTS
 from eenn.codegen.tflite_model import TfliteModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
