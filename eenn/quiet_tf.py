@@ -3,7 +3,9 @@
 TensorFlow 2.21 writes, from C++ and before its logging is set up (so `TF_CPP_MIN_LOG_LEVEL`
 does not reach them), a handful of lines on every start: the oneDNN notice, "Could not find
 cuda drivers", the CPU-feature guard and, at the first operation, "failed call to cuInit". On
-a CPU-only machine they are noise that buries eenn's own progress. The TFLite converter, for
+a CPU-only machine they are noise that buries eenn's own progress (as is oneDNN's notice, at the
+first float16 operation, that it falls back to Eigen for half precision: the feature cache's
+training maps are float16). The TFLite converter, for
 its part, prints its SavedModel signature and MLIR passes from Python and C++ alike.
 `captured_output()` holds both file descriptors while such code runs and hands the text back;
 `import_tensorflow()` uses it to drop exactly the start-up lines and write everything else back
@@ -25,7 +27,8 @@ NOISE = re.compile(
     r"|cudart_stub\.cc:\d+\] Could not find cuda drivers"
     r"|cpu_feature_guard\.cc:\d+\]|^To enable the following instructions:"
     r"|cuda_platform\.cc:\d+\] failed call to cuInit"
-    r"|cuda_executor\.cc:\d+\]|cuda_diagnostics\.cc:\d+\]")
+    r"|cuda_executor\.cc:\d+\]|cuda_diagnostics\.cc:\d+\]"
+    r"|util\.cc:\d+\] oneDNN supports DT_HALF only on platforms with AVX-512")
 
 
 def filter_noise(text: str) -> str:
@@ -78,6 +81,7 @@ def import_tensorflow() -> Any:
                 import tensorflow as tf
 
                 tf.config.list_logical_devices("CPU")  # device start-up: where cuInit is tried
+                tf.cast(tf.zeros([1]), tf.float16)  # the once-per-process float16 notice
             finally:
                 text = output()
     finally:

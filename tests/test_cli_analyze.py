@@ -100,6 +100,7 @@ def test_noise_filter_keeps_everything_else():
             "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see ...\n"
             "I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"
             "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+            "E0000 00:00:1.0 1 util.cc:131] oneDNN supports DT_HALF only on platforms with AVX-512. Falling back\n"
             "2026-12-01 W tensorflow/core/framework/op_kernel.cc:1] OP_REQUIRES failed: out of memory\n"
             "Traceback (most recent call last):\n")
     assert filter_noise(text) == ("2026-12-01 W tensorflow/core/framework/op_kernel.cc:1] OP_REQUIRES failed: "
