@@ -28,6 +28,15 @@ from typing import Any, Callable
 SUFFIX = "_fakequant"  # training-only layers; fold_into_export skips them
 
 
+def round_int8(x: Any, lo: Any, hi: Any) -> Any:
+    """`x` rounded to the int8 grid spanning [lo, hi] (0 exact, as TFLite nudges it), with a
+    straight-through gradient; the one definition the layers below and the cached exit input use."""
+    import tensorflow as tf
+
+    hi = tf.maximum(hi, lo + 1e-6)
+    return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8, narrow_range=False)
+
+
 def fake_quant_layer(name: str) -> Any:
     """A Keras layer that rounds its input to an int8 grid while `active`, and widens its range to
     what it sees while `measuring` (see the module doc)."""
@@ -51,9 +60,8 @@ def fake_quant_layer(name: str) -> Any:
             return self.round(x)
 
         def round(self, x):
-            hi = tf.maximum(self.hi, self.lo + 1e-6)
-            q = tf.quantization.fake_quant_with_min_max_vars(x, self.lo, hi, num_bits=8, narrow_range=False)
-            return tf.where(self.active > 0, q, x)
+            # A branch, not a select: in the float epochs neither the rounding nor its gradient runs.
+            return tf.cond(self.active > 0, lambda: round_int8(x, self.lo, self.hi), lambda: tf.identity(x))
 
     return FakeQuant(name=name + SUFFIX)
 

@@ -5,6 +5,9 @@ training every exit on the stored maps is what makes the search cheap (DESIGN §
 benchmark in `benchmarks/` measures it). The same pass gives the final classifier's softmax,
 which is both the last stage of every cascade and the teacher the exits are distilled from.
 
+Where an exit starts with weightless pooling, the cache stores the pooled map (`heads`): the
+same every epoch, a fraction of the size, and computed in the same pass.
+
 The training split is enlarged with shifted copies (`AugmentConfig`): exits learn from a few
 hundred labelled samples only, and the base model labels each shifted copy for free (its
 softmax is the distillation target). Arrays live in memory up to `memory_limit` bytes and in
@@ -22,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from eenn.augment.exits import ExitPlan, build_exit
 from eenn.augment.progress import Progress
 
 
@@ -75,19 +79,34 @@ def _traced_once(model: Any):
 
 
 class FeatureCache:
-    """features[split][location] and probs[split] (the base model's softmax) for each split."""
+    """features[split][location] and probs[split] (the base model's softmax) for each split.
+
+    `heads` maps a location to weightless layers (an exit's leading pooling, as an `ExitPlan`)
+    whose output is stored instead of the backbone's map there. ranges[split][location] is the
+    (min, max) of the backbone's own map there (before any head): the int8 range the converter
+    finds for the exit's input, which a pooled map alone no longer tells."""
 
     def __init__(self, model: Any, locations: Sequence[str], inputs: dict[str, np.ndarray], logits: bool = False,
                  batch_size: int = 64, memory_limit: int = 2 << 30, directory: str | Path | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, heads: dict[str, ExitPlan] | None = None):
         import keras
         import tensorflow as tf
 
         self.locations = list(locations)
         self.features: dict[str, dict[str, np.ndarray]] = {s: {} for s in inputs}
         self.probs: dict[str, np.ndarray] = {}
+        self.ranges: dict[str, dict[str, tuple[float, float]]] = {s: {} for s in inputs}
         self._tmp: Path | None = None
-        shapes = {loc: tuple(int(d) for d in model.get_layer(loc).output.shape[1:]) for loc in self.locations}
+        maps, extremes = [], []
+        for i, loc in enumerate(self.locations):
+            out = model.get_layer(loc).output
+            axes = tuple(range(1, len(out.shape)))
+            extremes += [keras.ops.min(out, axis=axes), keras.ops.max(out, axis=axes)]
+            head = (heads or {}).get(loc)
+            if head is not None and head.layers:
+                out = build_exit(head, name=f"head_{i}")(out)
+            maps.append(out)
+        shapes = {loc: tuple(int(d) for d in m.shape[1:]) for loc, m in zip(self.locations, maps)}
         dtypes = {s: (np.float16 if s == "train" else np.float32) for s in inputs}
         total = sum(len(x) * prod(shapes[loc]) * np.dtype(dtypes[s]).itemsize
                     for s, x in inputs.items() for loc in self.locations)
@@ -107,7 +126,8 @@ class FeatureCache:
                         self._tmp / f"{s}-{i}.npy", mode="w+", dtype=dtypes[s], shape=shape)
                 else:
                     self.features[s][loc] = np.empty(shape, dtype=dtypes[s])
-        extractor = keras.Model(model.inputs, [model.get_layer(loc).output for loc in self.locations] + list(model.outputs))
+        extractor = keras.Model(model.inputs, maps + extremes + list(model.outputs))
+        n_loc = len(self.locations)
         run = _traced_once(extractor)
         progress = progress or Progress(enabled=False)
         batches = sum(-(-len(x) // batch_size) for x in inputs.values())
@@ -115,15 +135,20 @@ class FeatureCache:
             for s, x in inputs.items():
                 out_probs = np.empty((len(x), int(model.outputs[0].shape[-1])), dtype=np.float32)
                 half = dtypes[s] == np.float16
+                lows, highs = np.full(n_loc, np.inf), np.full(n_loc, -np.inf)
                 for lo in range(0, len(x), batch_size):
                     outs = run(np.asarray(x[lo:lo + batch_size], dtype=np.float32))
-                    for loc, o in zip(self.locations, outs[:-1]):
+                    for k in range(n_loc):
+                        lows[k] = min(lows[k], float(np.min(outs[n_loc + 2 * k])))
+                        highs[k] = max(highs[k], float(np.max(outs[n_loc + 2 * k + 1])))
+                    for loc, o in zip(self.locations, outs[:n_loc]):
                         # float16 rounding in TensorFlow: the same values as numpy's, many times faster.
                         self.features[s][loc][lo:lo + batch_size] = np.asarray(tf.cast(o, tf.float16) if half else o)
                     final = np.asarray(outs[-1], dtype=np.float32)
                     out_probs[lo:lo + batch_size] = softmax(final) if logits else final
                     step(1)
                 self.probs[s] = out_probs
+                self.ranges[s] = {loc: (float(lows[k]), float(highs[k])) for k, loc in enumerate(self.locations)}
 
     def close(self) -> None:
         self.features = {}

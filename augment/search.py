@@ -36,7 +36,7 @@ from eenn.augment.architectures import (
 from eenn.augment.block_graph import BlockGraph, build_block_graph
 from eenn.augment.cost import CostModel, MappingCost, Measured, StageLoad
 from eenn.augment.data import Dataset, load_dataset
-from eenn.augment.exits import ExitConfig, ExitPlan, plan_exit
+from eenn.augment.exits import ExitConfig, ExitPlan, leading_pooling, plan_exit, split_plan
 from eenn.augment.features import AugmentConfig, FeatureCache, augment
 from eenn.augment.hardware import HardwareProfile, load_profile
 from eenn.augment.layer_graph import build_layer_graph
@@ -44,7 +44,7 @@ from eenn.augment.metrics import Metrics, cascade_metrics
 from eenn.augment.model_io import file_sha256, load_model
 from eenn.augment.progress import Progress
 from eenn.augment.selection import pareto_mask
-from eenn.augment.training import ExitStore, TrainConfig, TrainedExit, channel_stats, exit_key, train_exit
+from eenn.augment.training import ExitGraphs, ExitStore, TrainConfig, TrainedExit, channel_stats, exit_key, train_exit
 from eenn.errors import EennError
 
 
@@ -255,14 +255,19 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     locs = [bg.candidates[c].after_layer for c in missing] if config.feature_cache else []
     tmp_root = config.cache_dir / "tmp" if config.cache_dir is not None else None
     trained_now = 0
+    # Where an exit starts with weightless pooling, the cache keeps the pooled map.
+    heads = {plans[c].location: split_plan(plans[c], leading_pooling(plans[c]))[0]
+             for c in missing if config.feature_cache and leading_pooling(plans[c])}
     with FeatureCache(model, locs, inputs, logits=logits, batch_size=config.batch_size,
-                      memory_limit=config.memory_limit, directory=tmp_root, progress=progress) as cache:
+                      memory_limit=config.memory_limit, directory=tmp_root, progress=progress,
+                      heads=heads) as cache:
         timings["features_s"] = time.monotonic() - t_feat
         if cache.on_disk:
             progress.say(f"features: {cache.nbytes / 2**20:.0f} MiB memory-mapped on disk")
         final = {s: cache.probs[s] for s in ("cal", "test")}
         teacher = cache.probs.get("train")
         t_train = time.monotonic()
+        graphs = ExitGraphs()
         with progress.bar("training exits", len(missing)) as step:
             for c in missing:
                 plan = plans[c]
@@ -272,7 +277,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                     trained, exported = train_exit(
                         plan, bg.num_classes, cache.features["train"][loc], teacher, y_aug,
                         {s: cache.features[s][loc] for s in ("cal", "test")}, dataset.y_cal, config.train,
-                        config.seed)
+                        config.seed, pooled=loc in heads, input_range=cache.ranges["cal"][loc], graphs=graphs)
                 else:
                     from eenn.augment.segments import frozen_prefix
 

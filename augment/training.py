@@ -15,6 +15,11 @@ majority-class share) by `abort_margin` is abandoned. The softmax temperature is
 on the calibration split and folded into the last layer, so that a confidence threshold means
 the same for every exit however over-confident its training made it.
 
+On cached maps, everything before the exit's first weighted layer is the same every epoch and
+is computed once: the leading pooling (by the feature cache), the int8 rounding of the input
+and the standardisation (`_ExitInput`, once per phase). Through the backbone the same steps are
+layers of the training graph. Each epoch's steps run as one graph (`_train_epoch`).
+
 The disk cache: one directory per exit under `<cache>/exits/<key>/`, the key a SHA-256 of
 (base-model hash, location, exit structure, data hash, seed, training and augmentation
 settings). Each entry is written to a temporary directory and renamed into place, so an entry
@@ -33,11 +38,12 @@ from typing import Any, Callable
 import numpy as np
 
 from eenn.atomic import staged_directory
-from eenn.augment.exits import ExitPlan, build_exit
-from eenn.augment.fake_quant import calibrate, fake_quant_layer, is_fake_quant, set_active
+from eenn.augment.exits import ExitPlan, build_exit, leading_pooling, split_plan
+from eenn.augment.fake_quant import calibrate, fake_quant_layer, is_fake_quant, round_int8, set_active
 from eenn.errors import EennError
 
-CACHE_FORMAT = 2  # bumped whenever training changes what an exit learns (2: quantization-aware epochs)
+CACHE_FORMAT = 3  # bumped whenever training changes what an exit learns (2: quantization-aware epochs;
+#                  3: the input is rounded on the grid of the backbone's map before pooling)
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,8 @@ def fold_into_export(train_exit: Any, export_exit: Any, stats: tuple[np.ndarray,
             pending_bn = (a, beta - a * mean)
             continue
         target = next(it)
-        target.set_weights(layer.get_weights())
+        # a Dense trained in place of a 1×1 convolution (build_exit's pointwise_dense): same numbers, reshaped
+        target.set_weights([w.reshape(t.shape) for w, t in zip(layer.get_weights(), target.get_weights(), strict=True)])
         if pending_bn is not None:
             _fold_input_affine(target, *pending_bn)
             pending_bn = None
@@ -261,48 +268,106 @@ IN_MEMORY_BYTES = 1 << 31  # training inputs up to this size are held as one ten
 
 
 class _Source:
-    """The training inputs for the step function, batch by batch.
+    """The training inputs of `_train_epoch`.
 
-    In memory (the usual case) the array becomes one tensor once per exit and each batch is a
-    gather from it: no per-batch numpy fancy indexing, no float16 → float32 conversion in numpy
-    (slow) and no copy of every batch into a new tensor. float16 maps stay float16 (half the
-    memory) and are widened inside the step, exactly as numpy would. Memory-mapped arrays too
-    large for that are read per batch as before."""
+    In memory (the usual case) the array becomes one tensor once per exit (once per phase, when
+    a `transform` is given) and every batch of an epoch is a gather from it inside the epoch's
+    graph: no per-batch numpy fancy indexing, no float16 → float32 conversion in numpy (slow)
+    and no copy of every batch into a new tensor. Memory-mapped arrays too large for that are
+    read, and transformed, per batch.
 
-    def __init__(self, x: np.ndarray, targets: np.ndarray):
+    `transform(x, rounding)` is the cached path's `_ExitInput`: what the exit's first layer
+    sees, computed here once per phase instead of inside every step."""
+
+    def __init__(self, x: np.ndarray, targets: np.ndarray, transform: Callable[[Any, bool], Any] | None = None):
         import tensorflow as tf
 
-        self.dtype = tf.float16 if x.dtype == np.float16 else tf.float32
+        self.raw, self.transform = x, transform
         self.t = tf.constant(targets, dtype=tf.float32)
+        self.in_memory = not isinstance(x, np.memmap) or x.nbytes <= IN_MEMORY_BYTES
+        # Transformed maps are float32 when that still fits (no cast in the step), else they keep x's type.
+        wide = transform is not None and x.size * 4 <= IN_MEMORY_BYTES
+        self.dtype = tf.float32 if wide or x.dtype != np.float16 else tf.float16
+        self.rounding: bool | None = None
         self.x = None
-        if not isinstance(x, np.memmap) or x.nbytes <= IN_MEMORY_BYTES:
-            self.x = tf.constant(np.asarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32))
-        else:
-            self.mm = x
+        self.set_phase(False)
 
-    def batch(self, idx: np.ndarray):
+    def set_phase(self, rounding: bool) -> None:
+        """Switch to the inputs of the float (False) or the int8-rounding (True) epochs."""
         import tensorflow as tf
 
-        i = tf.constant(idx, dtype=tf.int32)
-        xb = tf.gather(self.x, i) if self.x is not None else np.asarray(self.mm[idx], dtype=self.dtype.as_numpy_dtype)
-        return xb, tf.gather(self.t, i)
+        if rounding == self.rounding or (self.transform is None and self.rounding is not None):
+            return
+        self.rounding = rounding
+        if not self.in_memory:
+            return
+        if self.transform is None:
+            self.x = tf.constant(np.asarray(self.raw, dtype=self.dtype.as_numpy_dtype))
+            return
+        self.x = None  # the previous phase's tensor goes before the next is built
+        self.x = tf.concat([tf.cast(self.transform(self.raw[lo:lo + 4096], rounding), self.dtype)
+                            for lo in range(0, len(self.raw), 4096)], axis=0)
+
+    def run(self, run_epoch: Callable[[Any, Any, Any], Any], batches: Any) -> int:
+        """One epoch of `_train_epoch` over `batches` (index arrays); returns the steps taken."""
+        import tensorflow as tf
+
+        batches = list(batches)
+        if self.x is not None:  # the whole epoch in one call: batch k is the k-th run of the order
+            run_epoch(self.x, self.t, tf.constant(np.concatenate(batches), dtype=tf.int32))
+            return len(batches)
+        for idx in batches:
+            xb = np.asarray(self.raw[idx])
+            xb = self.transform(xb, bool(self.rounding)) if self.transform is not None else xb
+            run_epoch(tf.cast(xb, self.dtype), tf.gather(self.t, tf.constant(idx, dtype=tf.int32)),
+                      tf.range(len(idx), dtype=tf.int32))
+        return len(batches)
 
 
-def _train_step(model: Any, optimizer: Any, loss_fn: Callable[[Any, Any], Any], x_shape: tuple[int, ...],
-                x_dtype: Any, n_targets: int):
-    """One optimizer step as a single `tf.function`, traced once per exit.
+class _ExitInput:
+    """On the cached path, what the exit's first layer sees: the backbone's map rounded to int8
+    (in the rounding epochs) and standardised. The prefix path computes the same in its graph
+    (`exit_input` fake-quant and `exit_norm` layers); on cached maps it is the same every epoch,
+    so it is computed once per phase. The int8 range is the calibration split's min/max, 0
+    included: what the converter finds for the exit's input, measured on the backbone's own map
+(before the exit's leading pooling: the board pools int8 values on that map's grid)."""
 
-    What `Model.train_on_batch` does (mean loss over the batch plus the layers' own losses,
-    gradients, `apply_gradients`), without its per-call overhead and without a second trace for
-    the smaller last batch: the batch axis is left open in the input signature."""
+    def __init__(self, value_range: tuple[float, float], stats: tuple[np.ndarray, np.ndarray] | None):
+        self.lo, self.hi = float(min(0.0, value_range[0])), float(max(0.0, value_range[1]))
+        self.mean = self.var = None
+        if stats is not None:  # as the prefix path's keras Normalization holds them
+            self.mean, self.var = np.float32(stats[0]), np.float32(stats[1] ** 2)
+
+    def __call__(self, x: Any, rounding: bool) -> Any:
+        import keras
+        import tensorflow as tf
+
+        t = tf.cast(x, tf.float32)
+        if rounding:
+            t = round_int8(t, self.lo, self.hi)
+        if self.mean is not None:  # keras Normalization's arithmetic, to the last bit
+            t = (t - self.mean) / tf.maximum(tf.sqrt(self.var), keras.backend.epsilon())
+        return t
+
+    def numpy(self, x: np.ndarray, rounding: bool) -> np.ndarray:
+        return np.concatenate([np.asarray(self(x[lo:lo + 1024], rounding)) for lo in range(0, len(x), 1024)])
+
+
+def _train_epoch(model: Any, optimizer: Any, loss_fn: Callable[[Any, Any], Any], x_shape: tuple[int, ...],
+                 x_dtype: Any, n_targets: int, batch_size: int):
+    """An epoch's optimizer steps as one `tf.function`, traced once per exit: `run(x, t, order)`
+    takes a step on each `batch_size` run of `order` (rows of x and t), in turn.
+
+    Each step is what `Model.train_on_batch` does (mean loss over the batch plus the layers' own
+    losses, gradients, `apply_gradients`). The loop runs inside the graph: a Python loop pays
+    a function call per step, a fifth of a small exit's step. The lengths stay open, so the same
+    trace takes a whole epoch of an in-memory source or one batch read from a memory-mapped one."""
     import tensorflow as tf
 
     trainable = model.trainable_variables
     optimizer.build(trainable)
 
-    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x_shape), x_dtype),
-                                  tf.TensorSpec((None, n_targets), tf.float32)], jit_compile=False)
-    def step(xb, tb):
+    def one_step(xb, tb):
         with tf.GradientTape() as tape:
             logits = model(tf.cast(xb, tf.float32), training=True)
             loss = tf.reduce_mean(loss_fn(tb, logits))
@@ -312,7 +377,20 @@ def _train_step(model: Any, optimizer: Any, loss_fn: Callable[[Any, Any], Any], 
         optimizer.apply_gradients(zip(grads, trainable))
         return loss
 
-    return step
+    # A plain while_loop, not autograph: it traces in about half the time.
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x_shape), x_dtype),
+                                  tf.TensorSpec((None, n_targets), tf.float32),
+                                  tf.TensorSpec((None,), tf.int32)], jit_compile=False, autograph=False)
+    def run(x, t, order):
+        n = tf.shape(order)[0]
+
+        def body(lo, _):
+            idx = order[lo:lo + batch_size]
+            return lo + batch_size, one_step(tf.gather(x, idx), tf.gather(t, idx))
+
+        return tf.while_loop(lambda lo, _: lo < n, body, (tf.constant(0), tf.constant(0.0)))[1]
+
+    return run
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -364,9 +442,6 @@ def _scale_last_layer(model: Any, factor: float) -> None:
     layer.set_weights([w * np.float32(factor) for w in layer.get_weights()])
 
 
-_POOLS = {"AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D"}
-
-
 def _as_float32(a: np.ndarray) -> Any:
     """float16 arrays widened by TensorFlow (exact, like numpy's conversion, but many times faster)."""
     if a.dtype != np.float16:
@@ -391,13 +466,62 @@ def _apply(model: Any, x: np.ndarray, dtype: Any, batch_size: int = 512) -> np.n
     return out
 
 
+class ExitGraphs:
+    """Training graphs of cached-path exits, lent to later exits of the same structure.
+
+    Why: tracing an exit's epoch graph and running it the first time cost about a second, a
+    fifth of a small exit's whole training, and repeated backbone blocks give exits of one
+    structure (DS-CNN-L's four depthwise-separable blocks: four identical exits). On cached maps
+    the graph does not depend on the location. A later exit takes the first one's Keras model,
+    optimizer and traced graph, with its own fresh initial values (weights, BatchNorm statistics,
+    fake-quant ranges, optimizer state) assigned in place: it trains exactly as its own would."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[Any, Any, Any, Any]] = {}
+
+    def keep(self, key: str, train_model: Any, logits_model: Any, optimizer: Any, run_epoch: Any) -> None:
+        self._kept[key] = (train_model, logits_model, optimizer, run_epoch)
+
+    def reuse(self, key: str, fresh_model: Any, fresh_optimizer: Any) -> tuple[Any, Any, Any] | None:
+        """(train model, logits model, epoch graph) kept under `key`, reset to `fresh_model`'s and
+        a new `fresh_optimizer`'s initial values; None when nothing is kept there."""
+        hit = self._kept.get(key)
+        if hit is None:
+            return None
+        train_model, logits_model, optimizer, run_epoch = hit
+        for dst, src in zip(train_model.variables, fresh_model.variables, strict=True):
+            dst.assign(src)
+        fresh_optimizer.build(fresh_model.trainable_variables)
+        for dst, src in zip(optimizer.variables, fresh_optimizer.variables, strict=True):
+            dst.assign(src)
+        return train_model, logits_model, run_epoch
+
+
+def _after_leading(model: Any, n: int, shape: tuple[int, ...]) -> Any:
+    """`model` (a chain built by `build_exit`) without its first `n` layers, reading maps of `shape`;
+    the layers, and so the weights, are shared."""
+    import keras
+
+    inp = keras.Input(shape)
+    h = inp
+    for layer in model.layers[1 + n:]:
+        h = layer(h)
+    return keras.Model(inp, h)
+
+
 def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: np.ndarray, y_train: np.ndarray,
                evaluate: dict[str, np.ndarray], y_cal: np.ndarray, config: TrainConfig, seed: int,
-               prefix: Any = None, stats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[TrainedExit, Any]:
+               prefix: Any = None, stats: tuple[np.ndarray, np.ndarray] | None = None,
+               pooled: bool = False, input_range: tuple[float, float] | None = None,
+               graphs: ExitGraphs | None = None) -> tuple[TrainedExit, Any]:
     """Train one exit; return it with its exported (folded) Keras model, or None when aborted.
 
-    Without `prefix`, `x_train` and `evaluate[...]` are feature maps (the cache). With it, they
-    are model inputs and `prefix` (a frozen Keras model: input → feature map) runs every step.
+    Without `prefix`, `x_train` and `evaluate[...]` are feature maps (the cache); `pooled` says
+    they already went through the exit's leading pooling (`leading_pooling`, the cache's
+    `heads`), and then `input_range` is the calibration split's (min, max) of the map before it
+    (the cache's `ranges`; without it, the range of the maps given). `graphs` lends the training
+    graph of an earlier exit of the same structure. With `prefix`, they are model inputs and
+    `prefix` (a frozen Keras model: input → feature map) runs every step.
     """
     import time
 
@@ -412,39 +536,51 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     bn_ok = all(l["config"].get("use_bias", True) for l in plan.layers if l["class_name"] == "Dense")
     eval_in = evaluate
     tplan = plan
-    if prefix is None:
-        # The exit's leading pooling has no weights: apply it to the cached maps once, not every epoch.
-        lead = 0
-        while lead < len(plan.layers) - 1 and plan.layers[lead]["class_name"] in _POOLS:
-            lead += 1
-        if lead:
-            pool = build_exit(ExitPlan(plan.location, plan.input_shape, plan.layers[:lead], plan.cost, False),
-                              name="pool")
+    lead = leading_pooling(plan) if prefix is None else 0
+    if prefix is None and input_range is None:
+        if pooled:
+            raise ValueError(f"the exit at '{plan.location}': pooled maps need the input_range of the map before")
+        cal = np.asarray(_as_float32(evaluate["cal"]))
+        input_range = (float(cal.min(initial=0.0)), float(cal.max(initial=0.0)))
+    if lead:
+        # The exit's leading pooling has no weights: it is applied to the cached maps once (by the
+        # cache itself when `pooled`), not in every step.
+        head, tplan = split_plan(plan, lead)
+        if not pooled:
+            pool = build_exit(head, name="pool")
             x_train = _apply(pool, x_train, np.float16)
             eval_in = {k: _apply(pool, v, np.float32) for k, v in evaluate.items()}
-            tplan = ExitPlan(plan.location, tuple(int(d) for d in pool.output.shape[1:]), plan.layers[lead:],
-                             plan.cost, plan.over_budget)
+    elif pooled:
+        raise ValueError(f"the exit at '{plan.location}' has no leading pooling to have applied")
     if stats is None and fold_at is not None:
         if prefix is not None:
             raise ValueError("stats must be given when training through a prefix")
         feats = x_train
         stats = channel_stats(lambda: (np.asarray(_as_float32(feats[lo:lo + 512])) for lo in range(0, len(feats), 512)),
                               plan.input_shape[-1])
+    norm = stats if fold_at is not None else None
     keras.utils.set_random_seed(s)
     quant_aware = config.quant_aware > 0
     train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok,
-                                           fake_quant=quant_aware)
-    inp = keras.Input(prefix.input_shape[1:] if prefix is not None else tplan.input_shape)
-    h = prefix(inp, training=False) if prefix is not None else inp
-    if quant_aware:  # the int8 feature map the exit receives on the board (fake_quant.py)
-        h = fake_quant_layer("exit_input")(h)
-    if fold_at is not None and stats is not None:
-        mean, std = stats
-        h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
-    out = logits_model(h)
-    model = keras.Model(inp, out)
-    if prefix is not None:
+                                           fake_quant=quant_aware, pointwise_dense=True)
+    entry = None
+    if prefix is None:  # the exit's input rounding and standardisation are applied to the cache (_ExitInput)
+        entry = _ExitInput(input_range, norm)
+        model = logits_model
+        cal_in = {False: entry.numpy(eval_in["cal"], False)}
+        if quant_aware:
+            cal_in[True] = entry.numpy(eval_in["cal"], True)
+    else:
+        inp = keras.Input(prefix.input_shape[1:])
+        h = prefix(inp, training=False)
+        if quant_aware:  # the int8 feature map the exit receives on the board (fake_quant.py)
+            h = fake_quant_layer("exit_input")(h)
+        if norm is not None:
+            mean, std = norm
+            h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
+        model = keras.Model(inp, logits_model(h))
         prefix.trainable = False
+        cal_in = {False: eval_in["cal"], True: eval_in["cal"]}
     steps = -(-len(y_train) // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps * config.epochs))
     optimizer = keras.optimizers.Adam(schedule)
@@ -458,9 +594,20 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
         return (1 - alpha) * hard + alpha * temperature ** 2 * soft
 
     targets = _targets(y_train, teacher, num_classes, temperature)
-    source = _Source(x_train, targets)
-    step = _train_step(model, optimizer, loss_fn, tuple(int(d) for d in model.input_shape[1:]), source.dtype,
-                       targets.shape[1])
+    source = _Source(x_train, targets, entry)
+    key = None
+    if prefix is None and graphs is not None:  # the graph depends on the exit's structure, not its location
+        key = json.dumps({"input": list(tplan.input_shape), "layers": list(tplan.layers), "bn": bn_ok,
+                          "quant": quant_aware, "classes": num_classes, "train": config.to_dict(), "n": len(targets),
+                          "dtype": source.dtype.name}, sort_keys=True, default=str)
+    kept = graphs.reuse(key, train_model, optimizer) if key is not None and graphs is not None else None
+    if kept is not None:
+        train_model, model, run_epoch = kept
+    else:
+        run_epoch = _train_epoch(model, optimizer, loss_fn, tuple(int(d) for d in model.input_shape[1:]),
+                                 source.dtype, targets.shape[1], config.batch_size)
+        if key is not None and graphs is not None:
+            graphs.keep(key, train_model, model, optimizer, run_epoch)
     batches = _Batches(len(targets), config.batch_size, s)
     chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
     aborted = False
@@ -468,18 +615,19 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     epochs = 0
     steps_done = 0
     checked = False
+    rounding = False
     rounding_from = config.epochs - int(round(config.quant_aware * config.epochs)) if quant_aware else config.epochs
     for epoch in range(config.epochs):
         if epoch >= rounding_from:  # ranges as the converter will calibrate them, then round
-            calibrate(model, lambda: _predict(model, eval_in["cal"]))
+            calibrate(model, lambda: _predict(model, cal_in[False]))
             set_active(model, True)
-        for idx in batches.epoch():
-            step(*source.batch(idx))
-            steps_done += 1
+            rounding = True
+            source.set_phase(True)
+        steps_done += source.run(run_epoch, batches.epoch())
         epochs += 1
         if not checked and (steps_done >= config.abort_min_steps or epoch == config.epochs - 1):
             checked = True
-            cal_logits = _predict(model, eval_in["cal"])
+            cal_logits = _predict(model, cal_in[rounding])
             cal_acc = float(np.mean(cal_logits.argmax(1) == y_cal))
             if cal_acc < chance + config.abort_margin:
                 aborted = True
@@ -490,13 +638,15 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
                               notes=[f"abandoned after epoch {epochs}: calibration accuracy {cal_acc:.3f} is not above "
                                      f"chance ({chance:.3f}) by {config.abort_margin}"])
         return trained, None
-    fold_into_export(train_model, export, stats if fold_at is not None else None)
+    fold_into_export(train_model, export, norm)
     runner, runner_logits = export, export_logits
     if prefix is not None:
         x_in = keras.Input(prefix.input_shape[1:])
         feats_in = prefix(x_in, training=False)
         runner = keras.Model(x_in, export(feats_in))
         runner_logits = keras.Model(x_in, export_logits(feats_in))
+    elif pooled:  # `evaluate` holds pooled maps: run the exported exit from after its pooling
+        runner, runner_logits = (_after_leading(m, lead, tplan.input_shape) for m in (export, export_logits))
     temperature_fit = 1.0
     if config.temperature_scaling and _scalable(plan):
         temperature_fit = fit_temperature(_predict(runner_logits, evaluate["cal"]), y_cal)

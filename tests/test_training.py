@@ -5,11 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eenn.augment.block_graph import build_block_graph
-from eenn.augment.exits import ExitConfig, plan_exit
+from eenn.augment.exits import ExitConfig, build_exit, leading_pooling, plan_exit, split_plan
 from eenn.augment.features import FeatureCache
 from eenn.augment.layer_graph import build_layer_graph
+from eenn.augment.segments import frozen_prefix
 from eenn.augment.selection import pareto_mask
-from eenn.augment.training import ExitStore, TrainConfig, TrainedExit, exit_key, train_exit
+from eenn.augment.training import (ExitGraphs, ExitStore, TrainConfig, TrainedExit, channel_stats, exit_key,
+                                   train_exit)
 from tests import models
 
 CLASSES = 4
@@ -51,6 +53,125 @@ def test_memmap_cache_equals_memory_cache_and_the_model(ecg, tmp_path):
     probe = keras.Model(model.inputs, model.get_layer(locs[-1]).output)
     np.testing.assert_allclose(ref["cal"][locs[-1]], probe.predict(inputs["cal"], verbose=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ref_probs["cal"], model.predict(inputs["cal"], verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def _pooling_plan(bg):
+    """An exit that starts with a 2× average pooling (the first candidate at a 30 % budget)."""
+    backbone = sum(b.macs for b in bg.blocks)
+    plan = plan_exit(bg.candidates[0], bg.blueprint, CLASSES, backbone, ExitConfig(budget_share=0.3, width=16))
+    assert leading_pooling(plan) == 1
+    return plan
+
+
+def test_cache_keeps_the_pooled_map_and_the_range_of_the_map_before(ecg):
+    """With a head, the cache stores the exit's pooled input; `ranges` keeps the backbone map's
+    own min/max, the grid of the exit's int8 input on the board (a pooled map's is narrower)."""
+    import keras
+
+    model, bg, _ = ecg
+    plan = _pooling_plan(bg)
+    head, rest = split_plan(plan, 1)
+    rng = np.random.default_rng(3)
+    inputs = {"train": rng.normal(size=(21, 64, 1)).astype(np.float32),
+              "cal": rng.normal(size=(13, 64, 1)).astype(np.float32)}
+    raw = keras.Model(model.inputs, model.get_layer(plan.location).output).predict(inputs["cal"], verbose=0)
+    pooled = np.asarray(build_exit(head, name="pool")(raw))
+    with FeatureCache(model, [plan.location], inputs, batch_size=8, heads={plan.location: head}) as cache:
+        got = cache.features["cal"][plan.location]
+        assert got.shape == (13,) + rest.input_shape == pooled.shape
+        np.testing.assert_allclose(got, pooled, rtol=1e-5, atol=1e-6)
+        assert cache.features["train"][plan.location].shape == (21,) + rest.input_shape
+        lo, hi = cache.ranges["cal"][plan.location]
+        assert lo == pytest.approx(float(raw.min()), abs=1e-6) and hi == pytest.approx(float(raw.max()), abs=1e-6)
+        assert pooled.max() < hi  # what the pooled map alone would have given
+
+
+def test_exit_on_pooled_maps_equals_the_exit_that_pools_them_itself(ecg):
+    _, bg, _ = ecg
+    plan = _pooling_plan(bg)
+    x, y = _informative(plan, 128, 0)
+    xc, yc = _informative(plan, 40, 1)
+    a, _ = _train(plan, x, y, xc, yc, epochs=5, quant_aware=0.4)
+    pool = build_exit(split_plan(plan, 1)[0], name="pool")
+    xp = np.asarray(pool(x)).astype(np.float16)  # the cache's training maps are float16
+    xcp = np.asarray(pool(xc))
+    teacher = np.eye(CLASSES, dtype=np.float32)[y] * 0.9 + 0.1 / CLASSES
+    cfg = TrainConfig(epochs=5, batch_size=32, abort_min_steps=1, learning_rate=1e-2, quant_aware=0.4)
+    b, model = train_exit(plan, CLASSES, xp, teacher, y, {"cal": xcp, "test": xcp[:10]}, yc, cfg, 0,
+                          pooled=True, input_range=(float(xc.min()), float(xc.max())))
+    assert not b.aborted and b.cal_accuracy > 0.9
+    np.testing.assert_allclose(b.probs["cal"], a.probs["cal"], rtol=1e-5, atol=1e-6)
+    # the exported exit is the whole planned model: on the unpooled maps it gives the recorded softmax
+    assert model.input_shape[1:] == plan.input_shape
+    np.testing.assert_allclose(model.predict(xc, verbose=0), b.probs["cal"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="input_range"):
+        train_exit(plan, CLASSES, xp, teacher, y, {"cal": xcp, "test": xcp[:10]}, yc, cfg, 0, pooled=True)
+
+
+def test_cached_input_rounding_trains_the_exit_the_prefix_path_trains(ecg):
+    """On cached maps the exit's int8 input rounding and standardisation are applied once per
+    phase (training._ExitInput); through the backbone they are layers run in every step. Both
+    train the same exit, to float precision (another seed's differs)."""
+    model, _, plan = ecg
+    prefix = frozen_prefix(model, build_layer_graph(model), plan.location)
+    rng = np.random.default_rng(5)
+    x_in = rng.normal(size=(96, 64, 1)).astype(np.float32)
+    xc_in = rng.normal(size=(32, 64, 1)).astype(np.float32)
+    maps, maps_c = (np.asarray(prefix(v, training=False)) for v in (x_in, xc_in))
+    y, yc = rng.integers(0, CLASSES, 96), rng.integers(0, CLASSES, 32)
+    teacher = np.full((96, CLASSES), 1.0 / CLASSES, dtype=np.float32)
+    stats = channel_stats(lambda: [maps], plan.input_shape[-1])
+    cfg = TrainConfig(epochs=4, batch_size=32, abort_min_steps=1, learning_rate=1e-2, quant_aware=0.5,
+                      abort_margin=-1.0)
+    cached, _ = train_exit(plan, CLASSES, maps, teacher, y, {"cal": maps_c, "test": maps_c}, yc, cfg, 0, stats=stats)
+    through, _ = train_exit(plan, CLASSES, x_in, teacher, y, {"cal": xc_in, "test": xc_in}, yc, cfg, 0,
+                            prefix=prefix, stats=stats)
+    other, _ = train_exit(plan, CLASSES, maps, teacher, y, {"cal": maps_c, "test": maps_c}, yc, cfg, 1, stats=stats)
+    np.testing.assert_allclose(cached.probs["cal"], through.probs["cal"], rtol=0, atol=1e-6)
+    assert np.abs(cached.probs["cal"] - other.probs["cal"]).max() > 1e-3
+
+
+def test_an_exit_on_a_lent_graph_trains_exactly_as_on_a_graph_of_its_own(ecg, monkeypatch):
+    """A later exit of the same structure (another location, other maps) takes the first one's
+    traced graph with its own initial values, and learns exactly what it learns alone."""
+    import dataclasses
+
+    import eenn.augment.training as training
+
+    _, _, plan = ecg
+    x, y = _informative(plan, 128, 0)
+    xc, yc = _informative(plan, 40, 1)
+    x2, y2 = _informative(plan, 128, 7)
+    teacher = np.eye(CLASSES, dtype=np.float32)[y] * 0.9 + 0.1 / CLASSES
+    cfg = TrainConfig(epochs=5, batch_size=32, abort_min_steps=1, learning_rate=1e-2, quant_aware=0.4)
+    traced = []
+    real = training._train_epoch
+    monkeypatch.setattr(training, "_train_epoch", lambda *a, **k: (traced.append(1), real(*a, **k))[1])
+    graphs = ExitGraphs()
+    train_exit(dataclasses.replace(plan, location="elsewhere"), CLASSES, x2, teacher, y2, {"cal": xc, "test": xc},
+               yc, cfg, 0, graphs=graphs)
+    lent, model = train_exit(plan, CLASSES, x, teacher, y, {"cal": xc, "test": xc[:10]}, yc, cfg, 0, graphs=graphs)
+    assert len(traced) == 1  # the second exit traced nothing
+    alone, _ = train_exit(plan, CLASSES, x, teacher, y, {"cal": xc, "test": xc[:10]}, yc, cfg, 0)
+    assert len(traced) == 2 and not lent.aborted and lent.cal_accuracy > 0.9
+    np.testing.assert_allclose(lent.probs["cal"], alone.probs["cal"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.predict(xc, verbose=0), lent.probs["cal"], rtol=1e-4, atol=1e-5)
+
+
+def test_memory_mapped_training_maps_train_the_same_exit(ecg, tmp_path, monkeypatch):
+    """Maps too large to hold as one tensor are read (and rounded, standardised) batch by batch."""
+    import eenn.augment.training as training
+
+    _, _, plan = ecg
+    x, y = _informative(plan, 128, 0)
+    xc, yc = _informative(plan, 40, 1)
+    a, _ = _train(plan, x, y, xc, yc, epochs=6, quant_aware=0.5)
+    assert not a.aborted and a.cal_accuracy > 0.9
+    mm = np.lib.format.open_memmap(tmp_path / "train.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    mm[:] = x
+    monkeypatch.setattr(training, "IN_MEMORY_BYTES", 1)
+    b, _ = _train(plan, mm, y, xc, yc, epochs=6, quant_aware=0.5)
+    np.testing.assert_allclose(b.probs["cal"], a.probs["cal"], rtol=0, atol=1e-6)
 
 
 def _informative(plan, n, seed):
