@@ -7,7 +7,11 @@ budget (5 %: five exits, each under 5 % of the backbone's MACs; `--exit-budget 0
 example's, whose larger exits leave the backbone a smaller share of each step) and no disk cache
 of trained exits, so each trains every exit from scratch. The only difference:
 with the cache, the backbone runs once over the data and the exits train on the stored feature
-maps; without it, every training step runs the frozen backbone up to the exit's location.
+maps, so everything before an exit's first weighted layer (its leading pooling, the int8
+rounding and standardisation of its input) is computed once, and exits of one structure share
+one traced training graph; without it, every training step runs the frozen backbone up to the
+exit's location and those steps inside the graph. Exit training itself (each epoch one graph,
+1×1 convolutions trained as Dense layers) is the same code on both sides.
 """
 from __future__ import annotations
 
@@ -73,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<22} {wall:>7.1f}s {feat:>8.1f}s {train:>8.1f}s {n:>6}  {chosen:<20} "
               f"{-gain * 100:>7.2f}% {drop * 100:>7.2f}pt")
     if len(rows) == 2:
-        print(f"\nspeed-up of the feature cache: {rows[1][1] / rows[0][1]:.1f}x "
-              f"(cached search {rows[0][1]:.0f} s on {os.cpu_count()} cores)")
+        ratio = rows[1][1] / rows[0][1]
+        met = ratio >= 5 and rows[0][1] < 180
+        print(f"\nspeed-up of the feature cache: {ratio:.1f}x "
+              f"(cached search {rows[0][1]:.0f} s on {os.cpu_count()} cores; "
+              f"target >= 5x and under 180 s: {'met' if met else 'NOT met'})")
     return 0
 
 
