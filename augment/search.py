@@ -256,8 +256,10 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     tmp_root = config.cache_dir / "tmp" if config.cache_dir is not None else None
     trained_now = 0
     # Where an exit starts with weightless pooling, the cache keeps the pooled map.
-    heads = {plans[c].location: split_plan(plans[c], leading_pooling(plans[c]))[0]
-             for c in missing if config.feature_cache and leading_pooling(plans[c])}
+    heads = {}
+    for c in missing if config.feature_cache else []:
+        if n := leading_pooling(plans[c]):
+            heads[plans[c].location] = split_plan(plans[c], n)[0]
     with FeatureCache(model, locs, inputs, logits=logits, batch_size=config.batch_size,
                       memory_limit=config.memory_limit, directory=tmp_root, progress=progress,
                       heads=heads) as cache:

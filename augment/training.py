@@ -288,25 +288,25 @@ class _Source:
         # Transformed maps are float32 when that still fits (no cast in the step), else they keep x's type.
         wide = transform is not None and x.size * 4 <= IN_MEMORY_BYTES
         self.dtype = tf.float32 if wide or x.dtype != np.float16 else tf.float16
-        self.rounding: bool | None = None
-        self.x = None
-        self.set_phase(False)
+        self.rounding = False
+        self.x = self._tensor() if self.in_memory else None
+
+    def _tensor(self):
+        import tensorflow as tf
+
+        if self.transform is None:
+            return tf.constant(np.asarray(self.raw, dtype=self.dtype.as_numpy_dtype))
+        return tf.concat([tf.cast(self.transform(self.raw[lo:lo + 4096], self.rounding), self.dtype)
+                          for lo in range(0, len(self.raw), 4096)], axis=0)
 
     def set_phase(self, rounding: bool) -> None:
         """Switch to the inputs of the float (False) or the int8-rounding (True) epochs."""
-        import tensorflow as tf
-
-        if rounding == self.rounding or (self.transform is None and self.rounding is not None):
+        if rounding == self.rounding:
             return
         self.rounding = rounding
-        if not self.in_memory:
-            return
-        if self.transform is None:
-            self.x = tf.constant(np.asarray(self.raw, dtype=self.dtype.as_numpy_dtype))
-            return
-        self.x = None  # the previous phase's tensor goes before the next is built
-        self.x = tf.concat([tf.cast(self.transform(self.raw[lo:lo + 4096], rounding), self.dtype)
-                            for lo in range(0, len(self.raw), 4096)], axis=0)
+        if self.transform is not None and self.in_memory:
+            self.x = None  # the previous phase's tensor goes before the next is built
+            self.x = self._tensor()
 
     def run(self, run_epoch: Callable[[Any, Any, Any], Any], batches: Any) -> int:
         """One epoch of `_train_epoch` over `batches` (index arrays); returns the steps taken."""
@@ -318,7 +318,7 @@ class _Source:
             return len(batches)
         for idx in batches:
             xb = np.asarray(self.raw[idx])
-            xb = self.transform(xb, bool(self.rounding)) if self.transform is not None else xb
+            xb = self.transform(xb, self.rounding) if self.transform is not None else xb
             run_epoch(tf.cast(xb, self.dtype), tf.gather(self.t, tf.constant(idx, dtype=tf.int32)),
                       tf.range(len(idx), dtype=tf.int32))
         return len(batches)
@@ -330,7 +330,7 @@ class _ExitInput:
     (`exit_input` fake-quant and `exit_norm` layers); on cached maps it is the same every epoch,
     so it is computed once per phase. The int8 range is the calibration split's min/max, 0
     included: what the converter finds for the exit's input, measured on the backbone's own map
-(before the exit's leading pooling: the board pools int8 values on that map's grid)."""
+    (before the exit's leading pooling: the board pools int8 values on that map's grid)."""
 
     def __init__(self, value_range: tuple[float, float], stats: tuple[np.ndarray, np.ndarray] | None):
         self.lo, self.hi = float(min(0.0, value_range[0])), float(max(0.0, value_range[1]))
@@ -539,7 +539,8 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     lead = leading_pooling(plan) if prefix is None else 0
     if prefix is None and input_range is None:
         if pooled:
-            raise ValueError(f"the exit at '{plan.location}': pooled maps need the input_range of the map before")
+            raise ValueError(f"the exit at '{plan.location}': pooled maps need input_range, the (min, max) of the "
+                             "unpooled map on the calibration split (FeatureCache.ranges)")
         cal = np.asarray(_as_float32(evaluate["cal"]))
         input_range = (float(cal.min(initial=0.0)), float(cal.max(initial=0.0)))
     if lead:
@@ -600,13 +601,13 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
         key = json.dumps({"input": list(tplan.input_shape), "layers": list(tplan.layers), "bn": bn_ok,
                           "quant": quant_aware, "classes": num_classes, "train": config.to_dict(), "n": len(targets),
                           "dtype": source.dtype.name}, sort_keys=True, default=str)
-    kept = graphs.reuse(key, train_model, optimizer) if key is not None and graphs is not None else None
+    kept = graphs.reuse(key, train_model, optimizer) if graphs is not None and key is not None else None
     if kept is not None:
         train_model, model, run_epoch = kept
     else:
         run_epoch = _train_epoch(model, optimizer, loss_fn, tuple(int(d) for d in model.input_shape[1:]),
                                  source.dtype, targets.shape[1], config.batch_size)
-        if key is not None and graphs is not None:
+        if graphs is not None and key is not None:
             graphs.keep(key, train_model, model, optimizer, run_epoch)
     batches = _Batches(len(targets), config.batch_size, s)
     chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
