@@ -25,7 +25,7 @@ from pathlib import Path
 
 import serial
 
-from eenn.errors import EennError
+from eenn.errors import BoardError, EennError
 
 log = logging.getLogger("eenn.hil")
 
@@ -37,8 +37,8 @@ POLL_S = 0.1  # the serial read timeout: deadlines are kept by the client, in st
 DEFAULT_CHUNK = 126  # bytes per `db` command: the 256-byte line limit (docs/protocol.md §6)
 
 
-class ProtocolError(EennError):
-    """The board answered something the protocol does not allow here."""
+class ProtocolError(BoardError):
+    """The board answered something the protocol does not allow here (a board error: CLI exit 3)."""
 
 
 class BoardErrorReply(ProtocolError):
@@ -293,9 +293,29 @@ class BoardClient:
 
     # ---------------------------------------------------------------- connection
     def open(self) -> BoardInfo:
+        """Open the port and hold the start-up handshake (resync, `name`, `profile`).
+
+        A reply lost or garbled during the handshake is answered like one lost mid-run: a fresh
+        resync and the whole handshake again, `retries` times (a port that went away is reopened
+        within `reconnect_s`). A board that identifies as something else is not retried."""
         self._open_port(deadline=time.monotonic() + self.reconnect_s)
-        self.sync()
-        return self.identify()
+        last: ProtocolError | None = None
+        for attempt in range(1, self.retries + 2):
+            try:
+                if self._ser is None:
+                    self._open_port(deadline=time.monotonic() + self.reconnect_s)
+                self.sync()
+                return self.identify()
+            except ConnectionLost as exc:
+                last = exc
+                self._close_port()
+            except ProtocolError as exc:  # a timeout, garbage or a reset: resync and start again
+                last = exc
+            if attempt <= self.retries:
+                log.warning("%s: start-up handshake attempt %d failed (%s); resyncing", self.port, attempt, last)
+        kind = type(last) if type(last) in (ProtocolTimeout, ConnectionLost) else ProtocolError
+        raise kind(f"{self.port}: the board did not complete the start-up handshake (resync, name, profile) in "
+                   f"{self.retries + 1} attempt(s): {last}")
 
     def _open_port(self, deadline: float) -> None:
         self._close_port()

@@ -142,3 +142,41 @@ def test_stage0_too_large_for_the_cm0p_fails_with_the_figures(tmp_path):
     assert "does not fit CY8CKIT-062-BLE" in r.output and "stage 0 arena" in r.output
     assert "cm0p ram" in r.output  # the memory map it tried
     assert_nothing_written(tmp_path, out, before)
+
+
+# ---------------------------------------------------------------- a file system that refuses the project
+def test_a_read_only_directory_fails_with_the_path_and_reason_and_writes_nothing(bundle_copy, tmp_path):
+    from tests.readonly import read_only_dir
+
+    parent = tmp_path / "ro"
+    out = parent / "proj"
+    with read_only_dir(parent):
+        r = run(str(bundle_copy), "--kit", "CY8CKIT-062S2-43012", "--out", str(out))
+        assert list(parent.iterdir()) == []
+    assert r.exit_code == 2, r.output
+    assert f"\nerror: cannot write {out}: " in r.output
+    assert "Permission denied" in r.output or "Operation not permitted" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_a_full_disk_midway_fails_with_the_reason_and_leaves_no_half_project(bundle_copy, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    real = Path.write_bytes
+    written = []
+
+    def fills_up(self, data):
+        if len(written) >= 12:  # the models and the manifest went in; the disk fills during the sources
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        written.append(self)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills_up)
+    before = {p.name for p in tmp_path.iterdir()}
+    out = tmp_path / "out"
+    r = run(str(bundle_copy), "--kit", "CY8CKIT-062S2-43012", "--out", str(out))
+    assert len(written) == 12
+    assert r.exit_code == 2, r.output
+    assert f"\nerror: cannot write {out}: No space left on device; free some space" in r.output
+    assert_nothing_written(tmp_path, out, before)
