@@ -208,3 +208,44 @@ def test_reset_behind_an_open_port_is_detected_by_its_banner(pair):
         assert (res.cls, res.exit) == (pair.ref_class[9], pair.ref_exit[9])
     finally:
         port.board.close()
+
+
+class _LosesOneReply(_Loopback):
+    """A link that loses the whole answer to the `lose`-th command sent (1: the first resync,
+    2: `name`, 3: `profile`), as a USB-UART bridge dropping a burst would."""
+
+    def __init__(self, board, lose: int):
+        super().__init__(board)
+        self.lose, self.sent = lose, 0
+
+    def write(self, data):
+        self.sent += 1
+        reply = self.board.handle(bytes(data))
+        if self.sent != self.lose:
+            self.out += reply
+        return len(data)
+
+
+@pytest.mark.parametrize("lose", [1, 2, 3], ids=["sync", "name", "profile"])
+def test_a_reply_lost_during_the_handshake_is_retried(pair, lose):
+    port = _LosesOneReply(VirtualBoard(pair.project), lose)
+    try:
+        c = BoardClient("lossy", expected_hash=pair.bundle_hash, timeout=0.3, retries=10,
+                        opener=lambda url, t: port)
+        info = c.open()
+        assert info.hash == pair.bundle_hash and port.sent > 3  # the handshake was held again
+        res, attempts = c.infer_sample(_q(pair, 2))
+        assert attempts == 1 and (res.cls, res.exit) == (pair.ref_class[2], pair.ref_exit[2])
+    finally:
+        port.board.close()
+
+
+def test_a_handshake_without_retries_left_names_what_failed(pair):
+    port = _LosesOneReply(VirtualBoard(pair.project), 2)
+    try:
+        c = BoardClient("lossy", expected_hash=pair.bundle_hash, timeout=0.3, retries=0, opener=lambda url, t: port)
+        with pytest.raises(ProtocolTimeout, match=r"lossy: the board did not complete the start-up handshake "
+                                                  r"\(resync, name, profile\) in 1 attempt"):
+            c.open()
+    finally:
+        port.board.close()
