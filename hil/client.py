@@ -290,6 +290,7 @@ class BoardClient:
         self.info: BoardInfo | None = None
         self.recoveries = 0  # times the conversation had to be re-established
         self.resets_seen = 0  # boot banners seen mid-run
+        self.handshake_failures: list[str] = []  # why earlier start-up handshakes failed (open())
 
     # ---------------------------------------------------------------- connection
     def open(self) -> BoardInfo:
@@ -311,6 +312,7 @@ class BoardClient:
                 self._close_port()
             except ProtocolError as exc:  # a timeout, garbage or a reset: resync and start again
                 last = exc
+            self.handshake_failures.append(str(last))
             if attempt <= self.retries:
                 log.warning("%s: start-up handshake attempt %d failed (%s); resyncing", self.port, attempt, last)
         kind = type(last) if type(last) in (ProtocolTimeout, ConnectionLost) else ProtocolError

@@ -21,7 +21,7 @@ import numpy as np
 from eenn.augment.model_io import file_sha256
 from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
 from eenn.codegen.quant import quantize
-from eenn.errors import EennError
+from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
 from eenn.hil.energy import DatasheetEnergy
 from eenn.hil.session import LOG, SUMMARY, Session, write_json_atomic
@@ -191,25 +191,47 @@ def run(opts: RunOptions) -> RunResult:
     identity = {"bundle_hash": inp.bundle_hash, "data_sha256": file_sha256(inp.data_path), "n_samples": n}
     extra = {"data": str(inp.data_path), "project": str(inp.project),
              "bundle": None if opts.bundle is None else str(opts.bundle)}
+    wanted = range(n if opts.limit is None else min(n, opts.limit))
+    # The board first: a run that cannot start (a wrong port, a board that does not answer the
+    # handshake, another solution on it) fails with what went wrong and writes no session.
+    before = Session.recorded(opts.out, identity)
+    conn = _Connection.open(opts, inp) if any(i not in before for i in wanted) else None
+    try:
+        return _run_session(opts, inp, identity, extra, wanted, conn)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _run_session(opts: RunOptions, inp: Inputs, identity: dict, extra: dict, wanted: range,
+                 conn: _Connection | None) -> RunResult:
+    m = inp.manifest
+    n = len(inp.x)
     session = Session.open(opts.out, identity, extra)
-    with session, _FileLog(Path(opts.out) / LOG):
+    with session, _file_log(Path(opts.out) / LOG):
         if session.recovered_torn_line:
             log.warning("%s: dropped a torn last line (a run was killed mid-write)", session.results_path)
-        wanted = range(n if opts.limit is None else min(n, opts.limit))
         todo = [i for i in wanted if i not in session.done]
         skipped = len(wanted) - len(todo)
         payload = quantized_inputs(m, inp.x)
         info = None
         if todo:
+            own = None
             try:
-                info = _run_samples(opts, inp, session, todo, payload)
+                if conn is None:  # samples recorded when we looked are gone (the file was edited)
+                    conn = own = _Connection.open(opts, inp)
+                info = _run_samples(opts, inp, session, conn, todo, payload)
             except EennError as exc:
                 log.error("stopped: %s", exc)
-                raise EennError(f"{exc}\n{len(session.records)} of {n} samples are recorded in {opts.out}; "
-                                "run the same command again to continue") from exc
+                kind = BoardError if isinstance(exc, BoardError) else EennError
+                raise kind(f"{exc}\n{len(session.records)} of {n} samples are recorded in {opts.out}; "
+                           "run the same command again to continue") from exc
             except KeyboardInterrupt:
                 log.warning("interrupted: %d of %d samples recorded", len(session.records), n)
                 raise
+            finally:
+                if own is not None:
+                    own.close()
         meta_board = session.meta.get("starts", [{}])[-1].get("board") if session.meta.get("starts") else None
         timing = (info.timing if info else (meta_board or {}).get("timing", "unknown"))
         tick_hz = info.tick_hz if info else (meta_board or {}).get("tick_hz", [s.tick_hz for s in m.stages])
@@ -232,64 +254,99 @@ def run(opts: RunOptions) -> RunResult:
     return RunResult(summary=summary, session=Path(opts.out), ran=len(todo), skipped=skipped)
 
 
-def _run_samples(opts: RunOptions, inp: Inputs, session: Session, todo: list[int], payload: list[bytes]) -> BoardInfo:
-    target, vport = resolve_port(opts.port, inp.project)
-    meter = opts.meter
-    client = BoardClient(target, expected_hash=inp.bundle_hash, timeout=opts.timeout, infer_timeout=opts.infer_timeout,
-                         retries=opts.retries, reconnect_s=opts.reconnect_s,
-                         mode="energy" if meter is not None else None)
-    try:
-        info = client.open()
-        _check_board(info, inp.manifest)
-        board = {"port": opts.port, **info.to_dict(), "measured": info.measured}
-        session.note_start({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "port": opts.port, "board": board,
-                            "todo": len(todo)})
-        log.info("board on %s: %s %s, solution %s, timing: %s", opts.port, info.firmware, info.model, info.hash[:12],
-                 info.timing)
-        if not info.measured:
-            log.info("the board's times are not measurements (%s)", info.timing)
-        integrator = None
-        before: Callable[[], None] | None = None
-        if meter is not None:
-            from eenn.hil.meters import EdgeWindows
+class _Connection:
+    """The board (and the in-process virtual board behind `--port virtual`), past its handshake."""
 
-            integrator = EdgeWindows()
-            meter.start()
+    def __init__(self, client: BoardClient, vport, info: BoardInfo):
+        self.client, self.vport, self.info = client, vport, info
 
-            def drop_earlier() -> None:
-                integrator.feed(meter.read())  # drop whatever came before this inference
-                integrator.reset_pairing()
-            before = drop_earlier
-        bar = _progress(opts, len(todo))
+    @classmethod
+    def open(cls, opts: RunOptions, inp: Inputs) -> _Connection:
+        """Open the port and identify the board (with `opts.retries` retries), checked against the
+        project; on any failure everything opened here is closed again."""
+        target, vport = resolve_port(opts.port, inp.project)
+        client = None
         try:
-            for i in todo:
-                res, attempts = client.infer_sample(payload[i], before_infer=before)
-                rec = {"index": i, "label": int(inp.y[i]), "class": res.cls, "exit": res.exit,
-                       "confidence_q": res.confidence_q, "scores_q": res.scores_q, "ticks": res.ticks,
-                       "elapsed_us": res.elapsed_us, "lap_us": res.lap_us, "crc32": res.crc32,
-                       "attempts": attempts, "time": round(time.time(), 3)}
-                if integrator is not None:
-                    window = _meter_window(meter, integrator)
-                    rec["meter_j"] = window.energy_j
-                    rec["meter_window_s"] = window.duration_s
-                session.append(rec)
-                log.info("sample %d: class %d (label %d) exit %d, %d us%s", i, res.cls, rec["label"], res.exit,
-                         res.elapsed_us, f", {attempts} attempts" if attempts > 1 else "")
-                bar.update(1)
-                if opts.on_record is not None:
-                    opts.on_record(rec)
-        finally:
-            bar.finish()
-            if meter is not None:
-                meter.stop()
-        if client.recoveries:
-            log.warning("recovered the conversation %d time(s) (%d board reset(s) seen)", client.recoveries,
-                        client.resets_seen)
-        return info
+            client = BoardClient(target, expected_hash=inp.bundle_hash, timeout=opts.timeout,
+                                 infer_timeout=opts.infer_timeout, retries=opts.retries,
+                                 reconnect_s=opts.reconnect_s, mode="energy" if opts.meter is not None else None)
+            info = client.open()
+            _check_board(info, inp.manifest)
+            return cls(client, vport, info)
+        except BaseException:
+            if client is not None:
+                client.close()
+            if vport is not None:
+                vport.close()
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+        if self.vport is not None:
+            self.vport.close()
+
+
+def _file_log(path: Path) -> _FileLog:
+    try:
+        return _FileLog(path)
+    except OSError as exc:
+        from eenn.atomic import write_error
+
+        raise write_error(path, exc) from exc
+
+
+def _run_samples(opts: RunOptions, inp: Inputs, session: Session, conn: _Connection, todo: list[int],
+                 payload: list[bytes]) -> BoardInfo:
+    meter = opts.meter
+    client, info = conn.client, conn.info
+    board = {"port": opts.port, **info.to_dict(), "measured": info.measured}
+    session.note_start({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "port": opts.port, "board": board,
+                        "todo": len(todo)})
+    log.info("board on %s: %s %s, solution %s, timing: %s", opts.port, info.firmware, info.model, info.hash[:12],
+             info.timing)
+    if client.handshake_failures:
+        log.warning("the start-up handshake needed %d attempts (%s)", len(client.handshake_failures) + 1,
+                    "; ".join(client.handshake_failures))
+    if not info.measured:
+        log.info("the board's times are not measurements (%s)", info.timing)
+    integrator = None
+    before: Callable[[], None] | None = None
+    if meter is not None:
+        from eenn.hil.meters import EdgeWindows
+
+        integrator = EdgeWindows()
+        meter.start()
+
+        def drop_earlier() -> None:
+            integrator.feed(meter.read())  # drop whatever came before this inference
+            integrator.reset_pairing()
+        before = drop_earlier
+    bar = _progress(opts, len(todo))
+    try:
+        for i in todo:
+            res, attempts = client.infer_sample(payload[i], before_infer=before)
+            rec = {"index": i, "label": int(inp.y[i]), "class": res.cls, "exit": res.exit,
+                   "confidence_q": res.confidence_q, "scores_q": res.scores_q, "ticks": res.ticks,
+                   "elapsed_us": res.elapsed_us, "lap_us": res.lap_us, "crc32": res.crc32,
+                   "attempts": attempts, "time": round(time.time(), 3)}
+            if integrator is not None:
+                window = _meter_window(meter, integrator)
+                rec["meter_j"] = window.energy_j
+                rec["meter_window_s"] = window.duration_s
+            session.append(rec)
+            log.info("sample %d: class %d (label %d) exit %d, %d us%s", i, res.cls, rec["label"], res.exit,
+                     res.elapsed_us, f", {attempts} attempts" if attempts > 1 else "")
+            bar.update(1)
+            if opts.on_record is not None:
+                opts.on_record(rec)
     finally:
-        client.close()
-        if vport is not None:
-            vport.close()
+        bar.finish()
+        if meter is not None:
+            meter.stop()
+    if client.recoveries:
+        log.warning("recovered the conversation %d time(s) (%d board reset(s) seen)", client.recoveries,
+                    client.resets_seen)
+    return info
 
 
 def _meter_window(meter, integrator, timeout_s: float = 5.0):

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from eenn.atomic import writing
 from eenn.errors import EennError
 
 RESULTS = "results.jsonl"
@@ -37,17 +38,18 @@ IDENTITY_KEYS = ("bundle_hash", "data_sha256", "n_samples")
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temporary sibling, fsync, rename: readers never see half a file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):  # a read-only directory or a full disk: one EennError naming the file
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(obj, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_results(path: Path) -> tuple[list[dict], int, bool]:
@@ -92,6 +94,25 @@ def _lock(root: Path) -> int:
     return fd
 
 
+def _read_meta(root: Path, identity: dict[str, Any]) -> dict | None:
+    """SESSION/session.json if there is one, checked to describe the same run as `identity`."""
+    meta_path = root / META
+    if not meta_path.exists():
+        if (root / RESULTS).exists():
+            raise EennError(f"{root}: has {RESULTS} but no {META}; not a session eenn wrote")
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EennError(f"{meta_path}: unreadable ({exc}); use a new --out directory") from exc
+    for key in IDENTITY_KEYS:
+        if meta.get(key) != identity.get(key):
+            raise EennError(f"{root}: this session ran {key} = {meta.get(key)!r}, this run has "
+                            f"{identity.get(key)!r}; results of different runs are not mixed: "
+                            "use a new --out directory (or delete this one)")
+    return meta
+
+
 class Session:
     """An open session: `done` holds the sample indices already recorded."""
 
@@ -119,8 +140,9 @@ class Session:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise EennError(f"{root}: exists and is not a directory (a session is a directory)")
-        root.mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock(root)
+        with writing(root):
+            root.mkdir(parents=True, exist_ok=True)
+            lock_fd = _lock(root)
         try:
             return cls._open_locked(root, identity, extra, lock_fd)
         except BaseException:
@@ -128,22 +150,22 @@ class Session:
             raise
 
     @classmethod
+    def recorded(cls, root: str | Path, identity: dict[str, Any]) -> set[int]:
+        """The samples SESSION already holds for this run, read without creating or locking
+        anything (so that a run can reach the board before it writes a session); raises the
+        same errors as `open` for a session of another run. `open` reads them again, locked."""
+        root = Path(root)
+        if not root.is_dir():
+            return set()
+        _read_meta(root, identity)
+        return {rec["index"] for rec in read_results(root / RESULTS)[0]}
+
+    @classmethod
     def _open_locked(cls, root: Path, identity: dict[str, Any], extra: dict[str, Any] | None,
                      lock_fd: int) -> Session:
         meta_path = root / META
-        if meta_path.exists():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, ValueError) as exc:
-                raise EennError(f"{meta_path}: unreadable ({exc}); use a new --out directory") from exc
-            for key in IDENTITY_KEYS:
-                if meta.get(key) != identity.get(key):
-                    raise EennError(f"{root}: this session ran {key} = {meta.get(key)!r}, this run has "
-                                    f"{identity.get(key)!r}; results of different runs are not mixed: "
-                                    "use a new --out directory (or delete this one)")
-        else:
-            if (root / RESULTS).exists():
-                raise EennError(f"{root}: has {RESULTS} but no {META}; not a session eenn wrote")
+        meta = _read_meta(root, identity)
+        if meta is None:
             meta = {"schema_version": SCHEMA_VERSION, **identity, "starts": []}
         meta.update({k: v for k, v in (extra or {}).items() if k not in IDENTITY_KEYS})
         path = root / RESULTS
@@ -176,14 +198,15 @@ class Session:
         i = record["index"]
         if i in self.records:
             raise EennError(f"sample {i} is already recorded in {self.results_path}")
-        if self._fd is None:
-            self._fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
-        view = memoryview(line)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        os.fsync(self._fd)
+        with writing(self.results_path):  # a full disk: one EennError, the samples so far are kept
+            if self._fd is None:
+                self._fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            view = memoryview(line)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            os.fsync(self._fd)
         self.records[i] = record
 
     def ordered(self) -> list[dict]:

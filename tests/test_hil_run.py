@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from eenn.cli import main
-from eenn.errors import EennError
+from eenn.errors import BoardError, EennError
 from eenn.hil.run import RunOptions, run
 from eenn.hil.session import RESULTS
 from eenn.hil.virtual_board import TIMING_NOTE, VirtualBoard
@@ -210,10 +210,11 @@ def test_a_board_that_never_comes_back_stops_with_how_to_continue(pair, tmp_path
         if rec["index"] == 5:
             board.close()
 
-    with pytest.raises(EennError) as err:
+    with pytest.raises(BoardError) as err:  # not the user's fault: exit code 3
         run(RunOptions(port=url, out=tmp_path / "s", bundle=pair.bundle, project=pair.project, progress=False,
                        plots=False, reconnect_s=1, retries=1, on_record=vanish_at_5))
     board.close()
+    assert err.value.exit_code == 3
     msg = str(err.value)
     assert "did not come back" in msg and "6 of 120 samples are recorded" in msg and "run the same command" in msg
     assert len(_lines(tmp_path / "s")) == 6
@@ -236,3 +237,101 @@ def test_disagreement_with_the_int8_reference_is_reported(pair, tmp_path):
     s = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert s["metrics"]["reference_agreement"]["measured"] == pytest.approx(0.9)
     assert s["n"] == 10 and not s["complete"]
+
+
+# ---------------------------------------------------------------- a run that cannot start
+def _hil_run(pair, port: str, out, *extra: str):
+    return CliRunner().invoke(main, ["hil", "run", "--port", port, "--bundle", str(pair.bundle), "--project",
+                                     str(pair.project), "--out", str(out), "--no-plots", "--no-progress", *extra])
+
+
+def _loses_first_reply(board: VirtualBoard) -> list[bytes]:
+    """The board's first answer (to the resync that opens `hil run`) never reaches the host."""
+    inner, lost = board.fw.feed, []
+
+    def feed(data):
+        out = inner(data)
+        if not lost and b"m-ready" in out:
+            lost.append(out)
+            return b""
+        return out
+
+    board.fw.feed = feed
+    return lost
+
+
+def test_a_reply_lost_in_the_handshake_is_retried_by_hil_run(pair, tmp_path):
+    board = VirtualBoard(pair.project)
+    url = board.open_socket(0)
+    lost = _loses_first_reply(board)
+    board.serve_in_thread()
+    try:
+        r = _hil_run(pair, url, tmp_path / "s", "--limit", "4", "--timeout", "0.5", "--retries", "10")
+    finally:
+        board.close()
+    assert lost, "the fixture did not drop a reply"
+    assert r.exit_code == 0, r.output
+    assert "the start-up handshake needed 2 attempts (" in (tmp_path / "s" / "run.log").read_text()
+    assert [rec["index"] for rec in _lines(tmp_path / "s")] == [0, 1, 2, 3]
+
+
+def _silent_port():
+    """A port that accepts the connection and never answers (a board that is powered but hung)."""
+    import socket as socket_mod
+
+    srv = socket_mod.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    return srv, f"socket://127.0.0.1:{srv.getsockname()[1]}"
+
+
+def test_a_board_that_never_answers_is_exit_3_and_writes_no_session(pair, tmp_path):
+    srv, url = _silent_port()
+    try:
+        r = _hil_run(pair, url, tmp_path / "s", "--timeout", "0.2", "--retries", "1")
+    finally:
+        srv.close()
+    assert r.exit_code == 3, r.output
+    assert "did not complete the start-up handshake (resync, name, profile) in 2 attempt(s)" in r.output
+    assert "run the same command again" not in r.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("case", ["wrong port", "another solution on the board"])
+def test_a_run_that_cannot_start_says_why_and_leaves_nothing(pair, tmp_path, case):
+    import shutil
+
+    board = None
+    if case == "wrong port":
+        port, code, want = "/dev/no-such-board-eenn", 3, "cannot open /dev/no-such-board-eenn"
+    else:
+        other = tmp_path / "other"
+        shutil.copytree(pair.project, other)
+        mf = other / "eenn" / "project.json"
+        mf.write_text(json.dumps({**json.loads(mf.read_text()), "bundle_hash": "0" * 64}))
+        board = VirtualBoard(other)
+        port = board.open_socket(0)
+        board.serve_in_thread()
+        code, want = 2, "the board runs solution 000000000000"
+    try:
+        r = _hil_run(pair, port, tmp_path / "s", "--reconnect", "0.2")
+    finally:
+        if board is not None:
+            board.close()
+    assert r.exit_code == code, r.output
+    assert want in r.output and "run the same command again" not in r.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_failed_restart_keeps_the_session_as_it_was(pair, tmp_path):
+    out = tmp_path / "s"
+    r = _hil_run(pair, "virtual", out, "--limit", "3")
+    assert r.exit_code == 0, r.output
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    srv, url = _silent_port()
+    try:
+        r = _hil_run(pair, url, out, "--timeout", "0.2", "--retries", "0")
+    finally:
+        srv.close()
+    assert r.exit_code == 3 and "start-up handshake" in r.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before

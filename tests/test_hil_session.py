@@ -94,3 +94,39 @@ def test_one_writer_at_a_time(tmp_path):
         Session.open(tmp_path, ID)
     first.close()
     Session.open(tmp_path, ID).close()  # released on close (and by the kernel when a process dies)
+
+
+def test_a_read_only_place_for_the_session_is_one_clear_error(tmp_path):
+    from tests.readonly import read_only_dir
+
+    with read_only_dir(tmp_path / "ro") as ro:
+        with pytest.raises(EennError, match=f"cannot write {ro / 's'}: (Permission denied|Operation not permitted)"):
+            Session.open(ro / "s", ID)
+        assert list(ro.iterdir()) == []
+
+
+def test_a_disk_full_while_recording_is_one_clear_error_and_keeps_what_was_recorded(tmp_path, monkeypatch):
+    import errno
+
+    from eenn.hil import session as session_mod
+
+    with Session.open(tmp_path / "s", ID) as s:
+        s.append(_rec(0))
+        real_write = os.write
+
+        def full(fd, data):
+            if fd == s._fd:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(session_mod.os, "write", full)
+        with pytest.raises(EennError, match=f"cannot write {tmp_path / 's' / RESULTS}: No space left on device"):
+            s.append(_rec(1))
+        with pytest.raises(EennError, match="cannot write .*session.json: No space left on device"):
+            monkeypatch.setattr(session_mod.os, "fsync", lambda fd: (_ for _ in ()).throw(
+                OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+            s.note_start({"port": "x"})
+    monkeypatch.undo()
+    with Session.open(tmp_path / "s", ID) as s:
+        assert s.done == {0}
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted([".lock", META, RESULTS])
