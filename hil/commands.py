@@ -105,8 +105,11 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
     try:
         res = run(opts)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; the samples done are kept in {out_dir}: run the same command again to continue",
-                   err=True)
+        if Path(out_dir).is_dir():
+            click.echo(f"\ninterrupted; the samples done are kept in {out_dir}: run the same command again to "
+                       "continue", err=True)
+        else:
+            click.echo("\ninterrupted before the board answered; nothing was written", err=True)
         raise SystemExit(130) from None
     s = res.summary
     click.echo(format_table(s))
@@ -130,16 +133,20 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
               help="Also write the comparison as JUnit XML (one test case per metric).")
 @click.option("--update-baseline", is_flag=True,
               help="Accept this session: write its summary to --baseline (exit 0).")
-def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseline) -> None:
+@click.option("--allow-other-model", is_flag=True,
+              help="Compare with a baseline of another solution (bundle hash) on purpose; refused otherwise.")
+def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseline, allow_other_model) -> None:
     """Gate on regressions: compare SESSION (a session directory or its summary.json) with a baseline.
 
     Prints metric / baseline / now / tolerance / status and exits 1 when any metric regressed
-    beyond its tolerance (or is missing, or the session is incomplete).
+    beyond its tolerance (or is missing, or the session is incomplete). A baseline of another
+    solution (bundle hash) is refused with exit 2 unless --allow-other-model.
     """
     import time
     from pathlib import Path
 
-    from eenn.hil.regress import compare, format_rows, junit_xml, load_summary, load_tolerances, parse_tol_option
+    from eenn.hil.regress import (check_same_model, compare, format_rows, junit_xml, load_summary, load_tolerances,
+                                  parse_tol_option)
     from eenn.hil.session import write_json_atomic
 
     t0 = time.monotonic()
@@ -156,11 +163,11 @@ def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseli
         click.echo(f"baseline updated: {base_path} ({now['n']} samples, bundle {str(now.get('bundle_hash'))[:12]})")
         return
     base = load_summary(base_path, "baseline")
+    model_note = check_same_model(base, now, allow_other_model=allow_other_model, where=f"--baseline {base_path}")
     rows = compare(base, now, tolerances, overrides)
     click.echo(format_rows(rows))
-    if base.get("bundle_hash") != now.get("bundle_hash"):
-        click.echo(f"note: the baseline is of solution {str(base.get('bundle_hash'))[:12]}, "
-                   f"this session of {str(now.get('bundle_hash'))[:12]}")
+    if model_note:
+        click.echo(model_note)
     if base.get("timing_measured") != now.get("timing_measured"):
         click.echo("note: one side's timing is measured, the other's is not (virtual board): "
                    "latency and energy are not comparable")

@@ -234,6 +234,24 @@ def junit_xml(rows: list[Row], *, suite: str = "eenn-hil-regress", elapsed_s: fl
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
 
 
+def check_same_model(baseline: dict, now: dict, *, allow_other_model: bool = False,
+                     where: str = "baseline") -> str | None:
+    """Numbers of two different solutions are not a regression test: refuse to compare a
+    session with a baseline of another bundle (EennError, exit 2) unless `allow_other_model`;
+    then, or when a side does not record its bundle, return the note to print (else None)."""
+    b, n = baseline.get("bundle_hash"), now.get("bundle_hash")
+    if not b or not n:
+        return (f"note: the {'baseline' if not b else 'session'} does not record its bundle hash: "
+                "cannot check that both are of the same solution")
+    if b == n:
+        return None
+    if not allow_other_model:
+        raise EennError(f"{where} is of another solution: baseline bundle {b}, this session's bundle {n}. "
+                        "Accept the new solution's numbers with --update-baseline, or compare the two models "
+                        "on purpose with --allow-other-model")
+    return f"note: comparing different solutions on purpose: baseline bundle {b[:12]}, this session {n[:12]}"
+
+
 def load_summary(path: str | Path, what: str) -> dict:
     p = Path(path)
     if p.is_dir():

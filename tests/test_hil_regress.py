@@ -120,3 +120,18 @@ def test_tolerance_inputs_are_checked(tmp_path):
 def test_missing_baseline_says_how_to_create_it(session, tmp_path):
     res = _regress(session, "--baseline", tmp_path / "none.json")
     assert res.exit_code == 2 and "--update-baseline" in res.output
+
+
+def test_a_baseline_of_another_model_is_refused_unless_allowed(session, tmp_path):
+    base = _summary(session)
+    base["bundle_hash"] = "f" * 64  # the accepted numbers of another solution
+    p = tmp_path / "baseline.json"
+    p.write_text(json.dumps(base))
+    now_hash = _summary(session)["bundle_hash"]
+    res = _regress(session, "--baseline", p)
+    assert res.exit_code == 2, res.output
+    assert f"baseline bundle {'f' * 64}, this session's bundle {now_hash}" in res.output
+    assert "--allow-other-model" in res.output and "within tolerance" not in res.output
+    res = _regress(session, "--baseline", p, "--allow-other-model")
+    assert res.exit_code == 0, res.output
+    assert "comparing different solutions on purpose" in res.output and "within tolerance" in res.output
