@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from eenn.atomic import staged_directory
+from eenn.atomic import staged_directory, writing
 from eenn.augment.model_io import file_sha256
 from eenn.errors import EennError
 
@@ -102,8 +103,26 @@ class Solution:
             raise EennError(f"{where}: metrics.eenn lacks early_termination")
 
 
+CONTENT_KEY = "content_sha256"
+ACCEPT_EDIT = "eenn accept-edit"
+
+
+def content_sha256(raw: dict[str, Any]) -> str:
+    """SHA-256 of solution.json's content without its own `content_sha256`, as canonical JSON
+    (sorted keys, no spaces): re-indenting the file is not an edit; changing any value is."""
+    body = {k: v for k, v in raw.items() if k != CONTENT_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _json_bytes(raw: dict[str, Any]) -> bytes:
+    return (json.dumps(raw, indent=2, sort_keys=True) + "\n").encode()
+
+
 def solution_json_bytes(solution: Solution) -> bytes:
-    return (json.dumps(solution.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    """solution.json as the search writes it: self-verifying through its `content_sha256`."""
+    raw = solution.to_dict()
+    raw[CONTENT_KEY] = content_sha256(raw)
+    return _json_bytes(raw)
 
 
 def write_bundle(out_dir: str | Path, solution: Solution, populate: Callable[[Path], None],
@@ -141,6 +160,7 @@ class Bundle:
     path: Path
     solution: Solution
     hash: str
+    notes: tuple[str, ...] = ()  # for the user: e.g. a bundle too old to detect edits
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -164,11 +184,61 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     except (KeyError, TypeError) as exc:
         raise EennError(f"{sol_path}: malformed solution ({exc})") from exc
     solution.check(str(sol_path))
+    notes: list[str] = []
     if verify:
-        for name, digest in sorted(solution.files.items()):
-            f = root / name
-            if not f.is_file():
-                raise EennError(f"{root}: bundle file '{name}' is missing")
-            if file_sha256(f) != digest:
-                raise EennError(f"{root}: bundle file '{name}' was altered (SHA-256 differs from {SOLUTION_FILE})")
-    return Bundle(path=root, solution=solution, hash=hashlib.sha256(data).hexdigest())
+        notes += _check_content(sol_path, raw)
+        _check_files(root, solution)
+    return Bundle(path=root, solution=solution, hash=hashlib.sha256(data).hexdigest(), notes=tuple(notes))
+
+
+def _check_files(root: Path, solution: Solution) -> None:
+    for name, digest in sorted(solution.files.items()):
+        f = root / name
+        if not f.is_file():
+            raise EennError(f"{root}: bundle file '{name}' is missing")
+        if file_sha256(f) != digest:
+            raise EennError(f"{root}: bundle file '{name}' was altered (SHA-256 differs from {SOLUTION_FILE})")
+
+
+def _check_content(sol_path: Path, raw: dict[str, Any]) -> list[str]:
+    """solution.json must be as the search (or `eenn accept-edit`) wrote it; notes to print."""
+    recorded = raw.get(CONTENT_KEY)
+    if recorded is None:
+        return [f"note: {sol_path} was written by an eenn without a content hash ({raw.get('generator') or '?'}): "
+                f"a hand edit of it cannot be detected; `{ACCEPT_EDIT} {sol_path.parent}` adds one"]
+    if recorded != content_sha256(raw):
+        raise EennError(f"{sol_path}: edited after the search (its content no longer matches its {CONTENT_KEY}); "
+                        "the predicted metrics in it were computed for the search's values. Restore the file "
+                        f"(or run `eenn search` again), or accept the edit on purpose: `{ACCEPT_EDIT} {sol_path.parent}`")
+    return []
+
+
+def accept_edit(path: str | Path) -> tuple[str, str]:
+    """Accept a hand edit of BUNDLE/solution.json: re-record its `content_sha256`, keeping the
+    previous one under `accepted_edits`. The edited file must still be a valid solution and the
+    other bundle files intact. Returns (bundle hash before, after); equal when nothing changed."""
+    root = Path(path)
+    load_bundle(root, verify=False)  # structure and schema of the edited file
+    sol_path = root / SOLUTION_FILE
+    data = sol_path.read_bytes()
+    raw = json.loads(data)
+    _check_files(root, Solution.from_dict(raw))
+    before = hashlib.sha256(data).hexdigest()
+    recorded = raw.get(CONTENT_KEY)
+    actual = content_sha256(raw)
+    if recorded == actual:
+        return before, before
+    edits = raw.get("accepted_edits")
+    raw["accepted_edits"] = (edits if isinstance(edits, list) else []) + [
+        {"content_sha256_before": recorded, "content_sha256_after": actual}]
+    raw[CONTENT_KEY] = content_sha256(raw)
+    out = _json_bytes(raw)
+    tmp = sol_path.with_name(f".{SOLUTION_FILE}.accept")
+    with writing(sol_path):  # a sibling, then a rename: a reader sees the old file or the new one
+        try:
+            tmp.write_bytes(out)
+            os.replace(tmp, sol_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return before, hashlib.sha256(out).hexdigest()

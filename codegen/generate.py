@@ -354,6 +354,8 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
     kit = get_kit(kit_name)
     out = Path(out_dir)
     bundle = load_bundle(bundle_dir)
+    for note in bundle.notes:
+        log(note)
     check_output_dir(out, force)
     profile = HardwareProfile.from_dict(bundle.solution.hardware, source=f"{bundle.path}/solution.json hardware")
     proc_idx = _check_mapping(bundle, profile)

@@ -53,6 +53,7 @@ def example(name: str, out_dir: str, seed: int) -> None:
 
 
 def _register() -> None:
+    from eenn.augment.accept_edit import accept_edit_cmd
     from eenn.augment.commands import analyze, search
     from eenn.codegen.commands import generate
     from eenn.deploy_command import deploy, report
@@ -66,6 +67,7 @@ def _register() -> None:
     main.add_command(flash)
     main.add_command(deploy)
     main.add_command(report)
+    main.add_command(accept_edit_cmd)
 
 
 _register()

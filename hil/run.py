@@ -97,6 +97,8 @@ def resolve_inputs(opts: RunOptions) -> Inputs:
     from eenn.augment.bundle import load_bundle
 
     bundle = load_bundle(opts.bundle) if opts.bundle is not None else None
+    for note in bundle.notes if bundle is not None else ():
+        log.warning(note)
     project = opts.project
     if project is None and opts.port.startswith("virtual:"):
         project = Path(opts.port.partition(":")[2])

@@ -91,3 +91,91 @@ def test_structure_is_checked(tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(EennError, match="not a solution bundle"):
         load_bundle(tmp_path)
+
+
+# ---------------------------------------------------------------- solution.json protects itself
+def _edit(path, change):
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+
+
+def _set_threshold(value):
+    def change(raw):
+        raw["exits"][0]["threshold"] = value
+    return change
+
+
+def test_an_edited_threshold_is_refused_naming_the_file_and_the_way_to_accept_it(tmp_path):
+    write_bundle(tmp_path / "b", solution(), populate)
+    p = tmp_path / "b" / "solution.json"
+    assert json.loads(p.read_text())["content_sha256"]
+    _edit(p, _set_threshold(0.5))
+    with pytest.raises(EennError) as err:
+        load_bundle(tmp_path / "b")
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: edited after the search") and f"eenn accept-edit {tmp_path / 'b'}" in msg
+
+
+def test_reformatting_is_not_an_edit(tmp_path):
+    h = write_bundle(tmp_path / "b", solution(), populate)
+    p = tmp_path / "b" / "solution.json"
+    p.write_text(json.dumps(json.loads(p.read_text())))  # one line, keys in another order
+    b = load_bundle(tmp_path / "b")
+    assert b.hash != h and b.notes == ()
+
+
+def test_an_accepted_edit_loads_and_keeps_its_history(tmp_path):
+    from eenn.augment.bundle import accept_edit
+
+    h0 = write_bundle(tmp_path / "b", solution(), populate)
+    p = tmp_path / "b" / "solution.json"
+    _edit(p, _set_threshold(0.5))
+    before, after = accept_edit(tmp_path / "b")
+    assert before != after != h0
+    b = load_bundle(tmp_path / "b")
+    assert b.hash == after and b.solution.exits[0].threshold == 0.5
+    edits = json.loads(p.read_text())["accepted_edits"]
+    assert len(edits) == 1 and edits[0]["content_sha256_before"] != edits[0]["content_sha256_after"]
+    assert accept_edit(tmp_path / "b") == (after, after)  # nothing more to accept
+    _edit(p, _set_threshold(0.45))  # a second, unaccepted edit is caught again
+    with pytest.raises(EennError, match="edited after the search"):
+        load_bundle(tmp_path / "b")
+
+
+def test_accept_edit_refuses_a_broken_file_or_altered_parts(tmp_path):
+    from eenn.augment.bundle import accept_edit
+
+    write_bundle(tmp_path / "b", solution(), populate)
+    p = tmp_path / "b" / "solution.json"
+    _edit(p, lambda raw: raw["exits"][0].update(after_layer="elsewhere"))
+    with pytest.raises(EennError, match="exit 0 must sit at the end of segment 0"):
+        accept_edit(tmp_path / "b")
+    write_bundle(tmp_path / "b", solution(), populate, overwrite=True)
+    _edit(p, _set_threshold(0.5))
+    (tmp_path / "b" / "exit_0.keras").write_bytes(b"tampered")
+    with pytest.raises(EennError, match="'exit_0.keras' was altered"):
+        accept_edit(tmp_path / "b")
+
+
+def test_a_bundle_of_an_older_eenn_loads_with_a_note(tmp_path):
+    write_bundle(tmp_path / "b", solution(), populate)
+    p = tmp_path / "b" / "solution.json"
+    _edit(p, lambda raw: raw.pop("content_sha256"))
+    b = load_bundle(tmp_path / "b")
+    assert len(b.notes) == 1 and "without a content hash" in b.notes[0] and "eenn accept-edit" in b.notes[0]
+
+
+def test_accept_edit_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from eenn.cli import main
+
+    write_bundle(tmp_path / "b", solution(), populate)
+    _edit(tmp_path / "b" / "solution.json", _set_threshold(0.5))
+    r = CliRunner().invoke(main, ["accept-edit", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "accepted the edit" in r.output and "not recomputed" not in r.output and "eenn generate" in r.output
+    assert load_bundle(tmp_path / "b").solution.exits[0].threshold == 0.5
+    r = CliRunner().invoke(main, ["accept-edit", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "nothing to accept" in r.output

@@ -93,6 +93,7 @@ def test_not_a_bundle_and_wrong_processors(bundle_copy, tmp_path):
     r = run(str(tmp_path), "--kit", "CY8CKIT-062S2-43012", "--out", str(tmp_path / "o1"))
     assert r.exit_code == 2 and "not a solution bundle" in r.output
     # a solution mapped onto another platform's processors
+    from eenn.augment.bundle import accept_edit
     from eenn.augment.hardware import load_profile
 
     sol_path = bundle_copy / "solution.json"
@@ -102,6 +103,7 @@ def test_not_a_bundle_and_wrong_processors(bundle_copy, tmp_path):
     for part in sol["segments"] + sol["exits"]:
         part["processor"] = names[min(part["index"], len(names) - 1)]
     sol_path.write_text(json.dumps(sol))
+    accept_edit(bundle_copy)  # on purpose: past the edit check, to the mapping check
     before = {p.name for p in tmp_path.iterdir()}
     out = tmp_path / "out"
     r = run(str(bundle_copy), "--kit", "CY8CKIT-062S2-43012", "--out", str(out))
@@ -179,4 +181,18 @@ def test_a_full_disk_midway_fails_with_the_reason_and_leaves_no_half_project(bun
     assert len(written) == 12
     assert r.exit_code == 2, r.output
     assert f"\nerror: cannot write {out}: No space left on device; free some space" in r.output
+    assert_nothing_written(tmp_path, out, before)
+
+
+def test_a_hand_edited_threshold_is_refused_and_writes_nothing(bundle_copy, tmp_path):
+    sol_path = bundle_copy / "solution.json"
+    sol = json.loads(sol_path.read_text())
+    sol["exits"][0]["threshold"] = round(sol["exits"][0]["threshold"] + 0.1, 4)  # e.g. 0.4 -> 0.5
+    sol_path.write_text(json.dumps(sol, indent=2, sort_keys=True) + "\n")
+    before = {p.name for p in tmp_path.iterdir()}
+    out = tmp_path / "out"
+    r = run(str(bundle_copy), "--kit", "CY8CKIT-062S2-43012", "--out", str(out))
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(f"error: {sol_path}: edited after the search")
+    assert f"eenn accept-edit {bundle_copy}" in r.output
     assert_nothing_written(tmp_path, out, before)
