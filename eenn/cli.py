@@ -1,7 +1,8 @@
 """The `eenn` command line: one group, one subcommand (or group) per pipeline stage.
 
 Each stage defines its commands next to its code (`augment/commands.py`, ...); this module
-only assembles them and turns `EennError` into a one-line message with exit code 2.
+only assembles them and turns `EennError` into a one-line message with its exit code (2; 3 for
+`BoardError`, the board's fault: README "Exit codes").
 Heavy imports (TensorFlow) happen inside the commands, so `eenn --help` stays fast.
 """
 from __future__ import annotations
