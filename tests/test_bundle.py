@@ -179,3 +179,26 @@ def test_accept_edit_on_the_command_line(tmp_path):
     assert load_bundle(tmp_path / "b").solution.exits[0].threshold == 0.5
     r = CliRunner().invoke(main, ["accept-edit", str(tmp_path / "b")])
     assert r.exit_code == 0 and "nothing to accept" in r.output
+
+
+# ---------------------------------------------------------------- a file system that refuses the bundle
+def test_a_bundle_into_a_read_only_directory_is_one_clear_error(tmp_path):
+    from tests.readonly import read_only_dir
+
+    with read_only_dir(tmp_path / "ro") as ro:
+        with pytest.raises(EennError, match=f"cannot write {ro / 'b'}: (Permission denied|Operation not permitted)"):
+            write_bundle(ro / "b", solution(), populate)
+        assert list(ro.iterdir()) == []
+
+
+def test_a_disk_full_while_saving_a_model_is_one_clear_error_and_leaves_nothing(tmp_path):
+    import errno
+    import os
+
+    def fills_up(tmp):
+        populate(tmp)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as h5py / zipfile report it: no file named
+
+    with pytest.raises(EennError, match=f"cannot write {tmp_path / 'b'}: No space left on device"):
+        write_bundle(tmp_path / "b", solution(), fills_up)
+    assert list(tmp_path.iterdir()) == []
