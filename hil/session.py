@@ -85,10 +85,7 @@ def _lock(root: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip()
-        os.close(fd)
-        raise EennError(f"{root}: another `eenn hil run` is using this session{f' (pid {holder})' if holder else ''}; "
-                        "wait for it or use another --out") from None
+        _busy(root, fd)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
@@ -111,6 +108,26 @@ def _read_meta(root: Path, identity: dict[str, Any]) -> dict | None:
                             f"{identity.get(key)!r}; results of different runs are not mixed: "
                             "use a new --out directory (or delete this one)")
     return meta
+
+
+def _busy(root: Path, fd: int) -> None:
+    holder = os.read(fd, 64).decode(errors="replace").strip()
+    os.close(fd)
+    raise EennError(f"{root}: another `eenn hil run` is using this session{f' (pid {holder})' if holder else ''}; "
+                    "wait for it or use another --out") from None
+
+
+def _check_not_busy(root: Path) -> None:
+    """Fail as `_lock` would if another run holds SESSION/.lock, without taking it or writing."""
+    try:
+        fd = os.open(root / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _busy(root, fd)
+    os.close(fd)  # releases the probe's lock
 
 
 class Session:
@@ -157,6 +174,7 @@ class Session:
         root = Path(root)
         if not root.is_dir():
             return set()
+        _check_not_busy(root)  # before the caller talks to a board another run may be using
         _read_meta(root, identity)
         return {rec["index"] for rec in read_results(root / RESULTS)[0]}
 

@@ -335,3 +335,24 @@ def test_a_failed_restart_keeps_the_session_as_it_was(pair, tmp_path):
         srv.close()
     assert r.exit_code == 3 and "start-up handshake" in r.output
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
+def test_a_session_in_use_is_refused_before_the_board_is_touched(pair, tmp_path):
+    from eenn.hil.session import Session
+
+    out = tmp_path / "s"
+    r = _hil_run(pair, "virtual", out, "--limit", "2")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "session.json").read_text())
+    identity = {k: meta[k] for k in ("bundle_hash", "data_sha256", "n_samples")}
+    srv, url = _silent_port()
+    try:
+        with Session.open(out, identity):  # another `hil run` holds the session (and the board)
+            t0 = time.monotonic()
+            r = _hil_run(pair, url, out, "--timeout", "2", "--retries", "3")
+            elapsed = time.monotonic() - t0
+    finally:
+        srv.close()
+    assert r.exit_code == 2, r.output
+    assert "another `eenn hil run` is using this session" in r.output
+    assert elapsed < 2  # refused at once, not after a handshake with the other run's board
