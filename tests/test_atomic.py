@@ -94,3 +94,29 @@ def test_an_error_about_another_file_is_not_disguised(tmp_path):
         with staged_directory(tmp_path / "out", prefix=".out-"):
             open(tmp_path.parent / "no-such-input-eenn.npz", "rb")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_size_limit_of_the_os_is_one_clear_error(tmp_path):
+    """The kernel itself refusing the write (RLIMIT_FSIZE, as a quota would), in a child process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from eenn.atomic import staged_directory\n"
+        "from eenn.errors import EennError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+        "try:\n"
+        "    with staged_directory(Path(sys.argv[1]), prefix='.out-') as tmp:\n"
+        "        (tmp / 'model.bin').write_bytes(bytes(1 << 20))\n"
+        "except EennError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(exc.exit_code)\n"
+    )
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stdout.startswith(f"cannot write {out}: File too large")
+    assert list(tmp_path.iterdir()) == []
