@@ -21,6 +21,11 @@
 #define EE_MAX_ITERATIONS 1000000u /* `infer N W`: N in 1..this, W in 0..this */
 #define EE_DEVICE_NAME "eenn"
 
+/* `eenn-input TYPE`: what the bytes of `db` are (the EEMBC benchmarks' own input types). */
+#define EE_INPUT_INT8 0u    /* the model's int8 input as is (kws01) */
+#define EE_INPUT_UINT8 1u   /* q = byte - 128 (ic01, vww01 reference firmware) */
+#define EE_INPUT_FLOAT32 2u /* little-endian float32, q = ee_quantize_f32(x, input_scale, input_zero_point) (ad01) */
+
 typedef struct {
     ee_runtime_t *rt;
     ee_out_t out;
@@ -30,11 +35,13 @@ typedef struct {
     uint8_t overflow;          /* the current line passed EE_LINE_MAX; discard up to '%' */
     uint8_t energy_mode;       /* 1: timestamps are GPIO pulses, not m-lap-us lines */
     uint8_t load_active;       /* a `db load N` is in progress */
-    uint8_t input_ready;       /* the input holds exactly stages[0].input_len loaded bytes */
-    uint32_t load_len;         /* N of the current/last `db load N` */
+    uint8_t input_ready;       /* the input buffer holds all stages[0].input_len converted elements */
+    uint8_t input_type;        /* EE_INPUT_*: how `db` bytes become the int8 input */
+    uint8_t pend[4];           /* float32: the bytes of the element being received */
+    uint32_t load_len;         /* N of the current `db load N` (bytes of input_type) */
     uint32_t load_pos;         /* bytes loaded so far */
-    uint32_t input_crc;        /* CRC-32 of the loaded bytes so far */
-    uint8_t have_result;
+    uint32_t input_crc;        /* CRC-32 of the loaded bytes so far (as sent, before conversion) */
+    uint8_t have_result;       /* `result` is the last `infer`'s, it succeeded, on the input now loaded */
     uint32_t result_crc;       /* CRC-32 of the input the last result was computed on */
     uint32_t result_iterations;
     ee_result_t result;

@@ -40,6 +40,8 @@ typedef struct {
     uint32_t handoff_timeout_us;  /* how long a core waits for the next one (> 0) */
     const char *solution_hash;    /* bundle hash (hex), printed by `profile` and `results` */
     const char *model_id;         /* model name for the MLPerf Tiny runner (`m-model-[...]`) */
+    float input_scale;            /* the model input's quantization (project.json `input`): what `eenn-input */
+    int32_t input_zero_point;     /* float32` quantizes with; scale 0 = unknown (float32 input refused) */
     ee_stage_config_t stages[EE_MAX_STAGES];
 } ee_config_t;
 

@@ -49,6 +49,9 @@ const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
     if (cfg->solution_hash == 0 || cfg->model_id == 0) {
         return "solution_hash and model_id must not be NULL";
     }
+    if (!(cfg->input_scale >= 0.0f) || cfg->input_scale > 3.0e38f || !zp_ok(cfg->input_zero_point)) {
+        return "input_scale must be 0 (unknown) or positive and finite, input_zero_point in -128..127";
+    }
     for (k = 0; k < cfg->n_stages; ++k) {
         const ee_stage_config_t *st = &cfg->stages[k];
         int last = (k + 1u == cfg->n_stages);
