@@ -16,6 +16,12 @@ INPUT_TYPES = ("int8", "uint8", "float32")
 BYTES_PER_ELEMENT = {"int8": 1, "uint8": 1, "float32": 4}
 # which EEMBC benchmark sends which type (their reference firmware's th_load_tensor)
 BENCHMARK_INPUT = {"kws01": "int8", "ic01": "uint8", "vww01": "uint8", "ad01": "float32"}
+INPUT_TYPE_CODE = {"int8": 0, "uint8": 1, "float32": 2}  # EE_INPUT_* (ee_runtime.h)
+
+
+def start_input_type(model_id: str) -> str:
+    """The type a board with this model id starts in (ee_config_t.input_type; `eenn-input` changes it)."""
+    return BENCHMARK_INPUT.get(model_id, "int8")
 
 
 def _check(input_type: str) -> None:

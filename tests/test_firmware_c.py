@@ -170,7 +170,7 @@ def test_profile_prints_the_input_scale_exactly(host_fw, scale, zp):
     """`m-eenn-input-[float32 scale HEX zero-point Z]` reads back (float.fromhex) to the float32 scale."""
     from eenn.hil.input_types import parse_input_line
 
-    host_fw.lib.ee_host_set_input(scale, zp)
+    host_fw.lib.ee_host_set_input(scale, zp, 0)
     host_fw.start(banner=False)
     line = host_fw.feed(b"eenn-input float32%").decode().split("\r\n")[0]
     assert line.startswith("m-eenn-input-[float32 scale 0x") and line.endswith("]"), line

@@ -416,3 +416,17 @@ def test_client_puts_a_board_left_in_uint8_back_to_int8(tmp_path_factory):
             assert bc.info.input_type == "int8" and bc.info.input_bytes == q.size
             res, _ = bc.infer_sample(q.astype(np.int8).tobytes())
             assert res.cls == Int8Chain(board.project_dir).run_quantized(q).cls
+
+
+@pytest.mark.parametrize("model_id, kind", [("ic01", "uint8"), ("ad01", "float32"), ("kws01", "int8")])
+def test_board_starts_in_the_benchmarks_input_type(tmp_path_factory, model_id, kind):
+    """A board with an EEMBC model id takes that benchmark's inputs from power-up (the runner
+    never sends `eenn-input`): ic01 uint8 images, ad01 float32 features."""
+    project = int8_project(tmp_path_factory, "plain")
+    m = load_manifest(project)
+    with VirtualBoard(project, model_id=model_id) as board:
+        prof = board.handle(b"profile%").decode().split("\r\n")
+        assert kv(prof, "model") == model_id
+        assert parse_input_line(kv(prof, "eenn-input"))[0] == kind
+        per = {"float32": 4}.get(kind, 1)
+        assert kv(prof, "eenn-input-bytes") == str(per * m.input.size)

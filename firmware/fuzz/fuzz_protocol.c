@@ -116,7 +116,8 @@ static void setup(uint8_t sel)
                           -128, (requant && k > 0u) ? 1 : 0, 1518500250, (int32_t)((sel >> 5) & 7u) - 3, -7, 3,
                           100000000u + k, 1000000u, 500000u);
     }
-    ee_host_set_input((sel & 2u) != 0u ? 0.0f : 0.05f, -7); /* scale 0: float32 input refused */
+    /* scale 0: float32 input refused; else the board may start in float32 */
+    ee_host_set_input((sel & 2u) != 0u ? 0.0f : 0.05f, -7, (sel & 2u) != 0u ? EE_INPUT_UINT8 : (sel & 1u) * 2u);
     g_fail_stage = ((sel >> 6) == 3u) ? (int)(n_stages - 1u) : -1;
     ee_host_set_core_alive(1, (sel >> 7) == 0u || (sel & 0x40u) != 0u);
     ee_host_set_notify_busy((sel & 0x30u) == 0x30u ? 2u : 0u);

@@ -21,11 +21,6 @@
 #define EE_MAX_ITERATIONS 1000000u /* `infer N W`: N in 1..this, W in 0..this */
 #define EE_DEVICE_NAME "eenn"
 
-/* `eenn-input TYPE`: what the bytes of `db` are (the EEMBC benchmarks' own input types). */
-#define EE_INPUT_INT8 0u    /* the model's int8 input as is (kws01) */
-#define EE_INPUT_UINT8 1u   /* q = byte - 128 (ic01, vww01 reference firmware) */
-#define EE_INPUT_FLOAT32 2u /* little-endian float32, q = ee_quantize_f32(x, input_scale, input_zero_point) (ad01) */
-
 typedef struct {
     ee_runtime_t *rt;
     ee_out_t out;

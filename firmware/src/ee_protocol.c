@@ -768,7 +768,7 @@ void ee_proto_init(ee_proto_t *p, ee_runtime_t *rt, int energy_mode, const char 
     p->line_len = 0;
     p->overflow = 0;
     p->energy_mode = energy_mode ? 1u : 0u;
-    p->input_type = EE_INPUT_INT8;
+    p->input_type = (uint8_t)(rt->cfg->input_type <= EE_INPUT_FLOAT32 ? rt->cfg->input_type : EE_INPUT_INT8);
     p->pend[0] = p->pend[1] = p->pend[2] = p->pend[3] = 0;
     invalidate_input(p);
     p->result_crc = 0;

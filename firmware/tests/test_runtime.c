@@ -472,6 +472,19 @@ static void test_config_check(void)
     c = *ee_host_config();
     c.handoff_timeout_us = 0;
     CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.input_type = 3u;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.input_type = EE_INPUT_FLOAT32; /* no input_scale */
+    CHECK(ee_config_check(&c, 0) != 0);
+    c.input_scale = 0.25f;
+    CHECK(ee_config_check(&c, 0) == 0);
+    c.input_scale = -0.25f;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c.input_scale = 0.25f;
+    c.input_zero_point = 128;
+    CHECK(ee_config_check(&c, 0) != 0);
 }
 
 static void test_protocol_smoke(void)
@@ -587,7 +600,7 @@ static void test_protocol_input_types(void)
     /* float32: 4 bytes a value, little-endian, round(x / scale) + zero point, saturated */
     ee_host_reset();
     CHECK(setup(2, 0) == 0);
-    ee_host_set_input(0.5f, -3);
+    ee_host_set_input(0.5f, -3, EE_INPUT_INT8);
     CHECK(ee_host_start(0, 0) == 0);
     send("eenn-input float32%");
     CHECK_OUT("m-eenn-input-[float32 scale 0x1.000000p-1 zero-point -3]\r\nm-eenn-input-bytes-[16]\r\nm-ready\r\n");
@@ -614,6 +627,19 @@ static void test_protocol_input_types(void)
     CHECK(strstr(g_out, "m-infer-done\r\n") != 0 && strstr(g_out, "e-[") == 0);
     send("profile%");
     CHECK(strstr(g_out, "m-eenn-input-[float32 scale 0x1.000000p-1 zero-point -3]\r\nm-eenn-input-bytes-[16]\r\n") != 0);
+    /* the configuration's input_type is the start value */
+    ee_host_reset();
+    CHECK(setup(2, 0) == 0);
+    ee_host_set_input(0.5f, -3, EE_INPUT_FLOAT32);
+    CHECK(ee_host_start(0, 0) == 0);
+    send("eenn-input%");
+    CHECK_OUT("m-eenn-input-[float32 scale 0x1.000000p-1 zero-point -3]\r\nm-eenn-input-bytes-[16]\r\nm-ready\r\n");
+    ee_host_set_input(0.0f, 0, EE_INPUT_FLOAT32); /* float32 without a scale: refused at start */
+    CHECK(ee_host_start(0, 0) != 0);
+    ee_host_set_input(0.0f, 0, EE_INPUT_UINT8);
+    CHECK(ee_host_start(0, 0) == 0);
+    send("db load 4%db 817eb300%db print%");
+    CHECK(strstr(g_out, "m-buffer-01-fe-33-80\r\n") != 0);
     /* back to int8: the input is gone, N is the element count again */
     send("eenn-input int8%infer 1 0%");
     CHECK_OUT("m-eenn-input-[int8]\r\nm-eenn-input-bytes-[4]\r\nm-ready\r\ne-[infer: no input loaded]\r\nm-ready\r\n");
