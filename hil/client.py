@@ -32,7 +32,7 @@ log = logging.getLogger("eenn.hil")
 READY = "m-ready"
 BOOT_DONE = "m-init-done"
 TIMING_HARDWARE = "hardware"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: eenn-input, db load discards the input when refused (docs/protocol.md)
 POLL_S = 0.1  # the serial read timeout: deadlines are kept by the client, in steps of this
 DEFAULT_CHUNK = 126  # bytes per `db` command: the 256-byte line limit (docs/protocol.md §6)
 

@@ -15,7 +15,7 @@
 #include "ee_out.h"
 #include "ee_runtime.h"
 
-#define EE_PROTOCOL_VERSION 1u
+#define EE_PROTOCOL_VERSION 2u
 #define EE_LINE_MAX 256u           /* characters of one command, without its '%' */
 #define EE_ECHO_MAX 32u            /* characters of a bad token echoed in an error */
 #define EE_MAX_ITERATIONS 1000000u /* `infer N W`: N in 1..this, W in 0..this */
