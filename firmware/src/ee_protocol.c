@@ -768,7 +768,12 @@ void ee_proto_init(ee_proto_t *p, ee_runtime_t *rt, int energy_mode, const char 
     p->line_len = 0;
     p->overflow = 0;
     p->energy_mode = energy_mode ? 1u : 0u;
-    p->input_type = (uint8_t)(rt->cfg->input_type <= EE_INPUT_FLOAT32 ? rt->cfg->input_type : EE_INPUT_INT8);
+    p->input_type = (uint8_t)rt->cfg->input_type;
+    if (rt->cfg->input_type > EE_INPUT_FLOAT32 ||
+        (rt->cfg->input_type == EE_INPUT_FLOAT32 &&
+         (!(rt->cfg->input_scale > 0.0f) || rt->cfg->stages[0].input_len > 0xFFFFFFFFu / 4u))) {
+        p->input_type = EE_INPUT_INT8; /* what ee_config_check() refuses; never an overflowing N */
+    }
     p->pend[0] = p->pend[1] = p->pend[2] = p->pend[3] = 0;
     invalidate_input(p);
     p->result_crc = 0;
