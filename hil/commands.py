@@ -20,7 +20,8 @@ def hil() -> None:
               help="Also serve on socket://127.0.0.1:PORT (0: pick a free port).")
 @click.option("--model-id", default=None,
               help="Model name in `profile` (m-model-[...]); the MLPerf Tiny runner picks its test by it. "
-                   "Default: the project's firmware.model_id, else 'eenn'.")
+                   "Default: the project's firmware.model_id, else 'eenn'. ic01/vww01 start the board "
+                   "in uint8 input, ad01 in float32 (docs/protocol.md 2.6).")
 @click.option("--energy", is_flag=True, help="Start in energy mode (timestamps are pin pulses, not m-lap-us).")
 def virtual(project: str, socket_port: int | None, model_id: str | None, energy: bool) -> None:
     """Run PROJECT's firmware on the host as a virtual board and serve the HIL protocol.
