@@ -411,7 +411,8 @@ def test_generated_config_runs_on_the_host_and_says_what_project_json_says(reque
     assert got["check"] == "ok" and got["n_stages"] == len(m.stages) and got["hash"] == m.bundle_hash
     assert got["confidence"] == (0 if m.confidence == "max" else 1) and got["model_id"] == m.firmware.model_id
     # the model input's quantization, for `eenn-input float32` (ad01-style float inputs)
-    assert got["input_scale"] == pytest.approx(m.input.scale, rel=1e-7) and got["input_zero_point"] == m.input.zero_point
+    assert got["input_scale"] == pytest.approx(m.input.scale, rel=1e-7)
+    assert got["input_zero_point"] == m.input.zero_point
     from eenn.hil.input_types import INPUT_TYPE_CODE, start_input_type
     assert got["input_type"] == INPUT_TYPE_CODE[start_input_type(m.firmware.model_id)]
     for g, s in zip(got["stages"], m.stages):

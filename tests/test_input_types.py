@@ -18,7 +18,8 @@ def test_generated_config_starts_each_benchmark_in_its_input_type():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / TEMPLATE).read_text()
-    m = re.search(r"#define EE_CFG_INPUT_TYPE \{\{ (\{.*?\})\.get\(m\.firmware\.model_id, \"(EE_INPUT_\w+)\"\) \}\}", text)
+    m = re.search(r"#define EE_CFG_INPUT_TYPE \{\{ (\{.*?\})\.get\(m\.firmware\.model_id, "
+                  r"\"(EE_INPUT_\w+)\"\) \}\}", text)
     assert m, "EE_CFG_INPUT_TYPE is not the expected mapping"
     mapping, default = ast.literal_eval(m.group(1)), m.group(2)
     c_name = {"int8": "EE_INPUT_INT8", "uint8": "EE_INPUT_UINT8", "float32": "EE_INPUT_FLOAT32"}

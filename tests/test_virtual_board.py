@@ -396,7 +396,8 @@ def test_profile_states_the_input_conversion(plain_board):
         assert kv(out, "eenn-input-bytes") == str(4 * m.input.size)
         prof = client.cmd("profile")
         assert kv(prof, "eenn-input") == kv(out, "eenn-input") and kv(prof, "eenn-input-bytes") == str(4 * m.input.size)
-        assert client.cmd("eenn-input uint8")[:2] == ["m-eenn-input-[uint8 -128]", f"m-eenn-input-bytes-[{m.input.size}]"]
+        assert client.cmd("eenn-input uint8")[:2] == ["m-eenn-input-[uint8 -128]",
+                                                      f"m-eenn-input-bytes-[{m.input.size}]"]
     finally:
         client.cmd("eenn-input int8")
 
