@@ -13,7 +13,8 @@ from eenn.codegen.kits import KITS
               help="Directory for the ModusToolbox application (created; replaced if eenn generated it).")
 @click.option("--force", is_flag=True, help="Replace --out even if it is a non-empty directory eenn did not write.")
 @click.option("--model-id", default=None,
-              help="Model id the HIL runner sees (m-model). Default: kws01 for DS-CNN bundles, else eenn.")
+              help="Model id the HIL runner sees (m-model). Default: kws01 for DS-CNN bundles, else eenn. "
+                   "ic01/vww01 (uint8) and ad01 (float32) also set the board's input type at start.")
 def generate(bundle: str, kit: str, out_dir: str, force: bool, model_id: str | None) -> None:
     """Generate int8 TFLite Micro subgraphs per core and a dual-core ModusToolbox project.
 

@@ -32,7 +32,7 @@ log = logging.getLogger("eenn.hil")
 READY = "m-ready"
 BOOT_DONE = "m-init-done"
 TIMING_HARDWARE = "hardware"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: eenn-input, db load discards the input when refused (docs/protocol.md)
 POLL_S = 0.1  # the serial read timeout: deadlines are kept by the client, in steps of this
 DEFAULT_CHUNK = 126  # bytes per `db` command: the 256-byte line limit (docs/protocol.md §6)
 
@@ -84,6 +84,7 @@ class BoardInfo:
     timing: str
     line_max: int
     mode: str
+    input_type: str = "int8"  # `eenn-input` in force (docs/protocol.md §2.6); this client loads int8
 
     @property
     def measured(self) -> bool:
@@ -175,6 +176,7 @@ def parse_profile(name_lines: list[str], lines: list[str]) -> BoardInfo:
             timing=field(lines, "eenn-timing"),
             line_max=_parse_int(field(lines, "eenn-line-max", required=False) or "256", "m-eenn-line-max"),
             mode=mode,
+            input_type=(field(lines, "eenn-input", required=False) or "int8").split(" ")[0],
         )
     except ValueError as exc:
         raise ProtocolError(f"malformed profile ({exc}): {lines}") from None
@@ -441,6 +443,10 @@ class BoardClient:
         if self.mode and info.mode != self.mode:
             out = self.command(f"eenn-mode {self.mode}")
             info = BoardInfo(**{**info.to_dict(), "mode": out[0].removeprefix("m-timestamp-mode-")})
+        if info.input_type != "int8":  # left in uint8/float32 (an MLPerf run): our loads are int8
+            out = self.command("eenn-input int8")
+            info = BoardInfo(**{**info.to_dict(), "input_type": "int8",
+                                "input_bytes": _parse_int(field(out, "eenn-input-bytes"), "m-eenn-input-bytes")})
         self.info = info
         return info
 

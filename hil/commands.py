@@ -20,7 +20,8 @@ def hil() -> None:
               help="Also serve on socket://127.0.0.1:PORT (0: pick a free port).")
 @click.option("--model-id", default=None,
               help="Model name in `profile` (m-model-[...]); the MLPerf Tiny runner picks its test by it. "
-                   "Default: the project's firmware.model_id, else 'eenn'.")
+                   "Default: the project's firmware.model_id, else 'eenn'. ic01/vww01 start the board "
+                   "in uint8 input, ad01 in float32 (docs/protocol.md 2.6).")
 @click.option("--energy", is_flag=True, help="Start in energy mode (timestamps are pin pulses, not m-lap-us).")
 def virtual(project: str, socket_port: int | None, model_id: str | None, energy: bool) -> None:
     """Run PROJECT's firmware on the host as a virtual board and serve the HIL protocol.
@@ -57,6 +58,31 @@ def virtual(project: str, socket_port: int | None, model_id: str | None, energy:
         click.echo("stopped")
     finally:
         board.close()
+
+
+@hil.command("mlperf", context_settings={"ignore_unknown_options": True})
+@click.option("--runner", "runner_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="mlcommons/tiny's benchmark/runner directory (its main.py runs unmodified).")
+@click.option("--port", required=True,
+              help="The board's serial port, or virtual:PROJECT to start a virtual board here.")
+@click.argument("runner_args", nargs=-1, type=click.UNPROCESSED)
+def mlperf(runner_dir: str, port: str, runner_args: tuple[str, ...]) -> None:
+    """Run the MLPerf Tiny runner against PORT, listed with KitProg3's USB ids (docs/hil.md).
+
+    RUNNER_ARGS go to the runner's main.py (after `--`), e.g. `-- --mode=p --device_list=devices.yaml
+    --dataset_path=DATASETS --test_script=tests_performance.yaml`.
+    """
+    from eenn.hil.client import resolve_port
+    from eenn.hil.mlperf import run_runner
+
+    path, vp = resolve_port(port)
+    try:
+        rc = run_runner(runner_dir, path, list(runner_args))
+    finally:
+        if vp is not None:
+            vp.close()
+    if rc:
+        raise SystemExit(rc)
 
 
 @hil.command("run")

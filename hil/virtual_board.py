@@ -26,8 +26,9 @@ import numpy as np
 from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
 from eenn.errors import EennError
 from eenn.hil.host_build import build_host_library
+from eenn.hil.input_types import INPUT_TYPE_CODE, start_input_type
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 TIMING_NOTE = "virtual: cost model (predicted_s x tick_hz per stage, handoff link_s + wakeup_s), not measured"
 CONFIDENCE = {"max": 0, "margin": 1}
 MAX_PENDING_OUTPUT = 4 << 20
@@ -83,6 +84,7 @@ class HostFirmware:
         lib.ee_host_set_model.argtypes = [u32, u32, u32, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
         lib.ee_host_set_stage.argtypes = [u32, u32, u32, u32, i32, ctypes.c_float, i32, i32, i32, i32, i32, i32,
                                           u32, u64, u64]
+        lib.ee_host_set_input.argtypes = [ctypes.c_float, i32, u32]
         lib.ee_host_start.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.ee_host_start.restype = ctypes.c_char_p
         lib.ee_host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
@@ -120,8 +122,11 @@ class HostFirmware:
 
     # ---------------------------------------------------------------- configuration
     def configure(self, manifest: ProjectManifest, *, model_id: str = "eenn", timing: str = TIMING_NOTE,
-                  handoff_timeout_s: float | None = None) -> None:
-        """Fill the C `ee_config_t` from a project manifest (the cost model gives the times)."""
+                  handoff_timeout_s: float | None = None, input_type: str | None = None) -> None:
+        """Fill the C `ee_config_t` from a project manifest (the cost model gives the times).
+
+        input_type: `eenn-input` at start; default: the model id's benchmark type, as the
+        generated ee_config.h (uint8 for ic01/vww01, float32 for ad01, else int8)."""
         lib = self.lib
         stages = manifest.stages
         if manifest.confidence not in CONFIDENCE:
@@ -134,6 +139,9 @@ class HostFirmware:
                                    manifest.bundle_hash.encode(), model_id.encode(), timing.encode())
         if rc != 0:
             raise EennError(f"project.json: {len(stages)} stages; the firmware supports 1..4")
+        # the model input's quantization: what `eenn-input float32` quantizes with (ad01)
+        kind = input_type or start_input_type(model_id)
+        lib.ee_host_set_input(float(manifest.input.scale), int(manifest.input.zero_point), INPUT_TYPE_CODE[kind])
         for k, st in enumerate(stages):
             last = k == len(stages) - 1
             rq = st.requant

@@ -344,8 +344,9 @@ int main(void)
     const ee_config_t *c = &ee_app_config;
     const char *bad = ee_config_check(c, NULL);
     printf("{\"check\": \"%s\", \"n_stages\": %u, \"confidence\": %u, \"hash\": \"%s\", \"model_id\": \"%s\", "
-           "\"stages\": [", bad ? bad : "ok", (unsigned)c->n_stages, (unsigned)c->confidence, c->solution_hash,
-           c->model_id);
+           "\"input_scale\": %.9g, \"input_zero_point\": %d, \"input_type\": %u, \"stages\": [", bad ? bad : "ok",
+           (unsigned)c->n_stages, (unsigned)c->confidence, c->solution_hash, c->model_id, (double)c->input_scale,
+           (int)c->input_zero_point, (unsigned)c->input_type);
     for (uint32_t k = 0; k < c->n_stages; k++) {
         const ee_stage_config_t *s = &c->stages[k];
         printf("%s{\"input_len\": %u, \"fm_len\": %u, \"n_scores\": %u, \"threshold_q\": %d, \"scores_scale\": %.9g, "
@@ -409,6 +410,11 @@ def test_generated_config_runs_on_the_host_and_says_what_project_json_says(reque
     got = json.loads(run.stdout)
     assert got["check"] == "ok" and got["n_stages"] == len(m.stages) and got["hash"] == m.bundle_hash
     assert got["confidence"] == (0 if m.confidence == "max" else 1) and got["model_id"] == m.firmware.model_id
+    # the model input's quantization, for `eenn-input float32` (ad01-style float inputs)
+    assert got["input_scale"] == pytest.approx(m.input.scale, rel=1e-7)
+    assert got["input_zero_point"] == m.input.zero_point
+    from eenn.hil.input_types import INPUT_TYPE_CODE, start_input_type
+    assert got["input_type"] == INPUT_TYPE_CODE[start_input_type(m.firmware.model_id)]
     for g, s in zip(got["stages"], m.stages):
         assert g["input_len"] == s.input.size and g["n_scores"] == s.scores.size
         assert g["fm_len"] == (s.feature_map.size if s.feature_map is not None else 0)

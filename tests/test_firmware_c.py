@@ -64,6 +64,8 @@ def clib():
     lib.ee_argmax.restype = ctypes.c_uint32
     lib.ee_crc32_update.argtypes = [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]
     lib.ee_crc32_update.restype = ctypes.c_uint32
+    lib.ee_quantize_f32.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_int32]
+    lib.ee_quantize_f32.restype = ctypes.c_int8
     return lib
 
 
@@ -132,6 +134,47 @@ def test_c_exit_decision_matches_quant_py(clib, scores, t, mode, zp, scale):
     assert clib.ee_confidence_q(q.ctypes.data_as(i8p), q.size, code) == confidence_q(q, mode)[0]
     assert bool(clib.ee_exit_taken(q.ctypes.data_as(i8p), q.size, thr32, code)) == bool(exit_taken(q, thr, mode)[0])
     assert clib.ee_argmax(q.ctypes.data_as(i8p), q.size) == int(np.argmax(q))
+
+
+f32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
+f32_scales = st.floats(min_value=float(np.float32(1e-8)), max_value=10.0, width=32)
+
+
+@settings(max_examples=500, deadline=None)
+@given(f32, f32_scales, zero_points, st.integers(-300, 300))
+def test_c_float32_quantization_matches_input_types(clib, x, scale, zp, k):
+    """ee_quantize_f32 (`eenn-input float32`) vs eenn.hil.input_types.quantize_f32: any float,
+    and the halfway points (k + 1/2) x scale with their neighbours, where rounding decides."""
+    from eenn.hil.input_types import quantize_f32
+
+    half = np.float32((np.float32(k) + np.float32(0.5)) * np.float32(scale))
+    for v in (np.float32(x), half, np.nextafter(half, np.float32(np.inf)), np.nextafter(half, np.float32(-np.inf))):
+        want = int(quantize_f32(np.array([v]), scale, zp)[0])
+        assert clib.ee_quantize_f32(float(v), scale, zp) == want, (v, scale, zp)
+
+
+@pytest.fixture(scope="module")
+def host_fw():
+    from eenn.hil.virtual_board import HostFirmware
+    from tests.test_protocol_doc import _fake, _manifest
+
+    fw = HostFirmware(_fake)
+    fw.configure(_manifest())
+    yield fw
+    fw.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=float(np.float32(1e-30)), max_value=float(np.float32(1e30)), width=32), zero_points)
+def test_profile_prints_the_input_scale_exactly(host_fw, scale, zp):
+    """`m-eenn-input-[float32 scale HEX zero-point Z]` reads back (float.fromhex) to the float32 scale."""
+    from eenn.hil.input_types import parse_input_line
+
+    host_fw.lib.ee_host_set_input(scale, zp, 0)
+    host_fw.start(banner=False)
+    line = host_fw.feed(b"eenn-input float32%").decode().split("\r\n")[0]
+    assert line.startswith("m-eenn-input-[float32 scale 0x") and line.endswith("]"), line
+    assert parse_input_line(line[len("m-eenn-input-["):-1]) == ("float32", scale, zp)
 
 
 @given(st.binary(max_size=300))

@@ -62,6 +62,21 @@ def test_error_and_recovery_example_is_exact():
         fw.close()
 
 
+def test_input_types_example_is_exact():
+    """uint8 and float32 loads (eenn-input) give the int8 input of the first example."""
+    fw = HostFirmware(_fake)
+    try:
+        fw.configure(_manifest())
+        fw.start(banner=False)
+        steps = _examples("Input types, replayed:")
+        assert len(steps) >= 10 and any(b"float32" in cmd for cmd, _ in steps)
+        for cmd, want in steps:
+            got = fw.feed(cmd).decode().split("\r\n")[:-1]
+            assert got == want, (cmd, got)
+    finally:
+        fw.close()
+
+
 def test_full_example_is_exact():
     fw = HostFirmware(_fake)
     try:

@@ -15,10 +15,13 @@ import serial
 
 from eenn.codegen.manifest import load_manifest
 from eenn.codegen.reference import Int8Chain
+from eenn.hil.client import BoardClient
+from eenn.hil.input_types import encode, parse_input_line, to_int8
 from eenn.hil.virtual_board import TIMING_NOTE, VirtualBoard
 from tests.int8_project import HANDOFF, PREDICTED_S, TICK_HZ, int8_project
 
 READY = b"m-ready\r\n"
+NO_RESULT = "results: no result for the loaded input (no successful 'infer' since it was loaded)"
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
 
 
@@ -58,8 +61,8 @@ def kv(lines: list[str], key: str) -> str:
     return found[0]
 
 
-def load(client: Client, q: np.ndarray, chunk: int = 100) -> list[str]:
-    data = q.astype(np.int8).tobytes()
+def load(client: Client, q: np.ndarray | bytes, chunk: int = 100) -> list[str]:
+    data = q if isinstance(q, bytes) else q.astype(np.int8).tobytes()
     assert client.cmd(f"db load {len(data)}") == [f"m-[Expecting {len(data)} bytes]", "m-ready"]
     out: list[str] = []
     for i in range(0, len(data), chunk):
@@ -196,7 +199,8 @@ def test_truncated_db_load_is_refused_by_infer_and_crc(plain_board):
     assert done[0] == "m-load-done"
     assert kv(done, "eenn-crc32") == f"{zlib.crc32(q.astype(np.int8).tobytes()):08x}"
     # a length mismatch at `db load`
-    assert client.cmd(f"db load {n + 1}") == [f"e-[db load: {n + 1} bytes, the model input is {n} bytes]", "m-ready"]
+    assert client.cmd(f"db load {n + 1}") == [
+        f"e-[db load: {n + 1} bytes, the model input is {n} bytes ({n} int8 values); input discarded]", "m-ready"]
     assert client.cmd("db load x7") == ["e-[db load: 'x7' is not a byte count]", "m-ready"]
     assert client.cmd("db 00") == ["e-[db: no load in progress; send 'db load N' first]", "m-ready"]
     _assert_recovers(client, q)
@@ -267,7 +271,7 @@ def test_core1_timeout_answers_an_error_and_the_board_recovers(plain_board):
         assert re.fullmatch(r"m-lap-us-\d+", out[3])
         assert out[4:] == ["e-[infer failed: handoff timeout]", "m-ready"]
         t_fail = board.fw.time_ns()
-        assert client.cmd("results") == ["e-[results: no inference has run]", "m-ready"]
+        assert client.cmd("results") == [f"e-[{NO_RESULT}]", "m-ready"]
     finally:
         board.fw.set_core_alive(1, True)
     out = client.cmd("infer 1 0")
@@ -285,3 +289,145 @@ def test_socket_transport(tmp_path_factory):
             assert client.cmd("name") == ["m-name-dut-[eenn]", "m-ready"]
         finally:
             client.close()
+
+
+def _results_block(out: list[str]) -> list[str]:
+    """The results block of an `infer` reply, without the line that names the input's CRC."""
+    block = out[out.index("m-infer-done") + 1 : -1]
+    return [line for line in block if not line.startswith("m-eenn-crc32-")]
+
+
+def test_refused_load_leaves_no_stale_input_and_no_stale_result(plain_board):
+    """A refused `db load` after a complete one: `infer` is an error, not the old sample's answer."""
+    board, client = plain_board
+    a, b = _sample(board, 5), _sample(board, 6)
+    n = a.size
+    load(client, a)
+    assert "m-infer-done" in client.cmd("infer 1 0")
+    out = client.cmd(f"db load {n * 4}")  # e.g. a runner sending float32 bytes to an int8 board
+    assert out == [f"e-[db load: {n * 4} bytes, the model input is {n} bytes ({n} int8 values); input discarded]",
+                   "m-ready"]
+    assert client.cmd("infer 1 0") == ["e-[infer: no input loaded]", "m-ready"]
+    assert client.cmd("results") == [f"e-[{NO_RESULT}]", "m-ready"]
+    assert client.cmd("db print") == ["m-ready"]
+    # fewer bytes than announced
+    client.cmd(f"db load {n}")
+    client.cmd("db " + b[:31].astype(np.int8).tobytes().hex())
+    assert client.cmd("infer 1 0") == [f"e-[infer: input incomplete (31 of {n} bytes loaded)]", "m-ready"]
+    # infer 0 0 is refused and clears the result: `results` cannot hand out the previous one
+    load(client, b)
+    assert "m-infer-done" in client.cmd("infer 1 0")
+    assert client.cmd("infer 0 0") == ["e-[infer: '0' is not an iteration count (1..1000000)]", "m-ready"]
+    assert client.cmd("results") == [f"e-[{NO_RESULT}]", "m-ready"]
+    # the next complete load answers for itself
+    out = client.cmd("infer 1 0")
+    assert kv(out, "eenn-crc32") == f"{zlib.crc32(b.astype(np.int8).tobytes()):08x}"
+
+
+def _converted_vs_int8(client: Client, data: bytes, input_type: str, chain: Int8Chain, want_q: np.ndarray) -> None:
+    """Load `data` as input_type (31-byte chunks, as the MLPerf runner), then the converted int8."""
+    assert client.cmd(f"eenn-input {input_type}")[0].startswith(f"m-eenn-input-[{input_type}")
+    done = load(client, data, chunk=31)
+    assert done[0] == "m-load-done" and kv(done, "eenn-crc32") == f"{zlib.crc32(data):08x}"
+    shown = [b for line in client.cmd("db print")[:-1] for b in line.removeprefix("m-buffer-").split("-")]
+    assert bytes.fromhex("".join(shown)) == want_q.astype(np.int8).tobytes()
+    typed = client.cmd("infer 1 0")
+    assert client.cmd("eenn-input int8")[0] == "m-eenn-input-[int8]"
+    load(client, want_q)
+    plain = client.cmd("infer 1 0")
+    assert _results_block(typed) == _results_block(plain)
+    ref = chain.run_quantized(want_q)
+    assert int(kv(typed, "eenn-class")) == ref.cls and int(kv(typed, "eenn-exit")) == ref.exit
+
+
+def test_uint8_and_float32_loads_answer_as_the_int8_load_of_the_converted_input(plain_board):
+    """ic01/vww01 send uint8 (the board subtracts 128), ad01 float32 (the board quantizes):
+    sample by sample the answer equals the int8 load of the converted input."""
+    board, client = plain_board
+    chain = Int8Chain(board.project_dir)
+    m = load_manifest(board.project_dir)
+    xs = np.load(board.project_dir / "fixture_test.npz")["x"][:40]
+    try:
+        for x in xs:
+            q = chain.quantize_input(x).reshape(-1)
+            u = encode((q.astype(np.int16) + 128).astype(np.uint8), "uint8")
+            assert np.array_equal(to_int8(u, "uint8"), q)
+            _converted_vs_int8(client, u, "uint8", chain, q)
+            f = encode(np.asarray(x, np.float32).reshape(-1), "float32")
+            fq = to_int8(f, "float32", m.input.scale, m.input.zero_point)
+            # the float64 host quantizer of the test set agrees but for float32 rounding ties
+            assert np.count_nonzero(fq != q) <= 1
+            _converted_vs_int8(client, f, "float32", chain, fq)
+    finally:
+        client.cmd("eenn-input int8")
+
+
+def test_float32_conversion_at_rounding_ties_and_saturation(plain_board):
+    """Values on and next to the rounding halfway points and far outside int8, through the board."""
+    board, client = plain_board
+    m = load_manifest(board.project_dir)
+    n = m.input.size
+    s, z = np.float32(m.input.scale), m.input.zero_point
+    k = np.arange(n, dtype=np.float32) - n // 2
+    halves = (k + np.float32(0.5)) * s
+    vals = np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)), np.nextafter(halves, -np.inf),
+                           np.array([np.inf, -np.inf, np.nan, 3e38, -3e38, 0.0, -0.0], np.float32)])
+    try:
+        for i in range(0, vals.size, n):
+            chunk = vals[i : i + n]
+            chunk = np.concatenate([chunk, np.zeros(n - chunk.size, np.float32)])
+            data = encode(chunk, "float32")
+            client.cmd("eenn-input float32")
+            assert load(client, data, chunk=31)[0] == "m-load-done"
+            shown = [b for line in client.cmd("db print")[:-1] for b in line.removeprefix("m-buffer-").split("-")]
+            assert bytes.fromhex("".join(shown)) == to_int8(data, "float32", s, z).tobytes()
+    finally:
+        client.cmd("eenn-input int8")
+
+
+def test_profile_states_the_input_conversion(plain_board):
+    board, client = plain_board
+    m = load_manifest(board.project_dir)
+    try:
+        assert kv(client.cmd("profile"), "eenn-input") == "int8"
+        out = client.cmd("eenn-input float32")
+        kind, scale, zp = parse_input_line(kv(out, "eenn-input"))
+        assert kind == "float32" and scale == float(np.float32(m.input.scale)) and zp == m.input.zero_point
+        assert kv(out, "eenn-input-bytes") == str(4 * m.input.size)
+        prof = client.cmd("profile")
+        assert kv(prof, "eenn-input") == kv(out, "eenn-input") and kv(prof, "eenn-input-bytes") == str(4 * m.input.size)
+        assert client.cmd("eenn-input uint8")[:2] == ["m-eenn-input-[uint8 -128]",
+                                                      f"m-eenn-input-bytes-[{m.input.size}]"]
+    finally:
+        client.cmd("eenn-input int8")
+
+
+def test_client_puts_a_board_left_in_uint8_back_to_int8(tmp_path_factory):
+    """After an MLPerf run left the board in uint8, the eenn client's int8 loads still mean int8."""
+    with VirtualBoard(int8_project(tmp_path_factory, "plain")) as board:
+        url = board.open_socket(0)
+        board.serve_in_thread()
+        raw = Client(url)
+        try:
+            assert raw.cmd("eenn-input uint8")[0] == "m-eenn-input-[uint8 -128]"
+        finally:
+            raw.close()
+        q = _sample(board, 7)
+        with BoardClient(url, timeout=5) as bc:
+            assert bc.info.input_type == "int8" and bc.info.input_bytes == q.size
+            res, _ = bc.infer_sample(q.astype(np.int8).tobytes())
+            assert res.cls == Int8Chain(board.project_dir).run_quantized(q).cls
+
+
+@pytest.mark.parametrize("model_id, kind", [("ic01", "uint8"), ("ad01", "float32"), ("kws01", "int8")])
+def test_board_starts_in_the_benchmarks_input_type(tmp_path_factory, model_id, kind):
+    """A board with an EEMBC model id takes that benchmark's inputs from power-up (the runner
+    never sends `eenn-input`): ic01 uint8 images, ad01 float32 features."""
+    project = int8_project(tmp_path_factory, "plain")
+    m = load_manifest(project)
+    with VirtualBoard(project, model_id=model_id) as board:
+        prof = board.handle(b"profile%").decode().split("\r\n")
+        assert kv(prof, "model") == model_id
+        assert parse_input_line(kv(prof, "eenn-input"))[0] == kind
+        per = {"float32": 4}.get(kind, 1)
+        assert kv(prof, "eenn-input-bytes") == str(per * m.input.size)

@@ -3,7 +3,7 @@
  * handoff) on the host port.
  *
  * Input: byte 0 picks the configuration (stages, confidence, requant, energy mode, a dead or
- * busy core 1, a failing stage); the rest is split at byte 1's value into chunks fed one by
+ * busy core 1, a failing stage, whether the input has a scale for `eenn-input float32`); the rest is split at byte 1's value into chunks fed one by
  * one, so that framing across chunk borders is exercised. Every byte the firmware writes is
  * checked against the reply grammar of docs/protocol.md (lines of printable ASCII ending in
  * CRLF, starting `m-` or `e-[` ... `]`), and after the input the parser must answer a fresh
@@ -116,6 +116,8 @@ static void setup(uint8_t sel)
                           -128, (requant && k > 0u) ? 1 : 0, 1518500250, (int32_t)((sel >> 5) & 7u) - 3, -7, 3,
                           100000000u + k, 1000000u, 500000u);
     }
+    /* scale 0: float32 input refused; else the board may start in float32 */
+    ee_host_set_input((sel & 2u) != 0u ? 0.0f : 0.05f, -7, (sel & 2u) != 0u ? EE_INPUT_UINT8 : (sel & 1u) * 2u);
     g_fail_stage = ((sel >> 6) == 3u) ? (int)(n_stages - 1u) : -1;
     ee_host_set_core_alive(1, (sel >> 7) == 0u || (sel & 0x40u) != 0u);
     ee_host_set_notify_busy((sel & 0x30u) == 0x30u ? 2u : 0u);

@@ -27,6 +27,9 @@ void ee_out_i32(ee_out_t *o, int32_t v);
 void ee_out_hex8(ee_out_t *o, uint8_t v);   /* two lowercase digits */
 void ee_out_hex32(ee_out_t *o, uint32_t v); /* eight lowercase digits */
 void ee_out_milli(ee_out_t *o, int32_t milli); /* 1234 -> "1.234", -5 -> "-0.005" */
+/* A float exactly, as C's %a with six hex digits: 0.0039215689f -> "0x1.010102p-8" (Python:
+ * float.fromhex reads it back); subnormals "0x0.XXXXXXp-126", zero "0x0.000000p+0", "inf", "nan". */
+void ee_out_hexfloat(ee_out_t *o, float v);
 void ee_out_eol(ee_out_t *o);               /* "\r\n" */
 
 #endif /* EE_OUT_H */

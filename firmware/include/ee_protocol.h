@@ -15,7 +15,7 @@
 #include "ee_out.h"
 #include "ee_runtime.h"
 
-#define EE_PROTOCOL_VERSION 1u
+#define EE_PROTOCOL_VERSION 2u
 #define EE_LINE_MAX 256u           /* characters of one command, without its '%' */
 #define EE_ECHO_MAX 32u            /* characters of a bad token echoed in an error */
 #define EE_MAX_ITERATIONS 1000000u /* `infer N W`: N in 1..this, W in 0..this */
@@ -30,11 +30,13 @@ typedef struct {
     uint8_t overflow;          /* the current line passed EE_LINE_MAX; discard up to '%' */
     uint8_t energy_mode;       /* 1: timestamps are GPIO pulses, not m-lap-us lines */
     uint8_t load_active;       /* a `db load N` is in progress */
-    uint8_t input_ready;       /* the input holds exactly stages[0].input_len loaded bytes */
-    uint32_t load_len;         /* N of the current/last `db load N` */
+    uint8_t input_ready;       /* the input buffer holds all stages[0].input_len converted elements */
+    uint8_t input_type;        /* EE_INPUT_*: how `db` bytes become the int8 input */
+    uint8_t pend[4];           /* float32: the bytes of the element being received */
+    uint32_t load_len;         /* N of the current `db load N` (bytes of input_type) */
     uint32_t load_pos;         /* bytes loaded so far */
-    uint32_t input_crc;        /* CRC-32 of the loaded bytes so far */
-    uint8_t have_result;
+    uint32_t input_crc;        /* CRC-32 of the loaded bytes so far (as sent, before conversion) */
+    uint8_t have_result;       /* `result` is the last `infer`'s, it succeeded, on the input now loaded */
     uint32_t result_crc;       /* CRC-32 of the input the last result was computed on */
     uint32_t result_iterations;
     ee_result_t result;

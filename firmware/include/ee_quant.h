@@ -39,6 +39,11 @@ int8_t ee_requant_one(int8_t q, const ee_requant_t *rq);
  * above 2^23, which codegen/quant.py refuses) the value saturates. */
 void ee_requant(int8_t *dst, const int8_t *src, size_t n, const ee_requant_t *rq);
 
+/* Float -> int8 as TFLite's Quantize and the EEMBC ad01 reference do: round(x / scale) (single
+ * precision division, halves away from zero) + zero_point, saturated to int8. NaN gives the
+ * zero point (as 0.0 would); a scale that is not > 0 gives the zero point (saturated). */
+int8_t ee_quantize_f32(float x, float scale, int32_t zero_point);
+
 /* Index of the largest score; the lowest index wins ties (numpy.argmax). n >= 1. */
 uint32_t ee_argmax(const int8_t *scores, size_t n);
 

@@ -21,6 +21,12 @@
 #define EE_MAX_STAGES 4u               /* stages (= cores) a configuration may have */
 #define EE_MAILBOX_MAGIC 0x45454E4Eu   /* "EENN" */
 
+/* `eenn-input TYPE` (ee_config_t.input_type is the start value): what the bytes of `db` are,
+ * the EEMBC benchmarks' own input types. */
+#define EE_INPUT_INT8 0u    /* the model's int8 input as is (kws01) */
+#define EE_INPUT_UINT8 1u   /* q = byte - 128 (ic01, vww01 reference firmware) */
+#define EE_INPUT_FLOAT32 2u /* little-endian float32, q = ee_quantize_f32(x, input_scale, input_zero_point) (ad01) */
+
 /* One stage = one core's subgraph. Stage k runs on core k. */
 typedef struct {
     uint32_t input_len;        /* int8 elements the subgraph reads */
@@ -40,6 +46,9 @@ typedef struct {
     uint32_t handoff_timeout_us;  /* how long a core waits for the next one (> 0) */
     const char *solution_hash;    /* bundle hash (hex), printed by `profile` and `results` */
     const char *model_id;         /* model name for the MLPerf Tiny runner (`m-model-[...]`) */
+    float input_scale;            /* the model input's quantization (project.json `input`): what `eenn-input */
+    int32_t input_zero_point;     /* float32` quantizes with; scale 0 = unknown (float32 input refused) */
+    uint32_t input_type;          /* EE_INPUT_*: the input type at start (eenn generate: from model_id) */
     ee_stage_config_t stages[EE_MAX_STAGES];
 } ee_config_t;
 

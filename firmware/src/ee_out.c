@@ -107,6 +107,40 @@ void ee_out_milli(ee_out_t *o, int32_t milli)
     ee_out_char(o, (char)('0' + (int)(frac % 10u)));
 }
 
+void ee_out_hexfloat(ee_out_t *o, float v)
+{
+    union {
+        float f;
+        uint32_t u;
+    } bits;
+    uint32_t biased;
+    uint32_t frac;
+    int32_t exp;
+    int shift;
+    bits.f = v;
+    biased = (bits.u >> 23) & 0xFFu;
+    frac = (bits.u & 0x7FFFFFu) << 1; /* 24 bits: six hex digits */
+    if (biased == 0xFFu) {
+        ee_out_str(o, frac != 0u ? "nan" : ((bits.u >> 31) != 0u ? "-inf" : "inf"));
+        return;
+    }
+    if ((bits.u >> 31) != 0u) {
+        ee_out_char(o, '-');
+    }
+    ee_out_str(o, biased != 0u ? "0x1." : "0x0.");
+    for (shift = 20; shift >= 0; shift -= 4) {
+        ee_out_char(o, "0123456789abcdef"[(frac >> (unsigned)shift) & 0xFu]);
+    }
+    if (biased == 0u) {
+        exp = frac != 0u ? -126 : 0;
+    } else {
+        exp = (int32_t)biased - 127;
+    }
+    ee_out_char(o, 'p');
+    ee_out_char(o, exp < 0 ? '-' : '+');
+    ee_out_u64(o, (uint64_t)(exp < 0 ? -exp : exp));
+}
+
 void ee_out_eol(ee_out_t *o)
 {
     ee_out_char(o, '\r');

@@ -124,11 +124,29 @@ static void kv_u64(ee_proto_t *p, const char *key, uint64_t v)
     kv_end(p);
 }
 
-static uint32_t ready_len(const ee_proto_t *p)
+/* int8 elements of the model input (the input buffer holds this many) */
+static uint32_t input_elems(const ee_proto_t *p)
 {
     return p->rt->cfg->stages[0].input_len;
 }
 
+static uint32_t elem_bytes(uint32_t type)
+{
+    return type == EE_INPUT_FLOAT32 ? 4u : 1u;
+}
+
+/* the N `db load N` must give; `eenn-input float32` is refused where it would not fit 32 bits */
+static uint32_t input_bytes(const ee_proto_t *p)
+{
+    return input_elems(p) * elem_bytes(p->input_type);
+}
+
+static const char *type_name(uint32_t type)
+{
+    return type == EE_INPUT_FLOAT32 ? "float32" : (type == EE_INPUT_UINT8 ? "uint8" : "int8");
+}
+
+/* The input and, since a result belongs to the input it was computed on, the result. */
 static void invalidate_input(ee_proto_t *p)
 {
     p->load_active = 0;
@@ -136,6 +154,7 @@ static void invalidate_input(ee_proto_t *p)
     p->load_len = 0;
     p->load_pos = 0;
     p->input_crc = 0;
+    p->have_result = 0;
 }
 
 static void timestamp(ee_proto_t *p)
@@ -156,6 +175,24 @@ static void print_mode(ee_proto_t *p)
     ee_out_eol(&p->out);
 }
 
+/* m-eenn-input-[int8] / [uint8 -128] / [float32 scale 0x1.010102p-8 zero-point -128], then the N of `db load N` */
+static void print_input_type(ee_proto_t *p)
+{
+    const ee_config_t *cfg = p->rt->cfg;
+    kv_begin(p, "eenn-input");
+    ee_out_str(&p->out, type_name(p->input_type));
+    if (p->input_type == EE_INPUT_UINT8) {
+        ee_out_str(&p->out, " -128");
+    } else if (p->input_type == EE_INPUT_FLOAT32) {
+        ee_out_str(&p->out, " scale ");
+        ee_out_hexfloat(&p->out, cfg->input_scale);
+        ee_out_str(&p->out, " zero-point ");
+        ee_out_i32(&p->out, cfg->input_zero_point);
+    }
+    kv_end(p);
+    kv_u64(p, "eenn-input-bytes", input_bytes(p));
+}
+
 /* ---------------------------------------------------------------- commands */
 
 static void cmd_name(ee_proto_t *p)
@@ -174,7 +211,7 @@ static void cmd_profile(ee_proto_t *p)
     kv_str(p, "eenn-hash", cfg->solution_hash, 128u);
     kv_u64(p, "eenn-stages", cfg->n_stages);
     kv_str(p, "eenn-confidence", cfg->confidence == EE_CONF_MARGIN ? "margin" : "max", 16u);
-    kv_u64(p, "eenn-input-bytes", cfg->stages[0].input_len);
+    print_input_type(p);
     kv_begin(p, "eenn-classes");
     for (k = 0; k < cfg->n_stages; ++k) {
         if (k > 0u) {
@@ -217,6 +254,7 @@ static void cmd_help(ee_proto_t *p)
         "infer [N [W]]: W warmups (default 10) then N inferences (default 1), then results",
         "results: the last inference's results",
         "eenn-mode [energy|performance]: how timestamps are given",
+        "eenn-input [int8|uint8|float32]: the type of the db bytes (uint8: q = b - 128; float32: quantized)",
         "help: this list",
     };
     size_t i;
@@ -285,7 +323,7 @@ static void print_results(ee_proto_t *p)
 static void cmd_results(ee_proto_t *p)
 {
     if (!p->have_result) {
-        err_text(p, "results: no inference has run");
+        err_text(p, "results: no result for the loaded input (no successful 'infer' since it was loaded)");
         return;
     }
     print_results(p);
@@ -310,6 +348,7 @@ static void err_incomplete(ee_proto_t *p, const char *what)
 static void cmd_db_load(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
 {
     uint32_t n;
+    invalidate_input(p); /* every `db load`, accepted or refused, discards the previous input */
     if (ntok < 3u) {
         err_text(p, "Command 'db load' requires the # of bytes");
         return;
@@ -326,17 +365,20 @@ static void cmd_db_load(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
         out_err_end(p);
         return;
     }
-    if (n != ready_len(p)) {
+    if (n != input_bytes(p)) {
         out_err_begin(p);
         ee_out_str(&p->out, "db load: ");
         ee_out_u64(&p->out, n);
         ee_out_str(&p->out, " bytes, the model input is ");
-        ee_out_u64(&p->out, ready_len(p));
-        ee_out_str(&p->out, " bytes");
+        ee_out_u64(&p->out, input_bytes(p));
+        ee_out_str(&p->out, " bytes (");
+        ee_out_u64(&p->out, input_elems(p));
+        ee_out_char(&p->out, ' ');
+        ee_out_str(&p->out, type_name(p->input_type));
+        ee_out_str(&p->out, " values); input discarded");
         out_err_end(p);
         return;
     }
-    invalidate_input(p);
     p->load_active = 1;
     p->load_len = n;
     ee_out_str(&p->out, "m-[Expecting ");
@@ -345,11 +387,40 @@ static void cmd_db_load(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
     ee_out_eol(&p->out);
 }
 
+/* One received byte: converted into the input buffer as the type in force says. */
+static void take_byte(ee_proto_t *p, uint8_t b)
+{
+    const ee_config_t *cfg = p->rt->cfg;
+    int8_t *dst = p->rt->buf->input;
+    uint32_t pos = p->load_pos;
+    uint32_t at = p->input_type == EE_INPUT_FLOAT32 ? pos / 4u : pos;
+    p->load_pos = pos + 1u;
+    if (at >= input_elems(p) || at >= p->rt->buf->input_cap) {
+        return; /* unreachable: load_len = input_elems x element size, and input_elems <= input_cap */
+    }
+    if (p->input_type == EE_INPUT_FLOAT32) {
+        union {
+            uint32_t u;
+            float f;
+        } v;
+        p->pend[pos & 3u] = b;
+        if ((pos & 3u) != 3u) {
+            return;
+        }
+        v.u = (uint32_t)p->pend[0] | ((uint32_t)p->pend[1] << 8) | ((uint32_t)p->pend[2] << 16) |
+              ((uint32_t)p->pend[3] << 24); /* little-endian, whatever the core's byte order */
+        dst[at] = ee_quantize_f32(v.f, cfg->input_scale, cfg->input_zero_point);
+    } else if (p->input_type == EE_INPUT_UINT8) {
+        dst[at] = (int8_t)((int32_t)b - 128);
+    } else {
+        dst[at] = (int8_t)b;
+    }
+}
+
 static void cmd_db_hex(ee_proto_t *p, const tok_t *hex)
 {
     uint32_t nbytes;
     uint32_t i;
-    int8_t *dst;
     if (!p->load_active) {
         err_text(p, "db: no load in progress; send 'db load N' first");
         return;
@@ -385,13 +456,11 @@ static void cmd_db_hex(ee_proto_t *p, const tok_t *hex)
         out_err_end(p);
         return;
     }
-    dst = p->rt->buf->input + p->load_pos;
     for (i = 0; i < nbytes; ++i) {
         uint8_t b = (uint8_t)((hex_val(hex->s[2u * i]) << 4) | hex_val(hex->s[2u * i + 1u]));
-        dst[i] = (int8_t)b;
         p->input_crc = ee_crc32_update(p->input_crc, &b, 1u);
+        take_byte(p, b);
     }
-    p->load_pos += nbytes;
     if (p->load_pos == p->load_len) {
         p->load_active = 0;
         p->input_ready = 1;
@@ -456,7 +525,8 @@ static void cmd_db_crc(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
 
 static void cmd_db_print(ee_proto_t *p, uint32_t ntok)
 {
-    uint32_t n = p->input_ready ? p->load_len : p->load_pos;
+    /* the int8 elements the model will see (after conversion), complete ones only */
+    uint32_t n = p->input_ready ? input_elems(p) : p->load_pos / elem_bytes(p->input_type);
     uint32_t i;
     const int8_t *src = p->rt->buf->input;
     if (ntok > 2u) {
@@ -501,6 +571,7 @@ static void cmd_infer(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
     uint32_t w = 10u;
     uint32_t i;
     ee_status_t st = EE_OK;
+    p->have_result = 0; /* an `infer` that is refused or fails leaves no result behind (`infer 0 0` too) */
     if (ntok > 3u) {
         err_too_many(p, "infer");
         return;
@@ -525,12 +596,11 @@ static void cmd_infer(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
         err_incomplete(p, "infer");
         return;
     }
-    p->have_result = 0;
     ee_out_str(&p->out, "m-warmup-start-");
     ee_out_u64(&p->out, w);
     ee_out_eol(&p->out);
     for (i = 0; i < w && st == EE_OK; ++i) {
-        st = ee_infer(p->rt, p->rt->buf->input, p->load_len, &p->result);
+        st = ee_infer(p->rt, p->rt->buf->input, input_elems(p), &p->result);
     }
     if (st == EE_OK) {
         ee_out_str(&p->out, "m-warmup-done");
@@ -540,7 +610,7 @@ static void cmd_infer(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
         ee_out_eol(&p->out);
         timestamp(p);
         for (i = 0; i < n && st == EE_OK; ++i) {
-            st = ee_infer(p->rt, p->rt->buf->input, p->load_len, &p->result);
+            st = ee_infer(p->rt, p->rt->buf->input, input_elems(p), &p->result);
         }
     }
     if (st != EE_OK) {
@@ -576,6 +646,38 @@ static void cmd_mode(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
         }
     }
     print_mode(p);
+}
+
+static void cmd_input(ee_proto_t *p, const tok_t *tok, uint32_t ntok)
+{
+    uint32_t type;
+    if (ntok > 2u) {
+        err_too_many(p, "eenn-input");
+        return;
+    }
+    if (ntok == 2u) {
+        if (tok_is(&tok[1], "int8")) {
+            type = EE_INPUT_INT8;
+        } else if (tok_is(&tok[1], "uint8")) {
+            type = EE_INPUT_UINT8;
+        } else if (tok_is(&tok[1], "float32")) {
+            type = EE_INPUT_FLOAT32;
+            if (!(p->rt->cfg->input_scale > 0.0f)) {
+                err_text(p, "eenn-input: float32 needs the model input's scale; this firmware's configuration has none");
+                return;
+            }
+            if (input_elems(p) > 0xFFFFFFFFu / 4u) {
+                err_text(p, "eenn-input: float32 input would exceed 4 GiB");
+                return;
+            }
+        } else {
+            err_text(p, "eenn-input: expected 'int8', 'uint8' or 'float32'");
+            return;
+        }
+        invalidate_input(p); /* bytes loaded as another type mean something else */
+        p->input_type = (uint8_t)type;
+    }
+    print_input_type(p);
 }
 
 /* ---------------------------------------------------------------- line handling */
@@ -624,6 +726,8 @@ static void dispatch(ee_proto_t *p)
         cmd_infer(p, tok, ntok);
     } else if (tok_is(cmd, "eenn-mode")) {
         cmd_mode(p, tok, ntok);
+    } else if (tok_is(cmd, "eenn-input")) {
+        cmd_input(p, tok, ntok);
     } else if (tok_is(cmd, "name") || tok_is(cmd, "profile") || tok_is(cmd, "help") ||
                tok_is(cmd, "timestamp") || tok_is(cmd, "results")) {
         if (ntok > 1u) {
@@ -664,8 +768,14 @@ void ee_proto_init(ee_proto_t *p, ee_runtime_t *rt, int energy_mode, const char 
     p->line_len = 0;
     p->overflow = 0;
     p->energy_mode = energy_mode ? 1u : 0u;
+    p->input_type = (uint8_t)rt->cfg->input_type;
+    if (rt->cfg->input_type > EE_INPUT_FLOAT32 ||
+        (rt->cfg->input_type == EE_INPUT_FLOAT32 &&
+         (!(rt->cfg->input_scale > 0.0f) || rt->cfg->stages[0].input_len > 0xFFFFFFFFu / 4u))) {
+        p->input_type = EE_INPUT_INT8; /* what ee_config_check() refuses; never an overflowing N */
+    }
+    p->pend[0] = p->pend[1] = p->pend[2] = p->pend[3] = 0;
     invalidate_input(p);
-    p->have_result = 0;
     p->result_crc = 0;
     p->result_iterations = 0;
     p->result.status = EE_ERR_PENDING;

@@ -107,6 +107,36 @@ void ee_requant(int8_t *dst, const int8_t *src, size_t n, const ee_requant_t *rq
     }
 }
 
+static int8_t sat8(int32_t v)
+{
+    return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+}
+
+int8_t ee_quantize_f32(float x, float scale, int32_t zero_point)
+{
+    float v;
+    float frac;
+    int32_t r;
+    if (zero_point < -128 || zero_point > 127 || !(scale > 0.0f) || x != x) {
+        return sat8(zero_point);
+    }
+    v = x / scale;
+    /* |round(v)| >= 512 saturates whatever the zero point; the clamp keeps the cast defined (inf too) */
+    if (v > 512.0f) {
+        v = 512.0f;
+    } else if (v < -512.0f) {
+        v = -512.0f;
+    }
+    r = (int32_t)v;          /* toward zero */
+    frac = v - (float)r;     /* exact: |v| < 2^24 */
+    if (frac >= 0.5f) {
+        r += 1;
+    } else if (frac <= -0.5f) {
+        r -= 1;
+    }
+    return sat8(r + zero_point);
+}
+
 uint32_t ee_argmax(const int8_t *scores, size_t n)
 {
     size_t i;

@@ -49,6 +49,13 @@ const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
     if (cfg->solution_hash == 0 || cfg->model_id == 0) {
         return "solution_hash and model_id must not be NULL";
     }
+    if (!(cfg->input_scale >= 0.0f) || cfg->input_scale > 3.0e38f || !zp_ok(cfg->input_zero_point)) {
+        return "input_scale must be 0 (unknown) or positive and finite, input_zero_point in -128..127";
+    }
+    if (cfg->input_type > EE_INPUT_FLOAT32 || (cfg->input_type == EE_INPUT_FLOAT32 &&
+                                               (!(cfg->input_scale > 0.0f) || cfg->stages[0].input_len > 0x3FFFFFFFu))) {
+        return "input_type must be EE_INPUT_INT8, _UINT8 or _FLOAT32 (float32 needs input_scale > 0)";
+    }
     for (k = 0; k < cfg->n_stages; ++k) {
         const ee_stage_config_t *st = &cfg->stages[k];
         int last = (k + 1u == cfg->n_stages);

@@ -22,6 +22,7 @@ static const ee_config_t ee_app_config = {
     .handoff_timeout_us = 2000000u,
     .solution_hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     .model_id = "kws01",
+    .input_scale = 1.0f, .input_zero_point = -128, .input_type = EE_INPUT_INT8,
     .stages = {
         {.input_len = 490u, .fm_len = 17940u, .n_scores = 12u, .threshold_q = 26,
          .scores_scale = 0.00390625f, .scores_zero_point = -128,

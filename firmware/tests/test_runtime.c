@@ -472,6 +472,19 @@ static void test_config_check(void)
     c = *ee_host_config();
     c.handoff_timeout_us = 0;
     CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.input_type = 3u;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.input_type = EE_INPUT_FLOAT32; /* no input_scale */
+    CHECK(ee_config_check(&c, 0) != 0);
+    c.input_scale = 0.25f;
+    CHECK(ee_config_check(&c, 0) == 0);
+    c.input_scale = -0.25f;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c.input_scale = 0.25f;
+    c.input_zero_point = 128;
+    CHECK(ee_config_check(&c, 0) != 0);
 }
 
 static void test_protocol_smoke(void)
@@ -491,6 +504,165 @@ static void test_protocol_smoke(void)
     }
 }
 
+/* Feed one or more commands with a fresh output buffer. */
+static void send(const char *cmds)
+{
+    g_out_len = 0;
+    g_out[0] = '\0';
+    ee_host_feed((const uint8_t *)cmds, strlen(cmds));
+}
+
+#define CHECK_OUT(want)                                                             \
+    do {                                                                            \
+        g_checks++;                                                                 \
+        if (strcmp(g_out, (want)) != 0) {                                           \
+            g_failures++;                                                           \
+            printf("FAIL %s:%d: got\n%s\nwant\n%s\n", __FILE__, __LINE__, g_out, (want)); \
+        }                                                                           \
+    } while (0)
+
+static void test_protocol_no_stale_input_or_result(void)
+{
+    CHECK(setup(2, 0) == 0);
+    send("db load 4%db 0178%db 0204%");
+    CHECK(strstr(g_out, "m-load-done\r\n") != 0);
+    /* a refused `db load` discards the loaded input: infer is an error, never the old sample */
+    send("db load 5%");
+    CHECK_OUT("e-[db load: 5 bytes, the model input is 4 bytes (4 int8 values); input discarded]\r\nm-ready\r\n");
+    send("infer 1 0%");
+    CHECK_OUT("e-[infer: no input loaded]\r\nm-ready\r\n");
+    send("db print%");
+    CHECK_OUT("m-ready\r\n");
+    send("db 00%");
+    CHECK_OUT("e-[db: no load in progress; send 'db load N' first]\r\nm-ready\r\n");
+    /* so does every other refused form */
+    send("db load 4%db 0178%db 0204%db load x%infer 1 0%");
+    CHECK(strstr(g_out, "e-[db load: 'x' is not a byte count]\r\nm-ready\r\ne-[infer: no input loaded]\r\n") != 0);
+    send("db load 4%db 0178%db 0204%db load%infer 1 0%");
+    CHECK(strstr(g_out, "requires the # of bytes]\r\nm-ready\r\ne-[infer: no input loaded]\r\n") != 0);
+    send("db load 4%db 0178%db 0204%db load 4 4%infer 1 0%");
+    CHECK(strstr(g_out, "e-[Too many arguments for 'db load']\r\nm-ready\r\ne-[infer: no input loaded]\r\n") != 0);
+    /* fewer bytes than announced */
+    send("db load 4%db 0178%infer 1 0%");
+    CHECK(strstr(g_out, "e-[infer: input incomplete (2 of 4 bytes loaded)]\r\nm-ready\r\n") != 0);
+    /* a result exists only after a successful infer on the input now loaded */
+    send("db 0204%infer 1 0%results%");
+    CHECK(strstr(g_out, "m-eenn-class-[1]\r\n") != 0 && strstr(g_out, "e-[") == 0);
+    send("infer 0 0%");
+    CHECK_OUT("e-[infer: '0' is not an iteration count (1..1000000)]\r\nm-ready\r\n");
+    send("results%");
+    CHECK_OUT("e-[results: no result for the loaded input (no successful 'infer' since it was loaded)]\r\nm-ready\r\n");
+    send("infer 1 0%infer 1 x%results%");
+    CHECK(strstr(g_out, "e-[infer: 'x' is not a warmup count (0..1000000)]\r\nm-ready\r\ne-[results: no result") != 0);
+    send("infer 1 0%db load 4%results%");
+    CHECK(strstr(g_out, "m-[Expecting 4 bytes]\r\nm-ready\r\ne-[results: no result") != 0);
+    send("db 0178%db 0204%infer 1 0%db load 9%results%");
+    CHECK(strstr(g_out, "input discarded]\r\nm-ready\r\ne-[results: no result") != 0);
+    send("db load 4%db 0178%db 0204%infer 1 0%db crc 00000000%results%");
+    CHECK(strstr(g_out, "input discarded]\r\nm-ready\r\ne-[results: no result") != 0);
+}
+
+static void test_protocol_input_types(void)
+{
+    /* float32 values, little-endian: 0.25 (0.25 / 0.5 = 0.5 -> 1, halves away from zero), -0.25,
+     * 1e30 (saturates), NaN (the zero point): 0000803e 000080be caf24971 0000c07f */
+    const int8_t *buf;
+    CHECK(setup(2, 0) == 0);
+    /* no input scale in this configuration: float32 is refused, the type stays */
+    send("eenn-input float32%");
+    CHECK_OUT("e-[eenn-input: float32 needs the model input's scale; this firmware's configuration has none]\r\n"
+              "m-ready\r\n");
+    send("eenn-input%");
+    CHECK_OUT("m-eenn-input-[int8]\r\nm-eenn-input-bytes-[4]\r\nm-ready\r\n");
+    send("eenn-input int16%");
+    CHECK_OUT("e-[eenn-input: expected 'int8', 'uint8' or 'float32']\r\nm-ready\r\n");
+    send("eenn-input int8 uint8%");
+    CHECK_OUT("e-[Too many arguments for 'eenn-input']\r\nm-ready\r\n");
+
+    /* uint8: q = b - 128; the same answer as the int8 load of the converted bytes */
+    send("db load 4%db 81f8%");
+    send("eenn-input uint8%");
+    CHECK_OUT("m-eenn-input-[uint8 -128]\r\nm-eenn-input-bytes-[4]\r\nm-ready\r\n");
+    send("infer 1 0%");
+    CHECK_OUT("e-[infer: no input loaded]\r\nm-ready\r\n"); /* switching the type discarded the partial load */
+    send("db load 4%db 81f88284%db print%infer 1 0%");
+    CHECK(strstr(g_out, "m-buffer-01-78-02-04\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-class-[1]\r\nm-eenn-exit-[0]\r\nm-eenn-confidence-q-[120]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-crc32-[2c1691da]\r\n") != 0); /* zlib.crc32(bytes.fromhex('81f88284')): as sent */
+    buf = ee_host_runtime()->buf->input;
+    CHECK_EQ(buf[0], 1);
+    CHECK_EQ(buf[1], 120);
+    send("db load 4%db 007f80ff%db print%");
+    CHECK(strstr(g_out, "m-buffer-80-ff-00-7f\r\n") != 0);
+    send("profile%");
+    CHECK(strstr(g_out, "m-eenn-input-[uint8 -128]\r\nm-eenn-input-bytes-[4]\r\n") != 0);
+
+    /* float32: 4 bytes a value, little-endian, round(x / scale) + zero point, saturated */
+    ee_host_reset();
+    CHECK(setup(2, 0) == 0);
+    ee_host_set_input(0.5f, -3, EE_INPUT_INT8);
+    CHECK(ee_host_start(0, 0) == 0);
+    send("eenn-input float32%");
+    CHECK_OUT("m-eenn-input-[float32 scale 0x1.000000p-1 zero-point -3]\r\nm-eenn-input-bytes-[16]\r\nm-ready\r\n");
+    send("db load 4%");
+    CHECK_OUT("e-[db load: 4 bytes, the model input is 16 bytes (4 float32 values); input discarded]\r\nm-ready\r\n");
+    send("db load 16%");
+    /* chunks that split values: 3 + 6 + 7 bytes */
+    send("db 000080%db print%");
+    CHECK_OUT("m-ready\r\nm-ready\r\n"); /* no complete value yet */
+    send("db 3e000080beca%db print%");
+    CHECK_OUT("m-ready\r\nm-buffer-fe-fc\r\nm-ready\r\n"); /* 1 - 3 = -2, -1 - 3 = -4; 0xca waits */
+    send("infer 1 0%");
+    CHECK_OUT("e-[infer: input incomplete (9 of 16 bytes loaded)]\r\nm-ready\r\n");
+    send("db f249710000c07f%");
+    CHECK_OUT("m-load-done\r\nm-eenn-crc32-[0bd60e11]\r\nm-ready\r\n"); /* the CRC of the bytes as sent */
+    send("db print%");
+    CHECK_OUT("m-buffer-fe-fc-7f-fd\r\nm-ready\r\n");
+    buf = ee_host_runtime()->buf->input;
+    CHECK_EQ(buf[0], -2);
+    CHECK_EQ(buf[1], -4);
+    CHECK_EQ(buf[2], 127);
+    CHECK_EQ(buf[3], -3);
+    send("infer 1 0%");
+    CHECK(strstr(g_out, "m-infer-done\r\n") != 0 && strstr(g_out, "e-[") == 0);
+    send("profile%");
+    CHECK(strstr(g_out, "m-eenn-input-[float32 scale 0x1.000000p-1 zero-point -3]\r\nm-eenn-input-bytes-[16]\r\n") != 0);
+    /* the configuration's input_type is the start value */
+    ee_host_reset();
+    CHECK(setup(2, 0) == 0);
+    ee_host_set_input(0.5f, -3, EE_INPUT_FLOAT32);
+    CHECK(ee_host_start(0, 0) == 0);
+    send("eenn-input%");
+    CHECK_OUT("m-eenn-input-[float32 scale 0x1.000000p-1 zero-point -3]\r\nm-eenn-input-bytes-[16]\r\nm-ready\r\n");
+    ee_host_set_input(0.0f, 0, EE_INPUT_FLOAT32); /* float32 without a scale: refused at start */
+    CHECK(ee_host_start(0, 0) != 0);
+    ee_host_set_input(0.0f, 0, EE_INPUT_UINT8);
+    CHECK(ee_host_start(0, 0) == 0);
+    send("db load 4%db 817eb300%db print%");
+    CHECK(strstr(g_out, "m-buffer-01-fe-33-80\r\n") != 0);
+    /* back to int8: the input is gone, N is the element count again */
+    send("eenn-input int8%infer 1 0%");
+    CHECK_OUT("m-eenn-input-[int8]\r\nm-eenn-input-bytes-[4]\r\nm-ready\r\ne-[infer: no input loaded]\r\nm-ready\r\n");
+}
+
+static void test_quantize_f32(void)
+{
+    CHECK_EQ(ee_quantize_f32(0.25f, 0.5f, 0), 1);     /* 0.5: away from zero */
+    CHECK_EQ(ee_quantize_f32(-0.25f, 0.5f, 0), -1);
+    CHECK_EQ(ee_quantize_f32(0.7499999f, 0.5f, 0), 1); /* 1.4999998 */
+    CHECK_EQ(ee_quantize_f32(0.75f, 0.5f, 0), 2);      /* 1.5 */
+    CHECK_EQ(ee_quantize_f32(0.2499999f, 0.5f, 0), 0); /* 0.4999998: no +0.5 rounding error */
+    CHECK_EQ(ee_quantize_f32(63.5f, 0.5f, 0), 127);
+    CHECK_EQ(ee_quantize_f32(63.75f, 0.5f, 0), 127);   /* 127.5 -> 128 saturates */
+    CHECK_EQ(ee_quantize_f32(-64.0f, 0.5f, 0), -128);
+    CHECK_EQ(ee_quantize_f32(-1.0f, 1.0f, -128), -128);
+    CHECK_EQ(ee_quantize_f32(3.0e38f, 1.0e-3f, 0), 127); /* the quotient overflows to inf */
+    CHECK_EQ(ee_quantize_f32(-3.0e38f, 1.0e-3f, 5), -128);
+    CHECK_EQ(ee_quantize_f32(10.0f, 1.0f, 127), 127);
+    CHECK_EQ(ee_quantize_f32(0.0f, 0.0f, 7), 7);          /* no scale: the zero point */
+    CHECK_EQ(ee_quantize_f32(1.0f, 1.0f, 300), 127);      /* zero point out of range: saturated */
+}
+
 int main(void)
 {
     test_quant();
@@ -505,6 +677,9 @@ int main(void)
     test_three_stage_chain();
     test_config_check();
     test_protocol_smoke();
+    test_protocol_no_stale_input_or_result();
+    test_protocol_input_types();
+    test_quantize_f32();
     printf("%d checks, %d failures\n", g_checks, g_failures);
     return g_failures == 0 ? 0 : 1;
 }

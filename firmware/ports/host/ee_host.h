@@ -19,7 +19,7 @@
 #include "ee_protocol.h"
 #include "ee_runtime.h"
 
-#define EE_HOST_ABI_VERSION 1u
+#define EE_HOST_ABI_VERSION 2u
 #define EE_HOST_INPUT_CAP (4u * 1024u * 1024u)
 #define EE_HOST_FM_CAP (8u * 1024u * 1024u)
 #define EE_HOST_SCORES_CAP 65536u
@@ -44,6 +44,9 @@ int ee_host_set_stage(uint32_t k, uint32_t input_len, uint32_t fm_len, uint32_t 
                       float scores_scale, int32_t scores_zero_point, int32_t rq_enabled, int32_t rq_multiplier,
                       int32_t rq_shift, int32_t rq_in_zero_point, int32_t rq_out_zero_point, uint32_t tick_hz,
                       uint64_t run_ns, uint64_t handoff_ns);
+/* The model input's quantization (ee_config_t input_scale / input_zero_point; scale 0 = unknown)
+ * and the input type at start (EE_INPUT_*). Checked by ee_host_start(). */
+void ee_host_set_input(float scale, int32_t zero_point, uint32_t input_type);
 
 /* Check the configuration and start core 0's protocol. NULL on success, else why not. */
 const char *ee_host_start(int energy_mode, int banner);

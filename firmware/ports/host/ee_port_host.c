@@ -134,6 +134,13 @@ int ee_host_set_stage(uint32_t k, uint32_t input_len, uint32_t fm_len, uint32_t 
     return 0;
 }
 
+void ee_host_set_input(float scale, int32_t zero_point, uint32_t input_type)
+{
+    g_cfg.input_scale = scale;
+    g_cfg.input_zero_point = zero_point;
+    g_cfg.input_type = input_type;
+}
+
 const char *ee_host_start(int energy_mode, int banner)
 {
     const char *why = ee_config_check(&g_cfg, &g_buffers);
