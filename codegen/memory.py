@@ -41,7 +41,8 @@ MODEL_ALIGN = 16  # alignas(16) model arrays
 CODE_BUDGET = {"cm0p": 160 * 1024, "cm4": 256 * 1024}
 DATA_BUDGET = {"cm0p": 6 * 1024, "cm4": 8 * 1024}
 # A core without a stage: PDL start-up, UART/IPC drivers, the eenn runtime and protocol, -Os (the
-# runtime + protocol + config objects are about 10 KB for the CM0+ with arm-none-eabi-gcc -Os).
+# runtime, protocol and config link to about 17 KB of .text for the CM0+ with arm-none-eabi-gcc -Os and
+# newlib-nano; the PDL drivers and start-up come on top).
 CODE_BUDGET_NO_TFLM = {"cm0p": 48 * 1024, "cm4": 48 * 1024}
 STACK_SIZE = {"cm0p": 0x2000, "cm4": 0x2000}
 HEAP_SIZE = {"cm0p": 0x400, "cm4": 0x1000}
