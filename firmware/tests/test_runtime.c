@@ -553,6 +553,22 @@ static void test_placed_several_stages_on_core0(void)
     CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_ERR_STAGE);
     g_fail_stage = -1;
     CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_OK);
+
+    /* stage 1 on the same core requantizes its input in place, as a stage on another core would */
+    CHECK_EQ(ee_host_set_stage(1, 4, 4, 4, 100, 1.0f / 256.0f, -128, 1, 1073741824, 0, -128, -128, 100000000u,
+                               20000000u, 2000000u), 0);
+    CHECK(ee_host_start(0, 0) == 0);
+    {
+        int8_t x[4] = {-128, 0, 90, 98};
+        CHECK_EQ(ee_infer(ee_host_runtime(), x, 4, &r), EE_OK);
+        CHECK_EQ(g_seen[1][0], -127);
+        CHECK_EQ(g_seen[1][1], -63);
+        CHECK_EQ(g_seen[1][2], -18);
+        CHECK_EQ(g_seen[1][3], -14);
+        CHECK_EQ(g_seen[2][3], -13);                 /* stage 2 gets stage 1's map as it is */
+        CHECK_EQ(r.exit_stage, 2);
+        CHECK_EQ(r.handoffs, 1);
+    }
 }
 
 static void test_placed_stage0_on_core1(void)
