@@ -134,14 +134,18 @@ def test_board_equals_the_int8_chain_and_counts_handoffs(placed):
         from eenn.hil.energy import DatasheetEnergy
         from eenn.hil.summary import summarize
 
+        energy = DatasheetEnergy.from_manifest(res.manifest)
         summary = summarize(records, np.asarray(info["y_test"][:80]), res.manifest, tick_hz=prof.core_tick_hz,
-                            timing=prof.timing, energy_model=DatasheetEnergy.from_manifest(res.manifest))
+                            timing=prof.timing, energy_model=energy)
+        # m-eenn-elapsed-us is whole microseconds: the time beyond the cores' ticks (the handoffs) is
+        # off by up to 1 us, at up to the largest power
+        joule_tol = 2e-6 * max(energy.power_w(c) for c in range(len(res.manifest.cores)))
         for k, path in enumerate(summary["paths"]):
             assert path["handoffs"]["predicted"] == processor_changes(procs, k)
             if path["count"]:
                 assert path["handoffs"]["mean"] == path["handoffs"]["predicted"]
                 assert path["latency_s"]["mean"] == pytest.approx(path["latency_s"]["predicted"], abs=2e-6)
-                assert path["energy_j"]["mean"] == pytest.approx(path["energy_j"]["predicted"], rel=1e-3)
+                assert path["energy_j"]["mean"] == pytest.approx(path["energy_j"]["predicted"], abs=joule_tol)
             assert [c["core"] for c in path["cores"]] == sorted({0, *res.manifest.stage_cores()[:k + 1]})
     finally:
         board.close()
@@ -270,3 +274,89 @@ def test_three_cores_on_the_virtual_board(third, exit_stage):
         assert got.ticks[2] == (round(0.004 * 200e6) if exit_stage == 3 else 0)
     finally:
         fw.close()
+
+
+# ------------------------------------------------------------------ the per-core C++ against stand-ins
+# Just enough of TFLite Micro's API (the names and signatures ee_stages.cpp uses) to compile it with
+# -Wall -Wextra -Werror: no TFLite Micro is fetched here, so this checks the generated code's C++,
+# not the library's behaviour.
+_TFLM_STUBS = {
+    "tensorflow/lite/schema/schema_generated.h": """
+#pragma once
+#include <cstdint>
+#define TFLITE_SCHEMA_VERSION 3
+namespace tflite {
+struct Model { uint32_t version() const { return TFLITE_SCHEMA_VERSION; } };
+inline const Model *GetModel(const void *buf) { return static_cast<const Model *>(buf); }
+}
+""",
+    "tensorflow/lite/micro/micro_mutable_op_resolver.h": """
+#pragma once
+#include <cstddef>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+namespace tflite {
+struct TFLMRegistration { int id; };
+struct MicroOpResolver { virtual ~MicroOpResolver() {} };
+template <unsigned N> struct MicroMutableOpResolver : MicroOpResolver {
+%METHODS%
+};
+%REGISTRATIONS%
+}
+""",
+    "tensorflow/lite/micro/micro_interpreter.h": """
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+typedef enum { kTfLiteNoType = 0, kTfLiteInt8 = 9 } TfLiteType;
+struct TfLiteQuantizationParams { float scale; int32_t zero_point; };
+union TfLitePtrUnion { int8_t *int8; void *raw; };
+struct TfLiteTensor { TfLiteType type; TfLitePtrUnion data; size_t bytes; TfLiteQuantizationParams params; };
+namespace tflite {
+class MicroInterpreter {
+ public:
+  MicroInterpreter(const Model *model, const MicroOpResolver &resolver, uint8_t *arena, size_t arena_size);
+  ~MicroInterpreter();
+  TfLiteStatus AllocateTensors();
+  TfLiteStatus Invoke();
+  size_t inputs_size() const;
+  size_t outputs_size() const;
+  TfLiteTensor *input(size_t index);
+  TfLiteTensor *output(size_t index);
+ private:
+  void *state_[8];
+};
+}
+""",
+}
+
+
+def test_per_core_cpp_compiles_against_tflm_stand_ins(placed, tmp_path):
+    gxx = shutil.which("arm-none-eabi-g++") or shutil.which("g++")
+    if gxx is None:
+        missing_tool("no C++ compiler (apt-get install g++ or gcc-arm-none-eabi)")
+    name, info, res = placed
+    out = res.out
+    for app in res.apps:
+        if not app.runs_stages:
+            continue
+        src = out / app.project / "ee_stages.cpp"
+        text = src.read_text()
+        methods = sorted(set(re.findall(r"resolver\.(Add\w+)\(", text)))
+        regs = sorted(set(re.findall(r"tflite::(Register_\w+)\(\)", text)))
+        stubs = tmp_path / app.project
+        for rel, body in _TFLM_STUBS.items():
+            body = body.replace("%METHODS%", "\n".join(
+                f"  TfLiteStatus {m}() {{ return kTfLiteOk; }}\n"
+                f"  TfLiteStatus {m}(const TFLMRegistration &) {{ return kTfLiteOk; }}" for m in methods))
+            body = body.replace("%REGISTRATIONS%", "\n".join(f"TFLMRegistration {r}();" for r in regs))
+            (stubs / rel).parent.mkdir(parents=True, exist_ok=True)
+            (stubs / rel).write_text(body)
+        flags = ["-std=c++17", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"]
+        if "arm-none-eabi" in gxx:
+            flags = ["-mcpu=cortex-m4" if app.index else "-mcpu=cortex-m0plus", "-mthumb", *flags]
+        incs = [f"-I{stubs}", *(f"-I{out / d}" for d in ("shared/include", "shared/eenn_runtime/include")),
+                f"-I{out / app.project}"]
+        r = subprocess.run([gxx, *flags, *incs, str(src)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{app.project}/ee_stages.cpp:\n{r.stderr}"
