@@ -33,7 +33,8 @@ from eenn.augment.cost import CostModel
 from eenn.augment.hardware import HardwareProfile
 from eenn.codegen import memory as mem
 from eenn.codegen import render
-from eenn.codegen.kits import Kit, get_kit
+from eenn.codegen.clocks import bundle_clock_plan, check_clock_plan
+from eenn.codegen.kits import BSP_DEFAULT, CLK_PERI_MAX_HZ, IMO_HZ, ClockTree, Kit, get_kit
 from eenn.codegen.manifest import (
     MANIFEST_PATH,
     SCHEMA_VERSION,
@@ -180,7 +181,8 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
         out_stages.append(Stage(
             index=k, processor=proc.name, core=proc.core, model=f"models/stage{k}.tflite", input=_tensor(st.input),
             scores=_output(st.scores, st.scores_index), macs=macs,
-            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])), tick_hz=kit.core_clock_hz(proc.core),
+            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])),
+            tick_hz=kit.core_clock_hz(proc.core, bundle_clock_plan(profile)),
             feature_map=None if st.feature_map is None else _output(st.feature_map, st.feature_map_index),
             requant=None if st.requant is None else Requant(**st.requant),
             threshold=thr, threshold_q=thr_q, arena_bytes=sz.arena_bytes, weights_bytes=sz.weights_bytes,
@@ -287,13 +289,14 @@ def _cmsis_nn_ignore() -> list[str]:
 
 
 def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem.MemoryLayout,
-                   stages: list[StageSubgraph], sizes: list[SubgraphSizes]) -> None:
+                   stages: list[StageSubgraph], sizes: list[SubgraphSizes], clock: ClockTree | None = None) -> None:
     env = render.environment()
     last = len(stages) - 1
     fm_max = max((s.feature_map.size for s in stages if s.feature_map is not None), default=0)
     scores_max = max(s.scores.size for s in stages)
     timeout_us = min(int(round(manifest.firmware.handoff_timeout_s * 1e6)), 2**32 - 1)
     ctx = dict(m=manifest, kit=kit, layout=layout, last_stage=last, fm_max=fm_max, scores_max=scores_max,
+               clock=clock or kit.clock_tree(BSP_DEFAULT),
                timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=_cmsis_nn_ignore())
 
     def put(template: str, rel: str, what: str, **extra) -> None:
@@ -309,6 +312,10 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
     put("proj_cm0p/cyignore.j2", "proj_cm0p/.cyignore", "What the CM0+ build skips.")
     put("proj_cm4/Makefile.j2", "proj_cm4/Makefile", "CM4 project.")
     put("proj_cm0p/main.c.j2", "proj_cm0p/main.c", "CM0+ main.")
+    if ctx["clock"].source != "bsp":  # bsp-default: the BSP's clocks, no clock code at all
+        put("proj_cm0p/ee_clock_plan.h.j2", "proj_cm0p/ee_clock_plan.h", f"Clock plan {ctx['clock'].plan}.")
+        put("proj_cm0p/ee_clock_plan.c.j2", "proj_cm0p/ee_clock_plan.c", f"Clock plan {ctx['clock'].plan}.",
+            imo_hz=IMO_HZ, peri_max_hz=CLK_PERI_MAX_HZ)
     put("proj_cm4/main.c.j2", "proj_cm4/main.c", "CM4 main.")
     put("shared/include/ee_config.h.j2", "shared/include/ee_config.h", "Runtime configuration.")
     put("shared/source/ee_config.c.j2", "shared/source/ee_config.c", "Runtime configuration.")
@@ -349,7 +356,8 @@ def copy_runtime(tree: _Tree) -> None:
 
 # ---------------------------------------------------------------------------------- main entry
 def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, force: bool = False,
-             model_id: str | None = None, log: Callable[[str], None] = lambda s: None) -> GenerateResult:
+             model_id: str | None = None, log: Callable[[str], None] = lambda s: None,
+             clock_plan: str | None = None) -> GenerateResult:
     t0 = time.monotonic()
     kit = get_kit(kit_name)
     out = Path(out_dir)
@@ -357,6 +365,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
     check_output_dir(out, force)
     profile = HardwareProfile.from_dict(bundle.solution.hardware, source=f"{bundle.path}/solution.json hardware")
     proc_idx = _check_mapping(bundle, profile)
+    clock = check_clock_plan(str(bundle.path), kit, profile, proc_idx, clock_plan, log)
 
     parts = load_parts(bundle)
     calibration = load_calibration(bundle)
@@ -386,7 +395,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         float_acc = bundle.solution.metrics.get("eenn", {}).get("accuracy")
         reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
         tree.add("eenn/reference.json", (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
-        render_project(tree, manifest, kit, layout, stages, sizes)
+        render_project(tree, manifest, kit, layout, stages, sizes, clock)
         copy_runtime(tree)
         tree.add(MARKER, f"{GENERATOR}\nbundle {bundle.hash}\nkit {kit.name}\n".encode())
         shutil.rmtree(tmp)
