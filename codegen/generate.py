@@ -211,7 +211,7 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
 def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, base: bytes, x: np.ndarray,
                       y: np.ndarray, float_accuracy: float | None) -> dict:
     """The int8 chain on the test split, checked against the whole EENN as one int8 model."""
-    from eenn.codegen.reference import Int8Chain, WholeEennInt8, run_classifier
+    from eenn.codegen.reference import Int8Chain, WholeEennInt8, encode_scores, run_classifier
 
     chain = Int8Chain(project, manifest)
     thresholds = [s.threshold for s in manifest.stages[:-1]]
@@ -222,7 +222,8 @@ def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, ba
         w_cls, w_exit = oracle.run_quantized(oracle.quantize_input(xi))
         same_cls += int(w_cls == r.cls)
         same_exit += int(w_exit == r.exit)
-        samples.append({"class": int(r.cls), "exit": int(r.exit), "label": int(yi)})
+        samples.append({"class": int(r.cls), "exit": int(r.exit), "label": int(yi),
+                        "scores_q": encode_scores(r.scores)})  # the answering classifier's int8 scores
     n = len(samples)
     cls = np.array([s["class"] for s in samples])
     ex = np.array([s["exit"] for s in samples])

@@ -22,6 +22,15 @@ class ChainResult:
     scores: np.ndarray  # int8 scores of the answering classifier
 
 
+def encode_scores(scores: np.ndarray) -> str:
+    """int8 scores as reference.json keeps them per sample: "12,-128,…" (compact: one short string)."""
+    return ",".join(str(int(v)) for v in np.asarray(scores).reshape(-1))
+
+
+def decode_scores(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")] if text else []
+
+
 def _interpreter(model_path: Path):
     from tflite_micro.python.tflite_micro import runtime
 
