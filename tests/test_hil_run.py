@@ -270,5 +270,6 @@ def test_a_score_off_by_3_lsb_shows_in_its_exits_score_difference(pair, tmp_path
     assert agr["score_diff_lsb"]["max"] == 3.0
     # one difference of 3 among at_k samples x len(scores) scores
     assert agr["score_diff_lsb"]["rms"] == pytest.approx(math.sqrt(9 / (at_k * len(scores))), rel=1e-12)
+    assert f"WARNING: exit {k}: the board's int8 scores differ from the Python int8 chain's by up to 3 LSB" in res.output
     other = s["paths"][1 - k]["int8_reference"]["score_diff_lsb"]
     assert other["max"] == 0.0 and other["rms"] == 0.0
