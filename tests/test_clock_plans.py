@@ -217,3 +217,15 @@ def test_a_bundle_from_before_plans_is_generated_as_bsp_default_with_a_warning(d
     assert any("no hardware.clock_plan" in s and "cm4 (cortex-m4) 150 MHz in the bundle, 100 MHz on the kit" in s
                for s in said)
     assert not (res.out / "proj_cm0p/ee_clock_plan.c").exists()
+
+
+def test_generate_cli_clock_plan_must_match_the_bundle(digits_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from eenn.cli import main
+
+    r = CliRunner().invoke(main, ["generate", str(digits_bundle["path"]), "--kit", KIT, "--out", str(tmp_path / "p"),
+                                  "--clock-plan", "cm4-150"])
+    assert r.exit_code == 2, r.output
+    assert "--clock-plan cm4-150: the bundle was searched for clock plan 'bsp-default'" in r.output
+    assert not (tmp_path / "p").exists()
