@@ -72,6 +72,9 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="DATA.npz: x_train, y_train, optionally x_val, y_val (calibration) and x_test, y_test.")
 @hardware_option
+@click.option("--clock-plan", "clock_plan", default=None,
+              help="The profile's clock plan the search runs on (psoc6: bsp-default, cm4-150) "
+                   "[default: the profile's first, psoc6: bsp-default]; recorded in solution.json.")
 @measured_option
 @click.option("--latency", "latency", type=float, default=None, help="Worst-case latency bound in seconds.")
 @click.option("--w", "w", type=float, default=0.9, show_default=True,
@@ -109,7 +112,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--force", is_flag=True, help="Replace an existing bundle in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def search(model: Path, data: Path, hw: str, measured: str | None, latency: float | None, w: float,
+def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: str | None, latency: float | None, w: float,
            max_drop: float | None, efficiency: str, confidence: str, steps: int, threshold_method: str, calibration: str,
            correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, copies: int, finetune: bool,
            seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
@@ -128,7 +131,7 @@ def search(model: Path, data: Path, hw: str, measured: str | None, latency: floa
     if out.exists() and not out.is_dir():
         raise EennError(f"--out {out}: is a file, expected a directory")
     config = SearchConfig(
-        hardware=hw, measured=measured, latency_bound_s=latency, w=w,
+        hardware=hw, clock_plan=clock_plan, measured=measured, latency_bound_s=latency, w=w,
         max_accuracy_drop=None if max_drop is None else max_drop / 100.0, efficiency=efficiency, confidence=confidence,
         threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
         seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),

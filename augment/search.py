@@ -69,6 +69,7 @@ def default_cache_dir() -> Path:
 @dataclass
 class SearchConfig:
     hardware: str = "psoc6"
+    clock_plan: str | None = None  # the profile's clock plan (None: its first; see hardware.py)
     measured: str | None = None
     latency_bound_s: float | None = None
     objective: str = "weighted"  # or "max_drop"
@@ -203,7 +204,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     progress = progress or Progress(enabled=False)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    profile = load_profile(config.hardware)
+    profile = load_profile(config.hardware, config.clock_plan)
     cost = CostModel(profile, Measured.load(config.measured) if config.measured else None)
     model = load_model(model_path)
     model_sha = file_sha256(model_path)

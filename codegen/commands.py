@@ -15,7 +15,10 @@ from eenn.codegen.kits import KITS
 @click.option("--model-id", default=None,
               help="Model id the HIL runner sees (m-model). Default: kws01 for DS-CNN bundles, else eenn. "
                    "ic01/vww01 (uint8) and ad01 (float32) also set the board's input type at start.")
-def generate(bundle: str, kit: str, out_dir: str, force: bool, model_id: str | None) -> None:
+@click.option("--clock-plan", "clock_plan", default=None,
+              help="The clock plan the project sets at start-up; must be the one the bundle was searched for "
+                   "(solution.json hardware.clock_plan) [default: the bundle's].")
+def generate(bundle: str, kit: str, out_dir: str, force: bool, model_id: str | None, clock_plan: str | None) -> None:
     """Generate int8 TFLite Micro subgraphs per core and a dual-core ModusToolbox project.
 
     BUNDLE is a solution bundle written by `eenn search`. Prints the memory map per core and
@@ -27,6 +30,7 @@ def generate(bundle: str, kit: str, out_dir: str, force: bool, model_id: str | N
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
     from eenn.codegen.generate import generate as run, report_lines
 
-    res = run(bundle, kit, out_dir, force=force, model_id=model_id, log=lambda s: click.echo(s, err=True))
+    res = run(bundle, kit, out_dir, force=force, model_id=model_id, log=lambda s: click.echo(s, err=True),
+              clock_plan=clock_plan)
     for line in report_lines(res):
         click.echo(line)

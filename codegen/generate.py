@@ -34,7 +34,8 @@ from eenn.augment.hardware import HardwareProfile
 from eenn.codegen import memory as mem
 from eenn.codegen import render
 from eenn.codegen.cores import CoreApp, plan_cores
-from eenn.codegen.kits import Kit, get_kit
+from eenn.codegen.clocks import bundle_clock_plan, check_clock_plan
+from eenn.codegen.kits import BSP_DEFAULT, CLK_PERI_MAX_HZ, IMO_HZ, ClockTree, Kit, get_kit
 from eenn.codegen.manifest import (
     MANIFEST_PATH,
     SCHEMA_VERSION,
@@ -208,14 +209,15 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
         out_stages.append(Stage(
             index=k, processor=proc.name, core=proc.core, model=f"models/stage{k}.tflite", input=_tensor(st.input),
             scores=_output(st.scores, st.scores_index), macs=macs,
-            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])), tick_hz=kit.core_clock_hz(proc.core),
+            predicted_s=float(cost.compute_s(macs, n_layers, proc_idx[k])),
+            tick_hz=kit.core_clock_hz(proc.core, bundle_clock_plan(profile)),
             feature_map=None if st.feature_map is None else _output(st.feature_map, st.feature_map_index),
             requant=None if st.requant is None else Requant(**st.requant),
             threshold=thr, threshold_q=thr_q, arena_bytes=sz.arena_bytes, weights_bytes=sz.weights_bytes,
             ops=list(sz.ops), handoff=handoff, core_index=proc_idx[k]))
     downstream = sum(s.predicted_s + (s.handoff.link_s + s.handoff.wakeup_s if s.handoff else 0.0)
                      for s in out_stages if s.core_index != 0)
-    cores = [Core(index=i, processor=p.name, core=p.core, tick_hz=kit.core_clock_hz(p.core),
+    cores = [Core(index=i, processor=p.name, core=p.core, tick_hz=kit.core_clock_hz(p.core, bundle_clock_plan(profile)),
                   stages=[k for k, c in enumerate(proc_idx) if c == i]) for i, p in enumerate(profile.processors)]
     last_proc = proc_idx[-1]
     base = BaseModel(model="models/base.tflite", processor=profile.processors[last_proc].name,
@@ -240,7 +242,7 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
 def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, base: bytes, x: np.ndarray,
                       y: np.ndarray, float_accuracy: float | None) -> dict:
     """The int8 chain on the test split, checked against the whole EENN as one int8 model."""
-    from eenn.codegen.reference import Int8Chain, WholeEennInt8, run_classifier
+    from eenn.codegen.reference import Int8Chain, WholeEennInt8, encode_scores, run_classifier
 
     chain = Int8Chain(project, manifest)
     thresholds = [s.threshold for s in manifest.stages[:-1]]
@@ -251,7 +253,8 @@ def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, ba
         w_cls, w_exit = oracle.run_quantized(oracle.quantize_input(xi))
         same_cls += int(w_cls == r.cls)
         same_exit += int(w_exit == r.exit)
-        samples.append({"class": int(r.cls), "exit": int(r.exit), "label": int(yi)})
+        samples.append({"class": int(r.cls), "exit": int(r.exit), "label": int(yi),
+                        "scores_q": encode_scores(r.scores)})  # the answering classifier's int8 scores
     n = len(samples)
     cls = np.array([s["class"] for s in samples])
     ex = np.array([s["exit"] for s in samples])
@@ -318,13 +321,15 @@ def _cmsis_nn_ignore() -> list[str]:
 
 
 def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem.MemoryLayout,
-                   stages: list[StageSubgraph], sizes: list[SubgraphSizes], apps: list[CoreApp]) -> None:
+                   stages: list[StageSubgraph], sizes: list[SubgraphSizes], apps: list[CoreApp],
+                   clock: ClockTree | None = None) -> None:
     env = render.environment()
     last = len(stages) - 1
     fm_max = max((s.feature_map.size for s in stages if s.feature_map is not None), default=0)
     scores_max = max(s.scores.size for s in stages)
     timeout_us = min(int(round(manifest.firmware.handoff_timeout_s * 1e6)), 2**32 - 1)
     ctx = dict(m=manifest, kit=kit, layout=layout, last_stage=last, fm_max=fm_max, scores_max=scores_max,
+               clock=clock or kit.clock_tree(BSP_DEFAULT),
                timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=_cmsis_nn_ignore(),
                apps=apps, stage_cores=manifest.stage_cores(), input_shared=manifest.stage_cores()[0] != 0)
 
@@ -341,6 +346,10 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
     put("proj_cm0p/cyignore.j2", "proj_cm0p/.cyignore", "What the CM0+ build skips.")
     put("proj_cm4/Makefile.j2", "proj_cm4/Makefile", "CM4 project.")
     put("proj_cm0p/main.c.j2", "proj_cm0p/main.c", "CM0+ main.")
+    if ctx["clock"].source != "bsp":  # bsp-default: the BSP's clocks, no clock code at all
+        put("proj_cm0p/ee_clock_plan.h.j2", "proj_cm0p/ee_clock_plan.h", f"Clock plan {ctx['clock'].plan}.")
+        put("proj_cm0p/ee_clock_plan.c.j2", "proj_cm0p/ee_clock_plan.c", f"Clock plan {ctx['clock'].plan}.",
+            imo_hz=IMO_HZ, peri_max_hz=CLK_PERI_MAX_HZ)
     put("proj_cm4/main.c.j2", "proj_cm4/main.c", "CM4 main.")
     put("shared/include/ee_config.h.j2", "shared/include/ee_config.h", "Runtime configuration.")
     put("shared/source/ee_config.c.j2", "shared/source/ee_config.c", "Runtime configuration.")
@@ -390,7 +399,8 @@ def copy_runtime(tree: _Tree) -> None:
 
 # ---------------------------------------------------------------------------------- main entry
 def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, force: bool = False,
-             model_id: str | None = None, log: Callable[[str], None] = lambda s: None) -> GenerateResult:
+             model_id: str | None = None, log: Callable[[str], None] = lambda s: None,
+             clock_plan: str | None = None) -> GenerateResult:
     t0 = time.monotonic()
     kit = get_kit(kit_name)
     out = Path(out_dir)
@@ -400,6 +410,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
     check_output_dir(out, force)
     profile = HardwareProfile.from_dict(bundle.solution.hardware, source=f"{bundle.path}/solution.json hardware")
     proc_idx = _check_mapping(bundle, profile)
+    clock = check_clock_plan(str(bundle.path), kit, profile, proc_idx, clock_plan, log)
 
     parts = load_parts(bundle)
     calibration = load_calibration(bundle)
@@ -432,7 +443,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         float_acc = bundle.solution.metrics.get("eenn", {}).get("accuracy")
         reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
         tree.add("eenn/reference.json", (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
-        render_project(tree, manifest, kit, layout, stages, sizes, apps)
+        render_project(tree, manifest, kit, layout, stages, sizes, apps, clock)
         copy_runtime(tree)
         tree.add(MARKER, f"{GENERATOR}\nbundle {bundle.hash}\nkit {kit.name}\n".encode())
         shutil.rmtree(tmp)

@@ -25,6 +25,15 @@ class ChainResult:
     handoffs: int = 0  # IPC requests on the path taken (core changes from core 0 to the exit's core)
 
 
+def encode_scores(scores: np.ndarray) -> str:
+    """int8 scores as reference.json keeps them per sample: "12,-128,…" (compact: one short string)."""
+    return ",".join(str(int(v)) for v in np.asarray(scores).reshape(-1))
+
+
+def decode_scores(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")] if text else []
+
+
 def _interpreter(model_path: Path):
     from tflite_micro.python.tflite_micro import runtime
 

@@ -42,6 +42,7 @@ class DeployOptions:
     data: Path | None = None
     example: str | None = None  # built-in example name instead of model + data
     hardware: str = "psoc6"
+    clock_plan: str | None = None  # the profile's clock plan (as `eenn search --clock-plan`; None: its first)
     kit: str = DEFAULT_KIT
     port: str = "virtual"
     latency_bound_s: float | None = None
@@ -144,7 +145,7 @@ def _search_config(opts: DeployOptions):
     from eenn.augment.training import TrainConfig
 
     return SearchConfig(
-        hardware=opts.hardware, latency_bound_s=opts.latency_bound_s, w=opts.w,
+        hardware=opts.hardware, clock_plan=opts.clock_plan, latency_bound_s=opts.latency_bound_s, w=opts.w,
         max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
         efficiency=opts.efficiency, seed=opts.seed, finetune=opts.finetune,
         train=TrainConfig(epochs=opts.epochs, quant_aware=opts.quant_aware),
@@ -155,6 +156,7 @@ def _search_config(opts: DeployOptions):
 def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
     """What the bundle depends on (the exit cache location does not change the answer)."""
     return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
+            "clock_plan": opts.clock_plan,
             "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
             "efficiency": opts.efficiency, "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs,
             "quant_aware": opts.quant_aware, "augment_copies": opts.augment_copies, "exit_budget": opts.exit_budget,

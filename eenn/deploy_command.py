@@ -17,6 +17,8 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--example", type=click.Choice(["digits"]), default=None,
               help="Use a built-in example (model trained in seconds) instead of MODEL and --data.")
 @click.option("--hw", default="psoc6", show_default=True, help="Hardware profile: a built-in name or a TOML file.")
+@click.option("--clock-plan", "clock_plan", default=None,
+              help="The profile's clock plan (psoc6: bsp-default, cm4-150) [default: the profile's first].")
 @click.option("--kit", default=DEFAULT_KIT, show_default=True, help="Target kit of the generated project.")
 @click.option("--port", default="virtual", show_default=True,
               help="Board for the HIL run: virtual (host build of the firmware), /dev/ttyACM0, socket://HOST:PORT. "
@@ -43,13 +45,13 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--force", is_flag=True, help="Deploy into a non-empty directory `eenn deploy` did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def deploy(model, data, example, hw, kit, port, latency, w, max_drop, efficiency, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
+def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop, efficiency, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
            no_cache, limit, out, force, as_json, quiet) -> None:
     """Search, generate, run on the (virtual) board and report: MODEL + DATA → DIR/report.html."""
     from eenn.deploy import DeployOptions, agreement_lines
     from eenn.deploy import deploy as run_deploy
 
-    opts = DeployOptions(out=out, model=model, data=data, example=example, hardware=hw, kit=kit, port=port,
+    opts = DeployOptions(out=out, model=model, data=data, example=example, hardware=hw, clock_plan=clock_plan, kit=kit, port=port,
                          latency_bound_s=latency, w=w, max_drop_points=max_drop, efficiency=efficiency, seed=seed, finetune=finetune,
                          epochs=epochs, quant_aware=qat, augment_copies=copies, exit_budget=exit_budget, cache_dir=cache_dir, no_cache=no_cache, limit=limit,
                          force=force, quiet=quiet)

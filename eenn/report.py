@@ -122,6 +122,16 @@ def validation_table(summary: dict[str, Any] | None, reference: dict[str, Any] |
             rows.append({"metric": name, **_triple(m.get(key), lambda v, u=unit: si(v, u))})
         rows.append({"metric": "Agreement with the int8 chain (class and exit)",
                      **_triple(m.get("reference_agreement"), pct)})
+        for p in summary.get("paths", []):  # per exit: board vs int8 chain, class and int8 scores
+            agr = p.get("int8_reference")
+            if agr is None:
+                continue
+            d = agr["score_diff_lsb"]
+            lsb = "—" if d["max"] is None else f"{d['max']:g} / {d['rms']:.3g}"
+            rows.append({"metric": f"Exit {p['exit']}: class agreement with the int8 chain", "predicted": "—",
+                         "reference": pct(1.0), "measured": pct(agr["class_agreement"])})
+            rows.append({"metric": f"Exit {p['exit']}: score difference max / RMS (LSB)", "predicted": "—",
+                         "reference": "0 / 0", "measured": lsb})
         return rows
     rows = [{"metric": "Accuracy", "predicted": pct(eenn["accuracy"]),
              "reference": pct(reference["accuracy"]) if reference else "—", "measured": "—"},

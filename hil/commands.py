@@ -143,6 +143,12 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
     if agree is not None and agree < 1.0:
         click.echo(f"WARNING: {round((1 - agree) * s['n'])} sample(s) answered differently from the Python int8 chain "
                    "(eenn/reference.json): a firmware or build problem; compare class/exit in results.jsonl", err=True)
+    for p in s.get("paths", []):  # the same class can hide different int8 arithmetic
+        worst = (p.get("int8_reference") or {}).get("score_diff_lsb", {}).get("max")
+        if worst:
+            click.echo(f"WARNING: exit {p['exit']}: the board's int8 scores differ from the Python int8 chain's by up "
+                       f"to {worst:g} LSB (RMS {p['int8_reference']['score_diff_lsb']['rms']:.3g}): the kernels do "
+                       "not compute what the reference does", err=True)
     click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
                f"{s['retries']} retried; session: {res.session}")
 

@@ -21,6 +21,7 @@ import numpy as np
 from eenn import __version__
 from eenn.augment.metrics import precision_recall  # one definition for search and board
 from eenn.codegen.manifest import ProjectManifest
+from eenn.codegen.reference import decode_scores
 from eenn.hil.energy import DatasheetEnergy, path_latency_s
 
 SCHEMA_VERSION = 1
@@ -127,6 +128,8 @@ def summarize(records: list[dict], labels: np.ndarray, manifest: ProjectManifest
             "cores": cores,
             "energy_j": {**stats([energy_j[i] for i in sel]), "predicted": cost_en[k]},
             "handoffs": _handoffs(records, sel, manifest.handoffs(k)),
+            **({"int8_reference": score_agreement(records, ref["_class"], ref["_exit"], ref.get("_scores"), k)}
+               if "_class" in ref else {}),
         })
     n_data = len(labels) if n_data is None else n_data
     return {
@@ -181,9 +184,41 @@ def _reference_quality(reference: dict | None, labels: np.ndarray, idx: np.ndarr
         rx = np.array([s["exit"] for s in samples], dtype=int)[idx]
         q = _quality(np.asarray(labels)[idx], rc, rx, n_stages)
         q["_class"], q["_exit"] = rc, rx
+        if all(isinstance(s.get("scores_q"), str) for s in samples):
+            q["_scores"] = [decode_scores(samples[i]["scores_q"]) for i in idx]
         return q
     return {"accuracy": reference.get("accuracy"), "precision": reference.get("precision"),
             "recall": reference.get("recall"), "termination_rates": reference.get("termination_rates")}
+
+
+def score_agreement(records: list[dict], ref_class: np.ndarray, ref_exit: np.ndarray,
+                    ref_scores: list[list[int]] | None, k: int) -> dict[str, Any]:
+    """Board vs int8 chain for the inferences the board answered at exit k (records sorted by index,
+    the reference arrays aligned with them).
+
+    `class_agreement`: share of them where the chain answered at the same exit with the same class.
+    `score_diff_lsb`: over the samples where both answered at exit k (the same classifier), the
+    difference of each int8 score, board − chain, in LSB of the int8 scores: `max` of its absolute
+    value and `rms` over every score of every such sample; null when either side has no scores
+    (an older reference.json, or records without `scores_q`)."""
+    sel = [i for i, r in enumerate(records) if r["exit"] == k]
+    same = [i for i in sel if ref_exit[i] == k]
+    agree = sum(1 for i in same if records[i]["class"] == ref_class[i])
+    diffs: list[int] = []
+    have_scores = ref_scores is not None and all(isinstance(records[i].get("scores_q"), list) for i in same)
+    if have_scores:
+        for i in same:
+            board, chain = records[i]["scores_q"], ref_scores[i]  # type: ignore[index]
+            if len(board) != len(chain):  # a different classifier: its scores say nothing comparable
+                raise ValueError(f"sample {records[i]['index']}: the board sent {len(board)} scores, "
+                                 f"the int8 chain has {len(chain)} at exit {k}")
+            diffs.extend(int(b) - int(c) for b, c in zip(board, chain))
+    d = np.asarray(diffs, dtype=np.float64)
+    return {"n": len(sel), "same_exit": len(same),
+            "class_agreement": float(agree / len(sel)) if sel else None,
+            "score_diff_lsb": {"n_samples": len(same) if have_scores else 0,
+                               "max": float(np.max(np.abs(d))) if have_scores and d.size else None,
+                               "rms": float(np.sqrt(np.mean(d * d))) if have_scores and d.size else None}}
 
 
 def scalar_metrics(summary: dict) -> dict[str, float]:
@@ -231,6 +266,12 @@ def format_table(summary: dict) -> str:
                      _fmt(lat["predicted"], "_latency_s") + " (cost model)", ""))
         rows.append((f"exit {p['exit']} ({p['processor']}) energy mean", _fmt(p["energy_j"]["mean"], "_energy_j"),
                      _fmt(p["energy_j"]["predicted"], "_energy_j") + " (cost model)", ""))
+        agr = p.get("int8_reference")
+        if agr is not None:
+            d = agr["score_diff_lsb"]
+            rows.append((f"exit {p['exit']} ({p['processor']}) vs int8 chain: class / score diff max, rms (LSB)",
+                         f"{_fmt(agr['class_agreement'], '')} / {_fmt(d['max'], '')}, {_fmt(d['rms'], '')}", "",
+                         "1.0000 / 0, 0"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -259,3 +259,20 @@ def ecg_bundle(out: Path, seed: int = 0) -> dict:
     hsh = write_test_bundle(out, base, segments, [ex], thr, x_val, x_test, y_test, cuts=cuts, source="ecg_small")
     return {"path": out, "hash": hsh, "segments": segments, "exits": [ex], "thresholds": thr, "base": base,
             "x_test": x_test, "y_test": y_test}
+
+
+def with_hardware(src: Path, out: Path, hardware: dict) -> str:
+    """A copy of bundle `src` whose solution.json carries `hardware` (as if searched on it); its hash."""
+    import dataclasses
+    import shutil
+
+    from eenn.augment.bundle import load_bundle
+
+    b = load_bundle(src)
+    sol = dataclasses.replace(b.solution, hardware=hardware)
+
+    def populate(tmp: Path) -> None:
+        for name in b.solution.files:
+            shutil.copy2(b.file(name), tmp / name)
+
+    return write_bundle(out, sol, populate)

@@ -100,8 +100,11 @@ def hil_pair(tmp_path_factory) -> HilPair:
     manifest["bundle_hash"] = bundle_hash
     manifest["energy"] = ENERGY
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    from eenn.codegen.reference import encode_scores
+
     reference = {"accuracy": acc, "termination_rates": rates,
-                 "samples": [{"class": int(c), "exit": int(e)} for c, e in zip(cls, ex)]}
+                 "samples": [{"class": int(c), "exit": int(e), "scores_q": encode_scores(chain.run(xi).scores)}
+                             for c, e, xi in zip(cls, ex, x)]}
     (project / "eenn" / "reference.json").write_text(json.dumps(reference) + "\n")
     _built["plain"] = HilPair(bundle=bundle, project=project, data=bundle / "test.npz", ref_class=cls,
                               ref_exit=ex, labels=y, bundle_hash=bundle_hash)

@@ -109,7 +109,8 @@ def test_changed_search_options_are_not_served_from_the_old_bundle(deployed):
     model, data = opts.model, opts.data
     base = key_of(_search_key(model, data, opts))
     for change in ({"w": 0.5}, {"latency_bound_s": 1.0}, {"max_drop_points": 2.0}, {"seed": 1}, {"epochs": 4},
-                   {"quant_aware": 0.0}, {"exit_budget": 0.1}, {"hardware": "rk3588-cloud"}, {"efficiency": "energy"}):
+                   {"quant_aware": 0.0}, {"exit_budget": 0.1}, {"hardware": "rk3588-cloud"}, {"efficiency": "energy"},
+                   {"clock_plan": "cm4-150"}):
         assert key_of(_search_key(model, data, DeployOptions(**{**opts.__dict__, **change}))) != base, change
     assert key_of(_search_key(model, data, DeployOptions(**{**opts.__dict__, "cache_dir": Path("/elsewhere")}))) == base
 

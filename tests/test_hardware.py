@@ -1,7 +1,7 @@
 """Hardware profiles: built-ins and validation of users' files."""
 import pytest
 
-from eenn.augment.hardware import BUILTIN_PROFILES, load_profile
+from eenn.augment.hardware import BUILTIN_PROFILES, HardwareProfile, load_profile, read_profile
 from eenn.errors import EennError
 
 GOOD = """
@@ -49,12 +49,73 @@ def test_builtin_profiles_load(name):
 
 
 def test_psoc6_figures():
-    p = load_profile("psoc6")
-    cm0p, cm4 = p.processors
+    """The file's figures are the reference clocks'; what the search runs on is a plan's."""
+    ref = read_profile("psoc6")
+    cm0p, cm4 = ref.processors
     assert (cm0p.name, cm0p.clock_hz, cm0p.macs_per_s) == ("cm0p", 100e6, 10e6)
     assert (cm4.name, cm4.clock_hz, cm4.macs_per_s) == ("cm4", 150e6, 75e6)
     assert cm0p.sram_bytes == 1 << 20 and cm0p.flash_bytes == 2 << 20
-    assert p.shared_memory and p.exclusive
+    assert ref.shared_memory and ref.exclusive
+    assert ref.plan_names() == ["bsp-default", "cm4-150"]
+
+
+PLAN_CLOCKS = {"bsp-default": {"cm0p": 100e6, "cm4": 100e6}, "cm4-150": {"cm0p": 75e6, "cm4": 150e6}}
+
+
+@pytest.mark.parametrize("plan", sorted(PLAN_CLOCKS))
+def test_psoc6_plans_scale_mac_rates_and_power_with_the_clock(plan):
+    ref = read_profile("psoc6")
+    p = load_profile("psoc6", plan)
+    assert p.clock_plan == plan and p.to_dict()["clock_plan"] == plan
+    for r, q in zip(ref.processors, p.processors):
+        assert q.clock_hz == PLAN_CLOCKS[plan][q.name]
+        k = q.clock_hz / r.clock_hz
+        assert q.macs_per_s == pytest.approx(r.macs_per_s * k, rel=1e-12)
+        assert q.active_w == pytest.approx(r.active_w * k, rel=1e-12)
+        assert (q.sleep_w, q.wakeup_s, q.sram_bytes) == (r.sleep_w, r.wakeup_s, r.sram_bytes)
+    assert p.links[0].bytes_per_s == pytest.approx(ref.links[0].bytes_per_s * PLAN_CLOCKS[plan]["cm0p"] / 100e6)
+
+
+def test_default_plan_is_the_bsp_one_and_prices_the_cm4_at_100_mhz():
+    p = load_profile("psoc6")
+    assert p.clock_plan == "bsp-default"
+    cm4 = p.processor("cm4")
+    assert (cm4.clock_hz, cm4.macs_per_s) == (100e6, pytest.approx(50e6, rel=1e-12))
+    assert load_profile("psoc6", "cm4-150").processor("cm4").macs_per_s == pytest.approx(75e6, rel=1e-12)
+
+
+def test_a_solutions_profile_round_trips_with_its_plan():
+    p = load_profile("psoc6", "cm4-150")
+    q = HardwareProfile.from_dict(p.to_dict())
+    assert q.clock_plan == "cm4-150" and q.processors == p.processors and q.links == p.links
+    with pytest.raises(EennError, match="already"):
+        q.with_clock_plan("bsp-default")
+
+
+def test_unknown_plan_names_the_plans():
+    with pytest.raises(EennError, match=r"unknown clock plan 'cm4-200': expected one of bsp-default, cm4-150"):
+        load_profile("psoc6", "cm4-200")
+
+
+def test_profiles_without_plans_are_unaffected(tmp_path):
+    p = load_profile(write(tmp_path, GOOD))
+    assert p.clock_plan == "" and "clock_plan" not in p.to_dict()
+    assert p.processors[1].macs_per_s == 40e6
+    with pytest.raises(EennError, match=r"declares no \[\[clock_plan\]\]"):
+        load_profile(write(tmp_path, GOOD), "fast")
+    assert "clock_plan" not in load_profile("rk3588-cloud").to_dict()
+
+
+def test_user_plans(tmp_path):
+    text = GOOD + '[[clock_plan]]\nname = "slow"\nclock_hz = { a = 24e6, b = 48e6 }\n'
+    p = load_profile(write(tmp_path, text))
+    assert p.clock_plan == "slow" and p.processors[1].macs_per_s == pytest.approx(20e6)
+    bad = GOOD + '[[clock_plan]]\nname = "slow"\nclock_hz = { a = 24e6 }\n'
+    with pytest.raises(EennError, match=r"clock_plan\[0\]\.clock_hz = \['a'\]: expected a table with one clock"):
+        load_profile(write(tmp_path, bad))
+    bad = GOOD + '[[clock_plan]]\nname = "slow"\nclock_hz = { a = 0, b = 48e6 }\n'
+    with pytest.raises(EennError, match=r"clock_plan\[0\]\.clock_hz\.a = 0: expected a positive number"):
+        load_profile(write(tmp_path, bad))
 
 
 def test_rk3588_cloud_has_a_50_mbit_link():

@@ -3,6 +3,7 @@ resumable after SIGKILL, and surviving a board restart mid-run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -75,6 +76,11 @@ def test_run_on_the_virtual_board_equals_the_int8_chain_and_the_cost_model(pair,
         assert p["energy_j"]["predicted"] == pytest.approx(want_en[k], rel=1e-9)
         assert [c["processor"] for c in p["cores"]] == ["cm0p", "cm4"][: k + 1]
         assert p["cores"][0]["mean"] == pytest.approx(0.0021, abs=1e-8)
+        # per exit, board vs the int8 chain: the same class, the same int8 scores
+        agr = p["int8_reference"]
+        assert agr["n"] == agr["same_exit"] == p["count"] and agr["class_agreement"] == 1.0
+        assert agr["score_diff_lsb"] == {"n_samples": p["count"], "max": 0.0, "rms": 0.0}
+    assert "vs int8 chain: class / score diff max, rms (LSB)" in res.output
     mean_lat = sum(r * t for r, t in zip(rates, want_lat))
     assert m["mean_latency_s"]["measured"] == pytest.approx(mean_lat, abs=2e-6)
     assert m["mean_latency_s"]["predicted"] == pytest.approx(mean_lat, rel=1e-9)  # the fixture's prediction
@@ -356,3 +362,34 @@ def test_a_session_in_use_is_refused_before_the_board_is_touched(pair, tmp_path)
     assert r.exit_code == 2, r.output
     assert "another `eenn hil run` is using this session" in r.output
     assert elapsed < 2  # refused at once, not after a handshake with the other run's board
+
+
+def test_a_score_off_by_3_lsb_shows_in_its_exits_score_difference(pair, tmp_path):
+    import shutil
+
+    from eenn.codegen.reference import decode_scores, encode_scores
+
+    proj = tmp_path / "project"
+    shutil.copytree(pair.project, proj)
+    ref_path = proj / "eenn" / "reference.json"
+    ref = json.loads(ref_path.read_text())
+    n = 10
+    k = int(pair.ref_exit[3])
+    scores = decode_scores(ref["samples"][3]["scores_q"])
+    j = int(np.argmin(scores))  # a score with room to move without changing the class
+    scores[j] += 3  # as if the board had computed it 3 LSB higher than the chain
+    ref["samples"][3]["scores_q"] = encode_scores(np.array(scores))
+    ref_path.write_text(json.dumps(ref))
+    res = CliRunner().invoke(main, ["hil", "run", "--port", "virtual", "--bundle", str(pair.bundle), "--project",
+                                    str(proj), "--out", str(tmp_path / "s"), "--limit", str(n), "--no-plots"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    agr = s["paths"][k]["int8_reference"]
+    at_k = int(np.sum(pair.ref_exit[:n] == k))
+    assert agr["class_agreement"] == 1.0 and agr["score_diff_lsb"]["n_samples"] == at_k
+    assert agr["score_diff_lsb"]["max"] == 3.0
+    # one difference of 3 among at_k samples x len(scores) scores
+    assert agr["score_diff_lsb"]["rms"] == pytest.approx(math.sqrt(9 / (at_k * len(scores))), rel=1e-12)
+    assert f"WARNING: exit {k}: the board's int8 scores differ from the Python int8 chain's by up to 3 LSB" in res.output
+    other = s["paths"][1 - k]["int8_reference"]["score_diff_lsb"]
+    assert other["max"] == 0.0 and other["rms"] == 0.0

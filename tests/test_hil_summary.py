@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eenn.hil.energy import DatasheetEnergy
-from eenn.hil.summary import percentile, precision_recall, stats
+from eenn.hil.summary import percentile, precision_recall, score_agreement, stats
 
 values = st.lists(st.floats(0, 1e3, allow_nan=False), min_size=1, max_size=300)
 
@@ -80,3 +80,25 @@ def test_latency_bins_give_every_path_a_visible_bar(paths, constant):
     span = edges[-1] - edges[0]
     assert all(b - a >= span / 200 for a, b in zip(edges, edges[1:]))
     assert edges[0] < min(values) and max(values) < edges[-1]
+
+
+def test_score_agreement_per_exit_by_hand():
+    # samples 0, 1 answered at exit 0 on both sides; sample 2 at exit 0 on the board, exit 1 in the chain
+    records = [{"index": 0, "class": 2, "exit": 0, "scores_q": [-128, 10, 40]},
+               {"index": 1, "class": 1, "exit": 0, "scores_q": [-100, 90, -120]},
+               {"index": 2, "class": 0, "exit": 0, "scores_q": [100, 0, 0]},
+               {"index": 3, "class": 0, "exit": 1, "scores_q": [5, 1]}]
+    ref_class, ref_exit = np.array([2, 1, 0, 0]), np.array([0, 0, 1, 1])
+    ref_scores = [[-128, 7, 40], [-100, 91, -120], [0, 0, 100], [5, 1]]
+    a = score_agreement(records, ref_class, ref_exit, ref_scores, 0)
+    assert (a["n"], a["same_exit"]) == (3, 2)
+    assert a["class_agreement"] == pytest.approx(2 / 3)  # sample 2 left the chain at another exit
+    # differences board - chain over samples 0 and 1: (0, 3, 0, 0, -1, 0)
+    assert a["score_diff_lsb"] == {"n_samples": 2, "max": 3.0, "rms": pytest.approx(math.sqrt(10 / 6), rel=1e-12)}
+    b = score_agreement(records, ref_class, ref_exit, ref_scores, 1)
+    assert b["class_agreement"] == 1.0 and b["score_diff_lsb"] == {"n_samples": 1, "max": 0.0, "rms": 0.0}
+    # no scores on one side (an older reference.json): agreement still, differences null
+    c = score_agreement(records, ref_class, ref_exit, None, 0)
+    assert c["class_agreement"] == pytest.approx(2 / 3) and c["score_diff_lsb"]["max"] is None
+    with pytest.raises(ValueError, match="sample 0: the board sent 3 scores, the int8 chain has 2"):
+        score_agreement(records, ref_class, ref_exit, [[1, 2], [1, 2, 3], [1, 2, 3], [5, 1]], 0)

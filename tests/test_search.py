@@ -67,8 +67,13 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     model, data = digits
     out = tmp_path / "bundle"
     r = CliRunner().invoke(main, ["search", str(model), "--data", str(data), "--hw", "psoc6", "--latency", "2.5",
+                                  "--clock-plan", "cm4-150",
                                   "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *FAST])
     assert r.exit_code == 0, r.output
+    from eenn.augment.hardware import load_profile
+
+    hw = json.loads((out / "solution.json").read_text())["hardware"]  # the profile the search ran on: the plan's
+    assert hw["clock_plan"] == "cm4-150" and hw == load_profile("psoc6", "cm4-150").to_dict()
     assert "caching features" in r.output and "training exits" in r.output  # progress (not a TTY: lines)
     assert "accuracy" in r.output and "early termination" in r.output
     names = {p.name for p in out.iterdir()}
@@ -102,6 +107,7 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     assert rows[0].startswith("exits,processors,thresholds,mean_macs") and len(rows) >= 2
     # --json: the same search again (every exit from the disk cache), a machine-readable summary
     r = CliRunner().invoke(main, ["search", str(model), "--data", str(data), "--latency", "2.5", "--out", str(out),
+                                  "--clock-plan", "cm4-150",
                                   "--force", "--cache-dir", str(tmp_path / "cache"), "--json", "--quiet", *FAST])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)
@@ -210,6 +216,9 @@ def test_bad_inputs_exit_2_without_a_bundle(digits, tmp_path):
         assert r.exit_code == 2, r.output
         assert "error:" in r.output and __import__("re").search(message, r.output), r.output
         assert not out.exists()
+    r = run("search", model, "--data", data, "--out", tmp_path / "out_plan", "--clock-plan", "cm4-200", "--quiet")
+    assert r.exit_code == 2 and "unknown clock plan 'cm4-200': expected one of bsp-default, cm4-150" in r.output
+    assert not (tmp_path / "out_plan").exists()
     out = tmp_path / "out_latency"
     r = run("search", model, "--data", data, "--out", out, "--latency", "1e-6", "--no-cache", "--quiet", *FAST)
     assert r.exit_code == 2 and not out.exists()
@@ -218,8 +227,12 @@ def test_bad_inputs_exit_2_without_a_bundle(digits, tmp_path):
     from eenn.augment.layer_graph import build_layer_graph
     from eenn.augment.model_io import load_model
 
-    # the fastest: the base model alone on the 75 MMAC/s CM4F
-    assert float(found.group(1)) == pytest.approx(build_layer_graph(load_model(model)).total_macs / 75e6, rel=1e-3)
+    from eenn.augment.hardware import load_profile
+
+    # the fastest: the base model alone on the CM4F, at its MAC rate under the default clock plan
+    cm4 = load_profile("psoc6").processor("cm4")
+    assert float(found.group(1)) == pytest.approx(build_layer_graph(load_model(model)).total_macs / cm4.macs_per_s,
+                                                  rel=1e-3)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary bundle left
 
 
