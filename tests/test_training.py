@@ -407,3 +407,34 @@ def test_pareto_mask_keeps_exactly_the_undominated_points(points):
                    for j in range(len(points))):
             assert (macs[i], acc[i]) in front
 
+
+@pytest.mark.parametrize("damage", ["truncated exit.keras", "no exit.keras", "garbled meta.json", "no outputs.npz",
+                                    "no manifest", "outputs.npz replaced"])
+def test_a_damaged_exit_cache_entry_is_a_miss_said_in_one_line(ecg, tmp_path, damage):
+    """A cache entry whose files no longer match its manifest (a full disk, a partial copy of
+    the cache) is never used: load says why in one line and returns a miss, so the exit trains again."""
+    _, _, plan = ecg
+    lines = []
+    store = ExitStore(tmp_path, warn=lines.append)
+    key = exit_key("m" * 64, plan, "d" * 64, 0, TrainConfig(), {"copies": 1})
+    probs = {"cal": np.full((3, CLASSES), 0.25, np.float32), "test": np.full((2, CLASSES), 0.25, np.float32)}
+    t = TrainedExit(plan.location, plan, probs, aborted=False, cal_accuracy=0.9, epochs=3, path=None)
+    store.save(key, t, build_exit(plan, name="exit"))
+    entry = tmp_path / "exits" / key
+    assert store.load(key, plan) is not None and lines == []  # whole: a hit, silently
+    if damage == "truncated exit.keras":
+        data = (entry / "exit.keras").read_bytes()
+        (entry / "exit.keras").write_bytes(data[:len(data) // 2])
+    elif damage == "garbled meta.json":
+        (entry / "meta.json").write_text("[1, 2")
+    elif damage == "outputs.npz replaced":  # a readable file, but not the one written
+        np.savez(entry / "outputs.npz", cal=np.zeros((3, CLASSES), np.float32), test=np.zeros((2, CLASSES), np.float32))
+    else:
+        (entry / {"no exit.keras": "exit.keras", "no outputs.npz": "outputs.npz",
+                  "no manifest": "manifest.json"}[damage]).unlink()
+    assert store.load(key, plan) is None
+    assert len(lines) == 1 and "damaged" in lines[0] and plan.location in lines[0] and "training it again" in lines[0]
+    assert "\n" not in lines[0]
+    # trained again, the entry is whole once more
+    store.save(key, t, build_exit(plan, name="exit"))
+    assert store.load(key, plan) is not None and len(lines) == 1
