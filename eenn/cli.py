@@ -43,6 +43,7 @@ class _EennGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
         name, cmd, rest = super().resolve_command(ctx, args)
         ctx.meta["eenn.words"] = [name or "", *rest[:1]]  # "hil run": what a Ctrl-C message names
+        ctx.meta["eenn.uncached"] = name == "search" and "--no-cache" in rest  # nothing kept to continue from
         return name, cmd, rest
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
@@ -53,7 +54,8 @@ class _EennGroup(click.Group):
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             words = ctx.meta.get("eenn.words", [])
-            resumable = bool(words) and (words[0] in RESUMABLE or " ".join(words) in RESUMABLE)
+            resumable = bool(words) and (words[0] in RESUMABLE or " ".join(words) in RESUMABLE) \
+                and not ctx.meta.get("eenn.uncached")
             click.echo("\ninterrupted" + ("; run the same command again to continue" if resumable else ""), err=True)
             ctx.exit(INTERRUPTED_EXIT_CODE)
 

@@ -71,6 +71,7 @@ def test_option_errors_come_before_tensorflow_is_imported(tmp_path):
 @pytest.mark.parametrize("command, target, resumable", [
     (["deploy", "--example", "digits", "--out", "OUT"], "eenn.deploy.deploy", True),
     (["search", "m.keras", "--data", "d.npz", "--out", "OUT"], "eenn.augment.search.run_search", True),
+    (["search", "m.keras", "--data", "d.npz", "--out", "OUT", "--no-cache"], "eenn.augment.search.run_search", False),
     (["report", "BUNDLE", "--out", "OUT/report.html"], "eenn.report.write_report", False),
 ])
 def test_ctrl_c_exits_130_with_one_line(command, target, resumable, tmp_path, monkeypatch):

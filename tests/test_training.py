@@ -82,6 +82,7 @@ def test_memmap_cache_equals_memory_cache_and_the_model(ecg, tmp_path):
                 a = disk.features[s][loc]
                 assert isinstance(a, np.memmap)
                 assert a.dtype == (np.float16 if s == "train" else np.float32)  # training maps at half size
+                # exact: the same batches through the same traced graph, only stored elsewhere
                 np.testing.assert_array_equal(np.asarray(a), ref[s][loc])
             np.testing.assert_array_equal(disk.probs[s], ref_probs[s])
         assert list(tmp_path.iterdir())  # the memmap files live under the given directory
