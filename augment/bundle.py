@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,16 +72,23 @@ class Solution:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Solution:
+    def from_dict(cls, d: dict[str, Any], where: str = SOLUTION_FILE) -> Solution:
+        """The solution described by `d`; a missing field is an EennError naming it (and the
+        exit or segment it belongs to). Keys this eenn does not know are ignored (keys may be added)."""
+        top = _fields(cls, d, where)
+        for key in ("segments", "exits"):
+            if not isinstance(d[key], list):
+                raise EennError(f"{where}: '{key}' must be a list, got {type(d[key]).__name__}")
         return cls(
-            base_model=BaseModelInfo(**d["base_model"]),
-            hardware=d["hardware"],
-            search=d["search"],
-            segments=[SegmentSpec(**s) for s in d["segments"]],
-            exits=[ExitSpec(**e) for e in d["exits"]],
-            metrics=d["metrics"],
+            base_model=BaseModelInfo(**_fields(BaseModelInfo, d["base_model"], f"{where}: base_model")),
+            hardware=top["hardware"],
+            search=top["search"],
+            segments=[SegmentSpec(**_fields(SegmentSpec, s, f"{where}: segment {i} (segments[{i}])"))
+                      for i, s in enumerate(d["segments"])],
+            exits=[ExitSpec(**_fields(ExitSpec, e, f"{where}: exit {i} (exits[{i}])")) for i, e in enumerate(d["exits"])],
+            metrics=top["metrics"],
             files=dict(d.get("files", {})),
-            schema_version=d["schema_version"],
+            schema_version=d.get("schema_version", SCHEMA_VERSION),
             generator=d.get("generator", ""),
         )
 
@@ -116,6 +123,20 @@ def content_sha256(raw: dict[str, Any]) -> str:
 
 def _json_bytes(raw: dict[str, Any]) -> bytes:
     return (json.dumps(raw, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _fields(cls: type, d: Any, where: str) -> dict[str, Any]:
+    """The entries of `d` that are fields of the dataclass `cls`, after checking that every
+    required one is there: `where` lacks 'threshold', not a TypeError from the constructor."""
+    known = [f.name for f in fields(cls)]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    if not isinstance(d, dict):
+        raise EennError(f"{where}: expected an object with the fields {', '.join(required)}, got {type(d).__name__}")
+    missing = [name for name in required if name not in d]
+    if missing:
+        raise EennError(f"{where} lacks the field{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(repr(m) for m in missing)} (required: {', '.join(required)})")
+    return {k: v for k, v in d.items() if k in known}
 
 
 def solution_json_bytes(solution: Solution) -> bytes:
@@ -179,8 +200,10 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         raise EennError(f"{sol_path}: not valid JSON ({exc})") from exc
     if raw.get("schema_version") != SCHEMA_VERSION:
         raise EennError(f"{sol_path}: schema_version {raw.get('schema_version')!r}, this eenn reads {SCHEMA_VERSION}")
+    if not isinstance(raw, dict):
+        raise EennError(f"{sol_path}: expected a JSON object, got {type(raw).__name__}")
     try:
-        solution = Solution.from_dict(raw)
+        solution = Solution.from_dict(raw, str(sol_path))
     except (KeyError, TypeError) as exc:
         raise EennError(f"{sol_path}: malformed solution ({exc})") from exc
     solution.check(str(sol_path))

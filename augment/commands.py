@@ -9,6 +9,12 @@ import click
 from eenn.errors import EennError
 
 
+# Ranges checked by click while it parses, before TensorFlow is imported (a usage error, exit 2):
+# the same bounds SearchConfig.checked() enforces for callers of the Python API.
+POSITIVE = click.FloatRange(min=0, min_open=True)
+SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
+
+
 def hardware_option(f):
     return click.option("--hw", "hw", default="psoc6", show_default=True,
                         help="Hardware profile: a built-in name (psoc6, rk3588-cloud) or a TOML file.")(f)
@@ -29,7 +35,7 @@ def efficiency_option(f):
 
 def qat_option(f):
     """`--qat` of `eenn search` and `eenn deploy` (TrainConfig.quant_aware)."""
-    return click.option("--qat", "qat", type=float, default=0.4, show_default=True,
+    return click.option("--qat", "qat", type=click.FloatRange(0, 1), default=0.4, show_default=True,
                         help="Share of the last exit-training epochs run through simulated int8 rounding, so that "
                              "the exits keep their accuracy once converted (0: float training only).")(f)
 
@@ -76,36 +82,36 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
               help="The profile's clock plan the search runs on (psoc6: bsp-default, cm4-150) "
                    "[default: the profile's first, psoc6: bsp-default]; recorded in solution.json.")
 @measured_option
-@click.option("--latency", "latency", type=float, default=None, help="Worst-case latency bound in seconds.")
-@click.option("--w", "w", type=float, default=0.9, show_default=True,
+@click.option("--latency", "latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds.")
+@click.option("--w", "w", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Weight of efficiency gain vs accuracy drop (objective w·gain − (1−w)·drop).")
-@click.option("--max-drop", type=float, default=None,
+@click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
               help="Instead: maximise efficiency subject to an accuracy drop of at most this many points.")
 @efficiency_option
 @click.option("--confidence", type=click.Choice(["max", "margin"]), default="max", show_default=True,
               help="Exit confidence: max softmax, or top-1 − top-2 margin.")
-@click.option("--thresholds", "steps", type=int, default=13, show_default=True, help="Thresholds per exit.")
+@click.option("--thresholds", "steps", type=click.IntRange(min=2), default=13, show_default=True, help="Thresholds per exit.")
 @click.option("--threshold-method", type=click.Choice(["auto", "exact", "graph"]), default="auto", show_default=True,
               help="Exact cascade simulation over the grid, the paper's shortest-path graph, or exact while small.")
 @click.option("--calibration", type=click.Choice(["auto", "val", "split", "train"]), default="auto", show_default=True,
               help="Calibrate on x_val (auto when present), a held-out 20 %% of train, or train itself.")
-@click.option("--correction", type=float, default=1.0, show_default=True,
+@click.option("--correction", type=click.FloatRange(0, 1.5, min_open=True), default=1.0, show_default=True,
               help="Multiply the found thresholds by this (e.g. 2/3 when calibrating on train).")
-@click.option("--exit-budget", type=float, default=0.05, show_default=True,
+@click.option("--exit-budget", type=SHARE, default=0.05, show_default=True,
               help="Each exit's MACs stay under this share of the backbone's.")
-@click.option("--exit-width", type=int, default=64, show_default=True,
+@click.option("--exit-width", type=click.IntRange(min=0), default=64, show_default=True,
               help="Channels of the exits' 1×1 bottleneck (0: blueprint only).")
-@click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
+@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
 @qat_option
-@click.option("--augment", "copies", type=int, default=4, show_default=True,
+@click.option("--augment", "copies", type=click.IntRange(min=0), default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
 @click.option("--finetune", is_flag=True, help="Jointly fine-tune the chosen EENN one epoch, then search 101 thresholds.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where trained exits are kept between runs [default: $EENN_CACHE_DIR or ~/.cache/eenn].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write trained exits on disk.")
 @click.option("--no-feature-cache", is_flag=True, help="Train exits through the frozen backbone (slow; for comparison).")
-@click.option("--memory-limit", type=int, default=2048, show_default=True,
+@click.option("--memory-limit", type=click.IntRange(min=0), default=2048, show_default=True,
               help="MiB of cached feature maps kept in memory; beyond that they are memory-mapped on disk.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the solution bundle.")

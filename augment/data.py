@@ -16,6 +16,7 @@ Splits (documented in the README, "Search"):
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,12 +110,42 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def _enough_classes(where: str, got: dict[str, tuple[np.ndarray, np.ndarray]], splits: tuple[np.ndarray, ...],
+                    sources: tuple[str, str], notes: list[str]) -> None:
+    """A classifier search needs at least 2 classes in the training labels, and in the calibration
+    and test splits (one class scores 100 % on anything); a class missing from a split is noted."""
+    given = np.unique(got["train"][1])
+    if len(given) < 2:
+        raise EennError(f"{where}: y_train holds only class {int(given[0])}: a classifier search needs at least "
+                        "2 classes present in the training labels")
+    y_tr, y_ca, y_te = splits
+    mode, test_source = sources
+    names = {"calibration": "y_val" if mode == "val" else ("y_train (calibrating on train)" if mode == "train"
+                                                           else "the calibration split held out of y_train"),
+             "test": "y_test" if test_source == "given" else "the test split held out of y_train"}
+    train_classes = set(np.unique(y_tr).tolist())
+    for split, y in (("calibration", y_ca), ("test", y_te)):
+        present = np.unique(y)
+        if len(present) < 2:
+            raise EennError(f"{where}: {names[split]} holds only class {int(present[0])}: the {split} split needs "
+                            "at least 2 classes (accuracy on one class says nothing about a classifier)")
+        lacking = sorted(train_classes - set(present.tolist()))
+        if lacking:
+            notes.append(f"the {split} split lacks class(es) {', '.join(map(str, lacking[:10]))}"
+                         f"{' …' if len(lacking) > 10 else ''} of the training data")
+
+
 def load_dataset(path: str | Path, input_shape: tuple[int, ...], num_classes: int, seed: int = 0,
                  calibration: str = "auto") -> Dataset:
     """Read and check DATA.npz against the model; make the splits that are missing."""
     p = Path(path)
     if not p.is_file():
         raise EennError(f"data file '{p}' not found")
+    if not zipfile.is_zipfile(p):  # np.load would speak of "pickled data" for a text file
+        from eenn.augment.model_io import describe_file
+
+        raise EennError(f"{p}: not an .npz archive: expected named arrays written by np.savez(path, x_train=..., "
+                        f"y_train=...), this is {describe_file(p)}")
     try:
         with np.load(p, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -172,5 +203,6 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], input_shape: tuple[int, .
     for name, arr in (("training", y_tr), ("calibration", y_ca), ("test", y_te)):
         if len(arr) == 0:
             raise EennError(f"{where}: the {name} split is empty")
+    _enough_classes(where, got, (y_tr, y_ca, y_te), (mode, test_source), notes)
     return Dataset(x_train=x_tr, y_train=y_tr, x_cal=x_ca, y_cal=y_ca, x_test=x_te, y_test=y_te,
                    num_classes=num_classes, calibration=mode, test_source=test_source, notes=notes)

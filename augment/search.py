@@ -239,7 +239,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
 
     # -- exit training (with reuse across architectures and runs) -----------------------------
     x_aug, y_aug = augment(dataset.x_train, dataset.y_train, config.augment, config.seed)
-    store = ExitStore(config.cache_dir)
+    store = ExitStore(config.cache_dir, warn=progress.say)
     aug_info = config.augment.to_dict()
     keys = {c: exit_key(model_sha, plans[c], dataset.sha256, config.seed, config.train, aug_info) for c in needed}
     exits: dict[int, TrainedExit] = {}

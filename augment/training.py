@@ -24,7 +24,8 @@ The disk cache: one directory per exit under `<cache>/exits/<key>/`, the key a S
 (base-model hash, location, exit structure, data hash, seed, training and augmentation
 settings). Each entry is written to a temporary directory and renamed into place, so an entry
 either exists whole or not at all; a search killed at any point and started again loads every
-finished exit and trains only the rest.
+finished exit and trains only the rest. An entry damaged afterwards (truncated, files lost) no
+longer matches its manifest and is trained again (`ExitStore`).
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ from eenn.augment.exits import ExitPlan, build_exit, leading_pooling, split_plan
 from eenn.augment.fake_quant import calibrate, fake_quant_layer, is_fake_quant, round_int8, set_active
 from eenn.errors import EennError
 
-CACHE_FORMAT = 3  # bumped whenever training changes what an exit learns (2: quantization-aware epochs;
-#                  3: the input is rounded on the grid of the backbone's map before pooling)
+CACHE_FORMAT = 4  # bumped whenever training changes what an exit learns (2: quantization-aware epochs;
+#                  3: the input is rounded on the grid of the backbone's map before pooling;
+#                  4: entries carry a manifest; older ones, without, would all read as damaged)
 
 
 @dataclass(frozen=True)
@@ -96,32 +98,90 @@ def exit_seed(seed: int, location: str) -> int:
     return (seed * 1_000_003 + int(hashlib.sha256(location.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
 
 
-class ExitStore:
-    """Trained exits on disk, keyed by `exit_key`; `None` as root disables it."""
+MANIFEST = "manifest.json"  # written last in an entry: the size and SHA-256 of every other file
 
-    def __init__(self, root: str | Path | None):
+
+def _file_digest(path: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+class ExitStore:
+    """Trained exits on disk, keyed by `exit_key`; `None` as root disables it.
+
+    An entry is trusted only when its manifest (written last, inside the staged directory that
+    is renamed into place) lists every file with the size and SHA-256 it has now: a truncated
+    `exit.keras`, a missing or garbled `outputs.npz` or `meta.json` (a full disk, a partial copy
+    of the cache) make the entry a miss, said in one line through `warn`, and the exit is
+    trained again (its entry replaced)."""
+
+    def __init__(self, root: str | Path | None, warn: Callable[[str], None] | None = None):
         self.root = Path(root) / "exits" if root is not None else None
+        self.warn = warn
+
+    def _damaged(self, d: Path, plan: ExitPlan, why: str) -> None:
+        if self.warn is not None:
+            self.warn(f"exit cache: the entry of the exit at '{plan.location}' ({d}) is damaged ({why}); "
+                      "training it again")
+
+    def _verified(self, d: Path, plan: ExitPlan) -> dict[str, Any] | None:
+        """The entry's meta.json when every file matches the manifest; None (and a warning) otherwise."""
+        try:
+            manifest = json.loads((d / MANIFEST).read_text())
+            files = manifest["files"]
+            if not isinstance(files, dict) or "meta.json" not in files or "outputs.npz" not in files:
+                raise ValueError("incomplete file list")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._damaged(d, plan, f"no readable {MANIFEST}: {type(exc).__name__}")
+            return None
+        for name, want in sorted(files.items()):
+            f = d / name
+            if not f.is_file():
+                self._damaged(d, plan, f"{name} is missing")
+                return None
+            try:
+                got = _file_digest(f)
+            except OSError as exc:
+                self._damaged(d, plan, f"{name} unreadable: {exc}")
+                return None
+            if got != want:
+                what = "truncated" if got["size"] < want.get("size", 0) else "altered"
+                self._damaged(d, plan, f"{name} {what}: {got['size']} bytes, the manifest says {want.get('size')}")
+                return None
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+            if not isinstance(meta, dict) or not isinstance(meta["aborted"], bool):
+                raise ValueError("not an exit description")
+            if not meta["aborted"] and "exit.keras" not in files:
+                raise ValueError("a trained exit without exit.keras")
+        except (OSError, ValueError, KeyError) as exc:
+            self._damaged(d, plan, f"meta.json: {exc}")
+            return None
+        return meta
 
     def load(self, key: str, plan: ExitPlan) -> TrainedExit | None:
         if self.root is None:
             return None
         d = self.root / key
-        meta_path = d / "meta.json"
-        if not meta_path.is_file():
+        if not d.is_dir():
+            return None
+        meta = self._verified(d, plan)
+        if meta is None:
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            with np.load(d / "outputs.npz") as npz:
+            with np.load(d / "outputs.npz", allow_pickle=False) as npz:
                 probs = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable: train again (the entry is replaced)
-        path = d / "exit.keras"
-        if not meta["aborted"] and not path.is_file():
+            trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=meta["aborted"],
+                                  cal_accuracy=float(meta["cal_accuracy"]), epochs=int(meta["epochs"]),
+                                  path=None if meta["aborted"] else d / "exit.keras", from_cache=True,
+                                  seconds=float(meta.get("seconds", 0.0)), notes=list(meta.get("notes", [])))
+        except Exception as exc:  # whatever a file that passed its hash still holds wrongly: a miss
+            self._damaged(d, plan, f"{type(exc).__name__}: {exc}")
             return None
-        return TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=meta["aborted"],
-                           cal_accuracy=meta["cal_accuracy"], epochs=meta["epochs"],
-                           path=None if meta["aborted"] else path, from_cache=True, seconds=meta.get("seconds", 0.0),
-                           notes=list(meta.get("notes", [])))
+        return trained
 
     def save(self, key: str, trained: TrainedExit, model: Any | None) -> TrainedExit:
         if self.root is None:
@@ -139,6 +199,8 @@ class ExitStore:
                                                        "cal_accuracy": trained.cal_accuracy, "epochs": trained.epochs,
                                                        "seconds": trained.seconds, "exit": trained.plan.describe(),
                                                        "notes": trained.notes}))
+            files = {f.name: _file_digest(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+            (tmp / MANIFEST).write_text(json.dumps({"format": CACHE_FORMAT, "files": files}, sort_keys=True))
         trained.path = None if trained.aborted else final / "exit.keras"
         return trained
 

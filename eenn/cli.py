@@ -7,23 +7,44 @@ Heavy imports (TensorFlow) happen inside the commands, so `eenn --help` stays fa
 """
 from __future__ import annotations
 
+import functools
+
 import click
 
 from eenn import __version__
 from eenn.errors import EennError
 
 
-# Subcommands that load Keras models: TensorFlow is imported first, quietly (eenn/quiet_tf.py).
+# Subcommands that load Keras models: TensorFlow is imported first, quietly (eenn/quiet_tf.py),
+# once their options are parsed.
 NEEDS_TENSORFLOW = {"analyze", "search", "generate", "deploy", "report", "example"}
+
+
+# Commands that pick up where an interrupted run stopped (trained exits are cached, a deploy and a
+# HIL run resume): Ctrl-C tells the user so.
+RESUMABLE = {"search", "deploy", "hil run"}
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+def _tensorflow_first(callback):
+    """`callback` with TensorFlow imported (quietly) first: only once click has parsed and checked
+    the options, so that a usage error comes at once, not after TensorFlow's start-up."""
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        from eenn.quiet_tf import import_tensorflow
+
+        import_tensorflow()
+        return callback(*args, **kwargs)
+
+    run.eenn_tensorflow_first = True  # type: ignore[attr-defined]
+    return run
 
 
 class _EennGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
         name, cmd, rest = super().resolve_command(ctx, args)
-        if name in NEEDS_TENSORFLOW and "--help" not in rest:
-            from eenn.quiet_tf import import_tensorflow
-
-            import_tensorflow()
+        ctx.meta["eenn.words"] = [name or "", *rest[:1]]  # "hil run": what a Ctrl-C message names
+        ctx.meta["eenn.uncached"] = name == "search" and "--no-cache" in rest  # nothing kept to continue from
         return name, cmd, rest
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
@@ -32,6 +53,12 @@ class _EennGroup(click.Group):
         except EennError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            words = ctx.meta.get("eenn.words", [])
+            resumable = bool(words) and (words[0] in RESUMABLE or " ".join(words) in RESUMABLE) \
+                and not ctx.meta.get("eenn.uncached")
+            click.echo("\ninterrupted" + ("; run the same command again to continue" if resumable else ""), err=True)
+            ctx.exit(INTERRUPTED_EXIT_CODE)
 
 
 @click.group(cls=_EennGroup)
@@ -44,7 +71,8 @@ def main() -> None:
 @click.argument("name", type=click.Choice(["digits"]), default="digits")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/example", show_default=True,
               help="Directory for model.keras and data.npz.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the split and the training.")
 def example(name: str, out_dir: str, seed: int) -> None:
     """Train the built-in example model (scikit-learn's 8×8 digits, a small CNN) in seconds."""
     from eenn.examples import make_example
@@ -69,6 +97,10 @@ def _register() -> None:
     main.add_command(deploy)
     main.add_command(report)
     main.add_command(accept_edit_cmd)
+    for name in NEEDS_TENSORFLOW:
+        cmd = main.commands[name]
+        if cmd.callback is not None and not getattr(cmd.callback, "eenn_tensorflow_first", False):
+            cmd.callback = _tensorflow_first(cmd.callback)
 
 
 _register()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eenn.augment.commands import efficiency_option, qat_option
+from eenn.augment.commands import POSITIVE, SHARE, efficiency_option, qat_option
 from eenn.deploy import DEFAULT_KIT
 
 
@@ -23,23 +23,23 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--port", default="virtual", show_default=True,
               help="Board for the HIL run: virtual (host build of the firmware), /dev/ttyACM0, socket://HOST:PORT. "
                    "A real board must already run the generated project (`eenn flash DIR/project`).")
-@click.option("--latency", type=float, default=None, help="Worst-case latency bound in seconds.")
-@click.option("--w", type=float, default=0.9, show_default=True, help="Weight of efficiency vs accuracy.")
-@click.option("--max-drop", type=float, default=None,
+@click.option("--latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds.")
+@click.option("--w", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="Weight of efficiency vs accuracy.")
+@click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
               help="Instead of --w: the largest efficiency gain losing at most this many accuracy points.")
 @efficiency_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--finetune", is_flag=True, help="Fine-tune the chosen EENN jointly for one epoch.")
-@click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per exit.")
+@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
 @qat_option
-@click.option("--augment", "copies", type=int, default=4, show_default=True,
+@click.option("--augment", "copies", type=click.IntRange(min=0), default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
-@click.option("--exit-budget", type=float, default=0.05, show_default=True,
+@click.option("--exit-budget", type=SHARE, default=0.05, show_default=True,
               help="Each exit's MACs stay under this share of the backbone's.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Trained-exit cache [default: $EENN_CACHE_DIR or ~/.cache/eenn].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write trained exits on disk.")
-@click.option("--limit", type=int, default=None, help="HIL: run only the first N test samples.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="HIL: run only the first N test samples.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the bundle, project, HIL session and report; run again to continue.")
 @click.option("--force", is_flag=True, help="Deploy into a non-empty directory `eenn deploy` did not make.")

@@ -202,3 +202,31 @@ def test_a_disk_full_while_saving_a_model_is_one_clear_error_and_leaves_nothing(
     with pytest.raises(EennError, match=f"cannot write {tmp_path / 'b'}: No space left on device"):
         write_bundle(tmp_path / "b", solution(), fills_up)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("section, index, field", [("exits", 0, "threshold"), ("segments", 1, "processor"),
+                                                    ("base_model", None, "num_classes")])
+def test_a_missing_field_names_the_file_the_entry_and_the_field(tmp_path, section, index, field):
+    write_bundle(tmp_path / "b", solution(), populate)
+    path = tmp_path / "b" / "solution.json"
+    raw = json.loads(path.read_text())
+    del (raw[section][index] if index is not None else raw[section])[field]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(EennError) as err:
+        load_bundle(tmp_path / "b", verify=False)
+    msg = str(err.value)
+    assert str(path) in msg and f"'{field}'" in msg and "__init__" not in msg
+    if section == "exits":
+        assert "exit 0 (exits[0]) lacks the field 'threshold'" in msg
+    if section == "segments":
+        assert "segment 1" in msg
+
+
+def test_keys_this_eenn_does_not_know_are_ignored(tmp_path):
+    write_bundle(tmp_path / "b", solution(), populate)
+    path = tmp_path / "b" / "solution.json"
+    raw = json.loads(path.read_text())
+    raw["exits"][0]["added_later"] = 1
+    raw["added_later"] = {}
+    path.write_text(json.dumps(raw))
+    assert load_bundle(tmp_path / "b", verify=False).solution.exits[0].threshold == 0.6

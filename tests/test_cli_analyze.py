@@ -47,7 +47,7 @@ def test_ds_cnn_table(ds_cnn_path):
 
 @pytest.mark.parametrize("args, message", [
     (["analyze", "missing.keras"], "model file 'missing.keras' not found"),
-    (["analyze", "{bad}"], "not a readable Keras model"),
+    (["analyze", "{bad}"], "not a Keras model: an .h5 file is HDF5"),
     (["analyze", "{model}", "--hw", "nope"], "hardware profile 'nope' not found"),
     (["analyze", "{model}", "--hw", "{hw}"], "missing field 'wakeup_s'"),
 ])
@@ -105,3 +105,41 @@ def test_noise_filter_keeps_everything_else():
             "Traceback (most recent call last):\n")
     assert filter_noise(text) == ("2026-12-01 W tensorflow/core/framework/op_kernel.cc:1] OP_REQUIRES failed: "
                                   "out of memory\nTraceback (most recent call last):\n")
+
+
+def _regression_model():
+    import keras
+
+    inp = keras.Input((16, 1))
+    x = keras.layers.Conv1D(4, 3, activation="relu")(inp)
+    return keras.Model(inp, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
+def _lambda_model():
+    import keras
+
+    inp = keras.Input((16, 1))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double_it")(inp)
+    x = keras.layers.Conv1D(4, 3, activation="relu")(x)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling1D()(x)))
+
+
+@pytest.mark.parametrize("name, make, expected", [
+    ("text.keras", "text", ["not a Keras model: a .keras file is a zip archive", "this is a text file"]),
+    ("text.h5", "text", ["not a Keras model: an .h5 file is HDF5", "this is a text file"]),
+    ("regression.keras", "regression", ["not a classifier", "at least 2 output classes (softmax or logits)"]),
+    ("regression.h5", "regression", ["not a classifier", "at least 2 output classes"]),
+    ("lambda.keras", "lambda", ["'double_it' is a Lambda layer", "replace it with built-in Keras layers"]),
+    ("lambda.h5", "lambda", ["'double_it' is a Lambda layer", "replace it with built-in Keras layers"]),
+])
+def test_a_model_eenn_cannot_use_is_one_clear_error(tmp_path, name, make, expected):
+    path = tmp_path / name
+    if make == "text":
+        path.write_text("this is not a model\n")
+    else:
+        (_regression_model() if make == "regression" else _lambda_model()).save(path)
+    r = run("analyze", path)
+    assert r.exit_code == 2, r.output
+    assert str(path) in r.output and all(e in r.output for e in expected), r.output
+    assert "Traceback" not in r.output and "safe_mode" not in r.output and "File not found" not in r.output
+    assert "labels must be" not in r.output and len(r.output.strip().splitlines()) == 1

@@ -63,7 +63,7 @@ def test_file_errors(tmp_path):
     with pytest.raises(EennError, match="not found"):
         load_dataset(tmp_path / "none.npz", SHAPE, 4)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(EennError, match="not a readable .npz"):
+    with pytest.raises(EennError, match="not an .npz archive"):
         load_dataset(tmp_path / "bad.npz", SHAPE, 4)
     np.savez(tmp_path / "nox.npz", y_train=np.zeros(3))
     with pytest.raises(EennError, match="missing array 'x_train'"):
@@ -87,3 +87,41 @@ def test_augment_shifts_along_the_first_axis():
         src = x[i % 2, :, 0]
         shifts = [s for s in range(-2, 3) if np.array_equal(row, src[np.clip(np.arange(10) - s, 0, 9)])]
         assert shifts, row
+
+
+@pytest.mark.parametrize("content, what", [(b"x_train,y_train\n1,2\n", "a text file"), (b"", "an empty file"),
+                                           (None, "a single NumPy array (.npy)")])
+def test_a_file_that_is_no_npz_archive_says_so(tmp_path, content, what):
+    p = tmp_path / "data.npz"
+    if content is None:
+        with open(p, "wb") as fh:
+            np.save(fh, np.zeros(3))
+    else:
+        p.write_bytes(content)
+    with pytest.raises(EennError) as err:
+        load_dataset(p, SHAPE, 4)
+    msg = str(err.value)
+    assert str(p) in msg and "not an .npz archive" in msg and what in msg and "pickle" not in msg
+
+
+def test_one_class_in_the_training_labels_is_an_error():
+    a = arrays(100)
+    a["y_train"] = np.full(100, 2)
+    with pytest.raises(EennError, match=r"y_train holds only class 2: a classifier search needs at least 2 classes"):
+        dataset_from_arrays(a, SHAPE, 4)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_one_class_in_a_given_calibration_or_test_split_is_an_error(split):
+    rng = np.random.default_rng(1)
+    a = arrays(100, **{f"x_{split}": rng.normal(size=(20,) + SHAPE).astype(np.float32),
+                       f"y_{split}": np.zeros(20, dtype=np.int64)})
+    with pytest.raises(EennError, match=rf"y_{split} holds only class 0: the (calibration|test) split needs at least 2"):
+        dataset_from_arrays(a, SHAPE, 4)
+
+
+def test_a_split_lacking_some_classes_is_noted():
+    rng = np.random.default_rng(2)
+    a = arrays(100, x_test=rng.normal(size=(20,) + SHAPE).astype(np.float32), y_test=np.arange(20) % 2)
+    ds = dataset_from_arrays(a, SHAPE, 4)
+    assert any("the test split lacks class(es) 2, 3" in n for n in ds.notes)

@@ -158,6 +158,24 @@ def test_interrupted_search_resumes_without_retraining(digits, tmp_path):
     res = run_search(model, data, fast_config(cache))
     assert res.stats["exits_from_cache"] == 1 and res.stats["exits_trained"] == res.stats["exits_needed"] - 1
     assert res.exits[[c for c, e in res.exits.items() if e.location == seen[0]][0]].from_cache
+    # an entry damaged afterwards (its exit.keras cut short) is trained again, and the search says so
+    from eenn.augment.progress import Progress
+
+    class Lines(Progress):
+        def __init__(self):
+            super().__init__(enabled=False)
+            self.lines = []
+
+        def say(self, message):
+            self.lines.append(message)
+
+    entry = next(d for d in (cache / "exits").iterdir() if not d.name.startswith(".") and (d / "exit.keras").is_file())
+    (entry / "exit.keras").write_bytes((entry / "exit.keras").read_bytes()[:100])
+    lines = Lines()
+    again = run_search(model, data, fast_config(cache), progress=lines)
+    assert again.stats["exits_trained"] == 1 and again.stats["exits_from_cache"] == res.stats["exits_needed"] - 1
+    damaged = [ln for ln in lines.lines if "damaged" in ln]
+    assert len(damaged) == 1 and "exit.keras truncated" in damaged[0] and "training it again" in damaged[0]
 
 
 @pytest.mark.slow

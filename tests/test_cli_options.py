@@ -1,0 +1,115 @@
+"""The CLI's own behaviour: option errors at once (before TensorFlow is imported), Ctrl-C as exit
+code 130 with one line and no traceback."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from eenn.cli import main
+
+# (command line, the option click must name). MODEL and DATA need not exist: the options fail first.
+BAD_OPTIONS = [
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--latency", "0"], "--latency"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--latency", "-1"], "--latency"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--w", "2"], "--w"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--max-drop", "-1"], "--max-drop"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--epochs", "0"], "--epochs"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--qat", "1.5"], "--qat"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--exit-budget", "0"], "--exit-budget"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--exit-budget", "1"], "--exit-budget"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--correction", "0"], "--correction"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--thresholds", "1"], "--thresholds"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--augment", "-1"], "--augment"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--exit-width", "-8"], "--exit-width"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--seed", "-1"], "--seed"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--memory-limit", "-1"], "--memory-limit"),
+    (["deploy", "--example", "digits", "--out", "o", "--latency", "0"], "--latency"),
+    (["deploy", "--example", "digits", "--out", "o", "--w", "2"], "--w"),
+    (["deploy", "--example", "digits", "--out", "o", "--max-drop", "101"], "--max-drop"),
+    (["deploy", "--example", "digits", "--out", "o", "--epochs", "0"], "--epochs"),
+    (["deploy", "--example", "digits", "--out", "o", "--qat", "-0.1"], "--qat"),
+    (["deploy", "--example", "digits", "--out", "o", "--exit-budget", "2"], "--exit-budget"),
+    (["deploy", "--example", "digits", "--out", "o", "--limit", "0"], "--limit"),
+    (["deploy", "--example", "digits", "--out", "o", "--seed", "-3"], "--seed"),
+]
+
+_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from eenn.cli import main
+results = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(main, args)
+    results.append([r.exit_code, r.output])
+print(json.dumps({"results": results, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_option_errors_come_before_tensorflow_is_imported(tmp_path):
+    """Every bad value is click's usage error (exit 2, naming the option), in a fresh interpreter
+    that never imports TensorFlow (its start-up alone takes ~20 s)."""
+    import json
+
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps([a for a, _ in BAD_OPTIONS])],
+                         capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
+    seconds = time.monotonic() - start
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not got["tensorflow"], "an option error imported TensorFlow"
+    for (args, option), (code, text) in zip(BAD_OPTIONS, got["results"]):
+        assert code == 2, (args, code, text)
+        assert f"Invalid value for '{option}'" in text and "Usage:" in text, (args, text)
+    assert seconds < 30, f"{len(BAD_OPTIONS)} option errors took {seconds:.1f} s"
+
+
+@pytest.mark.parametrize("command, target, resumable", [
+    (["deploy", "--example", "digits", "--out", "OUT"], "eenn.deploy.deploy", True),
+    (["search", "m.keras", "--data", "d.npz", "--out", "OUT"], "eenn.augment.search.run_search", True),
+    (["search", "m.keras", "--data", "d.npz", "--out", "OUT", "--no-cache"], "eenn.augment.search.run_search", False),
+    (["report", "BUNDLE", "--out", "OUT/report.html"], "eenn.report.write_report", False),
+])
+def test_ctrl_c_exits_130_with_one_line(command, target, resumable, tmp_path, monkeypatch):
+    import importlib
+
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, _interrupted)
+    monkeypatch.setattr("eenn.quiet_tf.import_tensorflow", lambda: None)  # the patched step needs none
+    (tmp_path / "BUNDLE").mkdir()
+    args = [a.replace("OUT", str(tmp_path / "out")).replace("BUNDLE", str(tmp_path / "BUNDLE")) for a in command]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 130, (r.exit_code, r.output, r.exception)
+    lines = r.output.strip().splitlines()
+    assert lines[-1] == ("interrupted; run the same command again to continue" if resumable else "interrupted")
+    assert "Traceback" not in r.output and "Aborted" not in r.output
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_sigint_during_a_long_step_exits_130_without_a_traceback(tmp_path):
+    """A real Ctrl-C (SIGINT), here while `eenn deploy` is still importing TensorFlow."""
+    probe = "import sys; sys.stderr.write('ready\\n'); sys.stderr.flush(); from eenn.cli import main; main()"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", probe, "deploy", "--example", "digits", "--out", str(tmp_path / "o")],
+                            cwd=tmp_path,
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr.readline().strip() == "ready"
+        time.sleep(1.5)  # the CLI is loaded and parsing is done: TensorFlow's import takes far longer
+        assert proc.poll() is None, "the command ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted; run the same command again to continue"
