@@ -219,16 +219,17 @@ class CostModel:
             energy += nbytes * link.j_per_byte + transfer_s * self.device_power_w(hop)
         return energy + self.profile.processors[to].wakeup_s * self.device_power_w(to)
 
-    def mapping(self, stages: Sequence[StageLoad], input_bytes: int = 0) -> MappingCost:
+    def mapping(self, stages: Sequence[StageLoad], input_bytes: int | None = None) -> MappingCost:
         """Costs of a cascade: stage k runs on its processor; inference may end after any stage.
 
         A transfer and a wake-up are charged only where the processor changes; consecutive stages
         on one processor hand the feature map over in memory. The input arrives on the first
-        processor: a stage 0 elsewhere first pays the link(s) for `input_bytes` and its wake-up."""
+        processor: given `input_bytes`, a stage 0 elsewhere first pays the link(s) for them and its
+        wake-up (None: the input is taken to be where stage 0 runs, as `eenn analyze` reports)."""
         stage_s, handoff_s, latency, energy, device = [], [], [], [], []
         t_acc = e_acc = d_acc = 0.0
         input_s = 0.0
-        if stages and stages[0].processor > 0:
+        if stages and stages[0].processor > 0 and input_bytes is not None:
             input_s, e_in = self.handoff(0, input_bytes, stages[0].processor)
             t_acc, e_acc, d_acc = input_s, e_in, self._device_handoff_j(0, stages[0].processor, input_bytes)
         for k, st in enumerate(stages):
