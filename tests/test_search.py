@@ -32,8 +32,10 @@ def run(*args):
 
 
 def fast_config(cache, **kw):
+    """A quick search in the paper's terms (its space, MACs, w = 0.9) unless told otherwise; the
+    new defaults (placement any, energy, at most 1 point lost) are tested in test_search_placement.py."""
     settings = dict(latency_bound_s=2.5, seed=0, cache_dir=cache, train=TrainConfig(epochs=3),
-                    augment=AugmentConfig(copies=1))
+                    augment=AugmentConfig(copies=1), placement="boundary", efficiency="macs", w=0.9)
     settings.update(kw)
     return SearchConfig(**settings)
 
@@ -79,7 +81,12 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     for part in ("base", "eenn"):
         assert set(raw["metrics"][part]) >= {"accuracy", "precision", "recall", "mean_macs", "mean_latency_s",
                                              "worst_latency_s", "mean_energy_j"}
-    assert raw["search"]["stats"]["architectures"] == 3  # 2 candidates, 2 processors: 1 + 2
+    # 2 candidates, 2 processors, up to 2 exits anywhere: the base on either, 2 × 3 and 1 × 4 placements
+    assert raw["search"]["stats"]["architectures"] == 2 + 6 + 4
+    assert raw["search"]["placement"] == "any" and raw["search"]["max_exits"] == 2
+    assert raw["search"]["objective"] == "max_drop" and raw["search"]["max_accuracy_drop"] == 0.01
+    assert raw["search"]["efficiency"] == "energy" and raw["metrics"]["base"]["processor"] == "cm4"
+    assert "base on cm4" in r.output
     test = np.load(out / "test.npz")
     sol, pred, stage = cascade(out, test["x"])
     m = sol.metrics["eenn"]
@@ -89,7 +96,7 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     n = len(test["y"])
     assert abs(np.mean(pred == test["y"]) - m["accuracy"]) <= 1.0 / n + 1e-9
     assert abs(np.mean(stage < len(sol.exits)) - m["early_termination"]) <= 1.0 / n + 1e-9
-    # the base model is the comparison point, on the last processor
+    # the base model is the comparison point, on its cheapest processor (the CM4F)
     import keras
 
     base = keras.models.load_model(out / "base.keras", compile=False)
