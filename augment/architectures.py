@@ -112,18 +112,31 @@ def input_bytes(bg: BlockGraph) -> int:
     return int(prod(bg.input_shape))
 
 
-def stage_loads(bg: BlockGraph, arch: Architecture, exits: Mapping[int, ExitCost]) -> list[StageLoad]:
-    """The StageLoads of an architecture: segment blocks, the exit at the end, the hand-off size."""
+def stage_loads(bg: BlockGraph, arch: Architecture, exits: Mapping[int, ExitCost],
+                memo: dict | None = None) -> list[StageLoad]:
+    """The StageLoads of an architecture: segment blocks, the exit at the end, the hand-off size.
+    With `memo` (one dict per space), equal stages of different architectures are one object, so
+    their sums over blocks are computed once: the space grows as C(L, K), its stages as L²·P."""
     stages = []
     start = 0
-    for i, c in enumerate(arch.cuts):
-        cand = bg.candidates[c]
-        e = exits[c]
-        stages.append(StageLoad(processor=arch.processors[i], blocks=tuple(bg.blocks[start:cand.block + 1]),
-                                exit_macs=e.macs, exit_layers=e.n_layers, exit_param_bytes=e.param_bytes,
-                                exit_peak_bytes=e.peak_bytes, out_bytes=cand.activation_bytes))
-        start = cand.block + 1
-    stages.append(StageLoad(processor=arch.processors[-1], blocks=tuple(bg.blocks[start:]) + (bg.head,)))
+    prev = -1
+    for i, c in enumerate((*arch.cuts, None)):
+        key = (prev, c, arch.processors[i])
+        st = memo.get(key) if memo is not None else None
+        if st is None:
+            if c is None:
+                st = StageLoad(processor=arch.processors[i], blocks=tuple(bg.blocks[start:]) + (bg.head,))
+            else:
+                cand = bg.candidates[c]
+                e = exits[c]
+                st = StageLoad(processor=arch.processors[i], blocks=tuple(bg.blocks[start:cand.block + 1]),
+                               exit_macs=e.macs, exit_layers=e.n_layers, exit_param_bytes=e.param_bytes,
+                               exit_peak_bytes=e.peak_bytes, out_bytes=cand.activation_bytes)
+            if memo is not None:
+                memo[key] = st
+        stages.append(st)
+        if c is not None:
+            start, prev = bg.candidates[c].block + 1, c
     return stages
 
 
@@ -160,8 +173,9 @@ def prune(bg: BlockGraph, archs: Iterable[Architecture], exits: Mapping[int, Exi
     (`archs` may be a generator: the space is streamed, only the kept ones are held)."""
     result = Pruning(kept=[])
     nbytes = input_bytes(bg)
+    memo: dict = {}
     for arch in archs:
-        mc = cost.mapping(stage_loads(bg, arch, exits), nbytes)
+        mc = cost.mapping(stage_loads(bg, arch, exits, memo), nbytes)
         if not mc.fits_memory:
             result.no_memory += 1
             if len(result.memory_reasons) < 3:

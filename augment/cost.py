@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -100,15 +101,16 @@ class StageLoad:
     exit_peak_bytes: int = 0
     out_bytes: int = 0  # the feature map handed to the next stage (0 on the last stage)
 
-    @property
+    # computed once per object (a space shares equal stages between architectures)
+    @cached_property
     def macs(self) -> int:
         return sum(b.macs for b in self.blocks) + self.exit_macs
 
-    @property
+    @cached_property
     def weights_bytes(self) -> int:
         return sum(b.param_bytes for b in self.blocks) + self.exit_param_bytes
 
-    @property
+    @cached_property
     def arena_bytes(self) -> int:
         return max([b.peak_bytes for b in self.blocks] + [self.exit_peak_bytes])
 
@@ -156,13 +158,16 @@ class CostModel:
         self.profile = profile
         self.measured = measured or Measured()
         self.measured.check(profile)
-        self._segments: dict[tuple[str, str, int, int], float] = {}  # segment_s memo: spaces share segments
+        # Fixed for the model's lifetime, and asked for per stage of every architecture of a space.
+        self._measurements = [self.measured.processors.get(p.name, ProcessorMeasurement()) for p in profile.processors]
+        self._rates = [(m.macs_per_s or p.macs_per_s, p.layer_overhead_s if m.layer_overhead_s is None
+                        else m.layer_overhead_s) for p, m in zip(profile.processors, self._measurements)]
+        self._active_w = [p.active_w + sum(q.sleep_w for j, q in enumerate(profile.processors) if j != i)
+                          for i, p in enumerate(profile.processors)]
+        self._segments: dict[tuple[str, int, int], float] = {}  # segment_s memo: spaces share segments
 
     def _rate(self, proc: int) -> tuple[float, float]:
-        p = self.profile.processors[proc]
-        m = self.measured.processors.get(p.name, ProcessorMeasurement())
-        return (m.macs_per_s or p.macs_per_s,
-                p.layer_overhead_s if m.layer_overhead_s is None else m.layer_overhead_s)
+        return self._rates[proc]
 
     def compute_s(self, macs: int, n_layers: int, proc: int) -> float:
         """Seconds for `macs` multiply-accumulates in `n_layers` layers on processor `proc`."""
@@ -170,23 +175,30 @@ class CostModel:
         return macs / rate + n_layers * overhead
 
     def block_s(self, block: Block, proc: int) -> float:
-        name = self.profile.processors[proc].name
-        measured = self.measured.processors.get(name, ProcessorMeasurement()).block_s.get(block.name)
+        measured = self._measurements[proc].block_s.get(block.name)
         return measured if measured is not None else self.compute_s(block.macs, block.n_layers, proc)
 
     def segment_s(self, blocks: Sequence[Block], proc: int) -> float:
-        if not blocks:
-            return 0.0
-        key = (blocks[0].name, blocks[-1].name, len(blocks), proc)
-        t = self._segments.get(key)
-        if t is None:
-            t = self._segments[key] = sum(self.block_s(b, proc) for b in blocks)
+        """Sum of the blocks' times, left to right; memoised by (first block, length): a segment
+        one block longer costs one addition, so a whole space costs O(L²·P) additions."""
+        t = 0.0
+        n = len(blocks)
+        done = 0
+        while done < n:  # the longest memoised prefix
+            hit = self._segments.get((blocks[0].name, n - done, proc))
+            if hit is not None:
+                t = hit
+                break
+            done += 1
+        start = n - done
+        for k in range(start, n):
+            t = (t if k else 0.0) + self.block_s(blocks[k], proc)
+            self._segments[(blocks[0].name, k + 1, proc)] = t
         return t
 
     def active_power_w(self, proc: int) -> float:
         """Power while `proc` runs and every other processor sleeps."""
-        procs = self.profile.processors
-        return procs[proc].active_w + sum(p.sleep_w for i, p in enumerate(procs) if i != proc)
+        return self._active_w[proc]
 
     def handoff(self, after: int, nbytes: int, to: int | None = None) -> tuple[float, float]:
         """Time and energy to pass `nbytes` from processor `after` to processor `to` (default: the
