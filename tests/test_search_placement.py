@@ -248,3 +248,35 @@ def test_paper_space_in_macs_reproduces_the_earlier_choice(digits, cache, hw):
     assert res.chosen.choice.cost == pytest.approx(cost, abs=1e-12)
     if cuts:
         assert res.chosen.arch.processors == procs
+
+
+def test_objective_defaults_resolve_as_documented():
+    assert (lambda c: (c.objective, c.max_accuracy_drop, c.efficiency, c.placement, c.max_exits))(
+        SearchConfig().checked()) == ("max_drop", 0.01, "energy", "any", 2)
+    paper = SearchConfig(w=0.9).checked()
+    assert (paper.objective, paper.max_accuracy_drop, paper.w) == ("weighted", None, 0.9)
+    both = SearchConfig(w=0.5, max_accuracy_drop=0.02).checked()
+    assert (both.objective, both.max_accuracy_drop) == ("max_drop", 0.02)
+    from eenn.errors import EennError
+
+    with pytest.raises(EennError, match="placement 'anywhere'"):
+        SearchConfig(placement="anywhere").checked()
+    with pytest.raises(EennError, match="max exits -1"):
+        SearchConfig(max_exits=-1).checked()
+
+
+def test_without_power_figures_energy_falls_back_to_latency(digits, cache, tmp_path, capsys):
+    from eenn.augment.progress import Progress
+
+    model, data = digits
+    hw = tmp_path / "nopower.toml"
+    hw.write_text(THREE.replace('name = "three"', 'name = "nopower"').replace("active_w = 0.02", "active_w = 0.0")
+                  .replace("active_w = 0.03", "active_w = 0.0").replace("active_w = 0.5", "active_w = 0.0")
+                  .replace("sleep_w = 0.0005", "sleep_w = 0.0"))
+    res = run_search(model, data, config(cache, hardware=str(hw), latency_bound_s=None),
+                     progress=Progress(enabled=True, err=True))
+    assert res.solution["search"]["efficiency"] == "latency"
+    assert "has no power figures (all 0 W): measuring latency instead of energy" in capsys.readouterr().err
+    # the base: the fastest single processor ("big", 100 MMAC/s, after the input's relay)
+    assert res.solution["metrics"]["base"]["processor"] == "big"
+    assert res.chosen.choice.mean_cost == pytest.approx(res.solution["metrics"]["calibration"]["eenn"]["mean_latency_s"])
