@@ -88,6 +88,7 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                      "base_on": b["processor"],
                      "stages": (stages + f", final on {sol['segments'][-1]['processor']}") if stages else "base model",
                      "base": b, "eenn": e, "architectures": sol["search"]["stats"]["architectures"],
+                     "distributed": not sol["hardware"].get("shared_memory", True),
                      "trained": sol["search"]["stats"]["exits_trained"], "seconds": time.monotonic() - t0})
         print(f"  {name} / {rows[-1]['setting']}: {rows[-1]['stages']} ({rows[-1]['architectures']} architectures, "
               f"{rows[-1]['trained']} exits trained, {rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
@@ -100,12 +101,17 @@ def table(rows: list[dict[str, Any]], hw: str, latency: float, max_drop: float) 
            "| case | placement | EENN stages | base on | energy base → EENN | Δ energy | mean latency Δ | "
            "mean MACs Δ | accuracy base → EENN |",
            "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    device = any(r["distributed"] for r in rows)
+    if device:  # a distributed profile: the first processor's own energy too (mean_device_energy_j)
+        out[2] = out[2].replace("| Δ energy |", "| Δ energy | Δ device energy |")
+        out[3] = out[3].replace("| ---: | ---: | ---: | ---: | ---: |", "| ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         b, e = r["base"], r["eenn"]
+        dev = f" {_rel(b['mean_device_energy_j'], e['mean_device_energy_j'])} |" if device else ""
         out.append(f"| {r['case']} | {r['setting']} | {r['stages']} | {r['base_on']} | "
                    f"{b['mean_energy_j'] * 1e3:.4g} → {e['mean_energy_j'] * 1e3:.4g} mJ | "
-                   f"{_rel(b['mean_energy_j'], e['mean_energy_j'])} | {_rel(b['mean_latency_s'], e['mean_latency_s'])} | "
-                   f"{_rel(b['mean_macs'], e['mean_macs'])} | "
+                   f"{_rel(b['mean_energy_j'], e['mean_energy_j'])} |{dev} "
+                   f"{_rel(b['mean_latency_s'], e['mean_latency_s'])} | {_rel(b['mean_macs'], e['mean_macs'])} | "
                    f"{b['accuracy'] * 100:.2f} → {e['accuracy'] * 100:.2f} % |")
     return "\n".join(out)
 
