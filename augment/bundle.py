@@ -96,7 +96,14 @@ class Solution:
         """Structural rules the rest of the pipeline relies on."""
         if len(self.segments) != len(self.exits) + 1:
             raise EennError(f"{where}: {len(self.segments)} segments and {len(self.exits)} exits: "
-                            "expected one exit per processor boundary (segments = exits + 1)")
+                            "expected one exit at the end of every segment but the last (segments = exits + 1)")
+        order = [p.get("name") for p in self.hardware.get("processors", [])]
+        if order:
+            at = [order.index(s.processor) if s.processor in order else -1 for s in self.segments]
+            if -1 in at or at != sorted(at):
+                raise EennError(f"{where}: segment processors {[s.processor for s in self.segments]}: expected "
+                                f"processors of the hardware profile ({', '.join(order)}) in its order, "
+                                "each used for one or more consecutive segments")
         for i, (seg, ex) in enumerate(zip(self.segments, self.exits)):
             if seg.index != i or ex.index != i:
                 raise EennError(f"{where}: segments/exits must be numbered 0, 1, … in order")

@@ -27,10 +27,28 @@ def measured_option(f):
 
 def efficiency_option(f):
     """`--efficiency` of `eenn search` and `eenn deploy` (SearchConfig.efficiency; search.EFFICIENCIES)."""
-    return click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="macs",
+    return click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="energy",
                         show_default=True,
-                        help="What the efficiency gain measures: mean MACs (the paper's), or the cost model's "
-                             "mean latency or mean energy per inference.")(f)
+                        help="What the saving is measured in: the cost model's mean energy per inference (latency "
+                             "where the profile has no power figures), its mean latency, or mean MACs (the paper's).")(f)
+
+
+def objective_options(f):
+    """`--w` / `--max-drop` of `eenn search` and `eenn deploy` (SearchConfig.w, max_accuracy_drop)."""
+    f = click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
+                     help="The largest saving whose accuracy drop on the calibration split is at most this many "
+                          "points [default: 1, unless --w is given].")(f)
+    return click.option("--w", "w", type=click.FloatRange(0, 1), default=None,
+                        help="Instead: the paper's weighted objective w·gain − (1−w)·drop (e.g. 0.9).")(f)
+
+
+def placement_options(f):
+    """`--placement` / `--max-exits` of `eenn search` and `eenn deploy` (SearchConfig.placement, max_exits)."""
+    f = click.option("--max-exits", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="At most this many early exits (not bounded by the number of processors).")(f)
+    return click.option("--placement", type=click.Choice(["any", "boundary"]), default="any", show_default=True,
+                        help="any: exits anywhere, each stage on any processor in the profile's order (several on "
+                             "one); boundary: the paper's space, exit i where processor i hands over.")(f)
 
 
 def qat_option(f):
@@ -83,11 +101,9 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
                    "[default: the profile's first, psoc6: bsp-default]; recorded in solution.json.")
 @measured_option
 @click.option("--latency", "latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds.")
-@click.option("--w", "w", type=click.FloatRange(0, 1), default=0.9, show_default=True,
-              help="Weight of efficiency gain vs accuracy drop (objective w·gain − (1−w)·drop).")
-@click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
-              help="Instead: maximise efficiency subject to an accuracy drop of at most this many points.")
+@objective_options
 @efficiency_option
+@placement_options
 @click.option("--confidence", type=click.Choice(["max", "margin"]), default="max", show_default=True,
               help="Exit confidence: max softmax, or top-1 − top-2 margin.")
 @click.option("--thresholds", "steps", type=click.IntRange(min=2), default=13, show_default=True, help="Thresholds per exit.")
@@ -118,8 +134,9 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--force", is_flag=True, help="Replace an existing bundle in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: str | None, latency: float | None, w: float,
-           max_drop: float | None, efficiency: str, confidence: str, steps: int, threshold_method: str, calibration: str,
+def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: str | None, latency: float | None,
+           w: float | None, max_drop: float | None, efficiency: str, placement: str, max_exits: int, confidence: str,
+           steps: int, threshold_method: str, calibration: str,
            correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, copies: int, finetune: bool,
            seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
            force: bool, as_json: bool, quiet: bool) -> None:
@@ -139,6 +156,7 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
     config = SearchConfig(
         hardware=hw, clock_plan=clock_plan, measured=measured, latency_bound_s=latency, w=w,
         max_accuracy_drop=None if max_drop is None else max_drop / 100.0, efficiency=efficiency, confidence=confidence,
+        placement=placement, max_exits=max_exits,
         threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
         seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
         augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
@@ -149,5 +167,5 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
     if as_json:
         click.echo(json.dumps({**summary_dict(result), "bundle": str(out), "bundle_hash": bundle_hash}, indent=2))
     else:
-        click.echo(format_summary(result.solution))
+        click.echo(format_summary(result.solution, result.pareto_rows))
         click.echo(f"\nbundle written to {out} (hash {bundle_hash[:12]})")

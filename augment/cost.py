@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -90,7 +91,7 @@ def _number(value: object, where: str, positive: bool = False) -> float | None:
 
 @dataclass(frozen=True)
 class StageLoad:
-    """What one processor runs in a mapping: a backbone segment, then (except last) an exit."""
+    """One stage of a mapping, on one processor: a backbone segment, then (except last) an exit."""
 
     processor: int
     blocks: tuple[Block, ...]
@@ -98,17 +99,18 @@ class StageLoad:
     exit_layers: int = 0
     exit_param_bytes: int = 0
     exit_peak_bytes: int = 0
-    out_bytes: int = 0  # the feature map handed to the next processor (0 on the last stage)
+    out_bytes: int = 0  # the feature map handed to the next stage (0 on the last stage)
 
-    @property
+    # computed once per object (a space shares equal stages between architectures)
+    @cached_property
     def macs(self) -> int:
         return sum(b.macs for b in self.blocks) + self.exit_macs
 
-    @property
+    @cached_property
     def weights_bytes(self) -> int:
         return sum(b.param_bytes for b in self.blocks) + self.exit_param_bytes
 
-    @property
+    @cached_property
     def arena_bytes(self) -> int:
         return max([b.peak_bytes for b in self.blocks] + [self.exit_peak_bytes])
 
@@ -116,12 +118,17 @@ class StageLoad:
 @dataclass(frozen=True)
 class MappingCost:
     stage_s: list[float]  # compute time of each stage (segment + exit)
-    handoff_s: list[float]  # link + wake-up after stage k (len = stages − 1)
+    handoff_s: list[float]  # link + wake-up after stage k (len = stages − 1; 0 where the processor stays)
     latency_s: list[float]  # latency when the inference terminates at stage k
     energy_j: list[float]  # energy when the inference terminates at stage k
     flash_bytes: list[int]  # per processor used
     sram_bytes: list[int]
     violations: list[str]  # why it does not fit memory (empty: it fits)
+    input_s: float = 0.0  # moving the input from the first processor to stage 0's (0 when it starts there)
+    # The first processor's own energy when the inference terminates at stage k: its active or
+    # sleep power while each stage runs, plus every link's joules per byte (the sender's radio):
+    # on a distributed profile, what the battery-powered device pays.
+    device_energy_j: list[float] = field(default_factory=list)
 
     @property
     def worst_latency_s(self) -> float:
@@ -139,18 +146,28 @@ class MappingCost:
         en = rates @ np.asarray(self.energy_j, dtype=np.float64)
         return (float(lat), float(en)) if rates.ndim == 1 else (lat, en)
 
+    def mean_device_energy(self, termination_rates):
+        """Mean of `device_energy_j` for the given termination rates (as `mean`)."""
+        rates = np.asarray(termination_rates, dtype=np.float64)
+        dev = rates @ np.asarray(self.device_energy_j or self.energy_j, dtype=np.float64)
+        return float(dev) if rates.ndim == 1 else dev
+
 
 class CostModel:
     def __init__(self, profile: HardwareProfile, measured: Measured | None = None):
         self.profile = profile
         self.measured = measured or Measured()
         self.measured.check(profile)
+        # Fixed for the model's lifetime, and asked for per stage of every architecture of a space.
+        self._measurements = [self.measured.processors.get(p.name, ProcessorMeasurement()) for p in profile.processors]
+        self._rates = [(m.macs_per_s or p.macs_per_s, p.layer_overhead_s if m.layer_overhead_s is None
+                        else m.layer_overhead_s) for p, m in zip(profile.processors, self._measurements)]
+        self._active_w = [p.active_w + sum(q.sleep_w for j, q in enumerate(profile.processors) if j != i)
+                          for i, p in enumerate(profile.processors)]
+        self._segments: dict[tuple[str, int, int], float] = {}  # segment_s memo: spaces share segments
 
     def _rate(self, proc: int) -> tuple[float, float]:
-        p = self.profile.processors[proc]
-        m = self.measured.processors.get(p.name, ProcessorMeasurement())
-        return (m.macs_per_s or p.macs_per_s,
-                p.layer_overhead_s if m.layer_overhead_s is None else m.layer_overhead_s)
+        return self._rates[proc]
 
     def compute_s(self, macs: int, n_layers: int, proc: int) -> float:
         """Seconds for `macs` multiply-accumulates in `n_layers` layers on processor `proc`."""
@@ -158,17 +175,30 @@ class CostModel:
         return macs / rate + n_layers * overhead
 
     def block_s(self, block: Block, proc: int) -> float:
-        name = self.profile.processors[proc].name
-        measured = self.measured.processors.get(name, ProcessorMeasurement()).block_s.get(block.name)
+        measured = self._measurements[proc].block_s.get(block.name)
         return measured if measured is not None else self.compute_s(block.macs, block.n_layers, proc)
 
     def segment_s(self, blocks: Sequence[Block], proc: int) -> float:
-        return sum(self.block_s(b, proc) for b in blocks)
+        """Sum of the blocks' times, left to right; memoised by (first block, length): a segment
+        one block longer costs one addition, so a whole space costs O(L²·P) additions."""
+        t = 0.0
+        n = len(blocks)
+        done = 0
+        while done < n:  # the longest memoised prefix
+            hit = self._segments.get((blocks[0].name, n - done, proc))
+            if hit is not None:
+                t = hit
+                break
+            done += 1
+        start = n - done
+        for k in range(start, n):
+            t = (t if k else 0.0) + self.block_s(blocks[k], proc)
+            self._segments[(blocks[0].name, k + 1, proc)] = t
+        return t
 
     def active_power_w(self, proc: int) -> float:
         """Power while `proc` runs and every other processor sleeps."""
-        procs = self.profile.processors
-        return procs[proc].active_w + sum(p.sleep_w for i, p in enumerate(procs) if i != proc)
+        return self._active_w[proc]
 
     def handoff(self, after: int, nbytes: int, to: int | None = None) -> tuple[float, float]:
         """Time and energy to pass `nbytes` from processor `after` to processor `to` (default: the
@@ -186,34 +216,73 @@ class CostModel:
         wake = self.profile.processors[to].wakeup_s
         return time + wake, energy + wake * self.active_power_w(to)
 
-    def mapping(self, stages: Sequence[StageLoad]) -> MappingCost:
-        """Costs of a cascade: stage k runs on its processor; inference may end after any stage."""
-        stage_s, handoff_s, latency, energy = [], [], [], []
-        t_acc = e_acc = 0.0
+    def device_power_w(self, proc: int) -> float:
+        """The first processor's power while `proc` runs (its active power, or its sleep power)."""
+        p0 = self.profile.processors[0]
+        return p0.active_w if proc == 0 else p0.sleep_w
+
+    def _device_handoff_j(self, after: int, to: int, nbytes: int) -> float:
+        """The first processor's share of a hand-off: every link's joules per byte, its power
+        while each hop and the wake-up last."""
+        energy = 0.0
+        for hop in range(after, to):
+            link = self.profile.link_after(hop)
+            transfer_s = link.latency_s + nbytes / link.bytes_per_s
+            energy += nbytes * link.j_per_byte + transfer_s * self.device_power_w(hop)
+        return energy + self.profile.processors[to].wakeup_s * self.device_power_w(to)
+
+    def mapping(self, stages: Sequence[StageLoad], input_bytes: int | None = None) -> MappingCost:
+        """Costs of a cascade: stage k runs on its processor; inference may end after any stage.
+
+        A transfer and a wake-up are charged only where the processor changes; consecutive stages
+        on one processor hand the feature map over in memory. The input arrives on the first
+        processor: given `input_bytes`, a stage 0 elsewhere first pays the link(s) for them and its
+        wake-up (None: the input is taken to be where stage 0 runs, as `eenn analyze` reports)."""
+        stage_s, handoff_s, latency, energy, device = [], [], [], [], []
+        t_acc = e_acc = d_acc = 0.0
+        input_s = 0.0
+        if stages and stages[0].processor > 0 and input_bytes is not None:
+            input_s, e_in = self.handoff(0, input_bytes, stages[0].processor)
+            t_acc, e_acc, d_acc = input_s, e_in, self._device_handoff_j(0, stages[0].processor, input_bytes)
         for k, st in enumerate(stages):
             s = self.segment_s(st.blocks, st.processor) + self.compute_s(st.exit_macs, st.exit_layers, st.processor)
             stage_s.append(s)
             t_acc += s
             e_acc += s * self.active_power_w(st.processor)
+            d_acc += s * self.device_power_w(st.processor)
             latency.append(t_acc)
             energy.append(e_acc)
+            device.append(d_acc)
             if k + 1 < len(stages):
-                h_t, h_e = self.handoff(st.processor, st.out_bytes, stages[k + 1].processor)
+                nxt = stages[k + 1].processor
+                if nxt < st.processor:
+                    raise ValueError(f"stage {k + 1} on processor {nxt} after stage {k} on {st.processor}: "
+                                     "stages follow the profile's order")
+                if nxt == st.processor:
+                    handoff_s.append(0.0)
+                    continue
+                h_t, h_e = self.handoff(st.processor, st.out_bytes, nxt)
                 handoff_s.append(h_t)
                 t_acc += h_t
                 e_acc += h_e
+                d_acc += self._device_handoff_j(st.processor, nxt, st.out_bytes)
         flash, sram, violations = self._memory(stages)
         return MappingCost(stage_s=stage_s, handoff_s=handoff_s, latency_s=latency, energy_j=energy,
-                           flash_bytes=flash, sram_bytes=sram, violations=violations)
+                           flash_bytes=flash, sram_bytes=sram, violations=violations, input_s=input_s,
+                           device_energy_j=energy if self.profile.shared_memory else device)
 
     def _memory(self, stages: Sequence[StageLoad]) -> tuple[list[int], list[int], list[str]]:
         procs = self.profile.processors
         flash = [0] * len(procs)
-        sram = [0] * len(procs)
+        arena = [0] * len(procs)
+        handed = [0] * len(procs)
         for st in stages:
+            # Several stages on one processor: their weights add up, one arena serves the largest,
+            # and one buffer (the largest feature map handed on) is held in addition to it.
             flash[st.processor] += st.weights_bytes
-            # The feature map buffer handed onward is held in addition to the arena.
-            sram[st.processor] = max(sram[st.processor], st.arena_bytes) + st.out_bytes
+            arena[st.processor] = max(arena[st.processor], st.arena_bytes)
+            handed[st.processor] = max(handed[st.processor], st.out_bytes)
+        sram = [a + h for a, h in zip(arena, handed)]
         violations = []
         if self.profile.shared_memory:
             total_flash, total_sram = sum(flash), sum(sram)

@@ -36,6 +36,9 @@ class Metrics:
     mean_latency_s: float
     worst_latency_s: float
     mean_energy_j: float
+    # The first processor's own energy (its radio's joules per byte included): on a distributed
+    # profile, what the device pays; on one chip (shared memory) the same as mean_energy_j.
+    mean_device_energy_j: float | None = None
     early_termination: float | None = None  # share answered before the last classifier (EENN only)
     termination_rates: list[float] = field(default_factory=list)  # per exit, then the final classifier
 
@@ -58,4 +61,5 @@ def cascade_metrics(y_true: np.ndarray, y_pred: np.ndarray, stage: np.ndarray, n
     lat, energy = cost.mean(rates.tolist())
     return Metrics(accuracy=acc, precision=prec, recall=rec, mean_macs=mean_macs, mean_latency_s=float(lat),
                    worst_latency_s=float(cost.worst_latency_s), mean_energy_j=float(energy),
+                   mean_device_energy_j=float(cost.mean_device_energy(rates.tolist())),
                    early_termination=float(1.0 - rates[-1]), termination_rates=[float(r) for r in rates])

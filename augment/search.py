@@ -14,6 +14,7 @@ to the output directory before the end, so a failed search leaves no partial bun
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -26,9 +27,11 @@ import numpy as np
 from eenn import __version__
 from eenn.augment import thresholds as T
 from eenn.augment.architectures import (
+    PLACEMENTS,
     Architecture,
     count_architectures,
-    enumerate_architectures,
+    input_bytes,
+    iter_architectures,
     prune,
     require_some,
     stage_loads,
@@ -49,6 +52,7 @@ from eenn.errors import EennError
 
 
 EFFICIENCIES = ("macs", "latency", "energy")
+DEFAULT_MAX_DROP = 0.01  # the default objective: the largest saving within 1 accuracy point
 
 
 def stage_costs(efficiency: str, stage_macs: list[int], mapping: MappingCost) -> list[float]:
@@ -72,10 +76,16 @@ class SearchConfig:
     clock_plan: str | None = None  # the profile's clock plan (None: its first; see hardware.py)
     measured: str | None = None
     latency_bound_s: float | None = None
-    objective: str = "weighted"  # or "max_drop"
-    efficiency: str = "macs"  # what efficiency_gain measures: mean MACs (the paper's), latency or energy
-    w: float = 0.9
+    # auto: max_drop (the largest saving within max_accuracy_drop, default 1 point) unless only
+    # `w` is given, then the paper's weighted objective
+    objective: str = "auto"
+    # what efficiency_gain measures: the cost model's mean energy (default; latency where the
+    # profile has no power figures), its mean latency, or mean MACs (the paper's)
+    efficiency: str = "energy"
+    w: float | None = None  # None: 0.9 where the weighted objective is used
     max_accuracy_drop: float | None = None  # fraction (0.02 = 2 points); implies objective max_drop
+    placement: str = "any"  # exits anywhere, stages on processors in order ("boundary": the paper's space)
+    max_exits: int = 2
     confidence: str = "max"
     threshold_steps: int = 13
     threshold_method: str = "auto"  # auto | exact | graph
@@ -95,6 +105,16 @@ class SearchConfig:
     def checked(self) -> SearchConfig:
         if self.latency_bound_s is not None and not self.latency_bound_s > 0:
             raise EennError(f"latency bound {self.latency_bound_s}: expected a positive number of seconds")
+        if self.objective == "auto":
+            self.objective = "weighted" if self.w is not None and self.max_accuracy_drop is None else "max_drop"
+            if self.objective == "max_drop" and self.max_accuracy_drop is None:
+                self.max_accuracy_drop = DEFAULT_MAX_DROP
+        if self.w is None:
+            self.w = 0.9
+        if self.placement not in PLACEMENTS:
+            raise EennError(f"placement '{self.placement}': expected one of {', '.join(PLACEMENTS)}")
+        if isinstance(self.max_exits, bool) or not isinstance(self.max_exits, int) or self.max_exits < 0:
+            raise EennError(f"max exits {self.max_exits!r}: expected a non-negative integer")
         if self.max_accuracy_drop is not None:
             if not 0 <= self.max_accuracy_drop <= 1:
                 raise EennError(f"max accuracy drop {self.max_accuracy_drop}: expected a fraction in [0, 1] "
@@ -196,6 +216,53 @@ def _predictions(arch: Architecture, bg: BlockGraph, probs: dict[str, np.ndarray
     return pred, stage
 
 
+def base_candidates(bg: BlockGraph, cost: CostModel, efficiency: str,
+                    latency_bound_s: float | None) -> list[dict[str, Any]]:
+    """The base model alone on each processor, the input's transfer included where that is not
+    the first; best first: within the latency bound and memory, then cheapest in the search's
+    measure (ties, as with MACs: less energy, then less latency, then the earlier processor)."""
+    nbytes = input_bytes(bg)
+    out = []
+    for proc in range(len(cost.profile.processors)):
+        mc = cost.mapping([StageLoad(proc, tuple(bg.blocks) + (bg.head,))], nbytes)
+        ok = mc.fits_memory and (latency_bound_s is None or mc.worst_latency_s <= latency_bound_s)
+        out.append({"index": proc, "mapping": mc, "within_bound": ok,
+                    "cost": stage_costs(efficiency, [bg.total_macs], mc)[0]})
+    out.sort(key=lambda b: (not b["within_bound"], b["cost"], b["mapping"].energy_j[-1],
+                            b["mapping"].latency_s[-1], b["index"]))
+    return out
+
+
+def _fmt_measure(efficiency: str, value: float) -> str:
+    if efficiency == "macs":
+        return f"{value / 1e6:.3f} M MACs"
+    if efficiency == "latency":
+        return f"{value * 1e3:.3f} ms"
+    return f"{value * 1e3:.4g} mJ"
+
+
+def _base_row(b: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The base model on one processor, for solution.json (`metrics.base_per_processor`)."""
+    mc = b["mapping"]
+    return {"processor": names[b["index"]], "latency_s": float(mc.worst_latency_s), "energy_j": float(mc.energy_j[-1]),
+            "device_energy_j": float(mc.device_energy_j[-1]), "input_transfer_s": float(mc.input_s),
+            "fits": bool(b["within_bound"]), "cost": float(b["cost"])}
+
+
+def _candidate_summary(e: Evaluated, bg: BlockGraph, names: list[str], objective: T.Objective) -> dict[str, Any]:
+    """An architecture's best point on the calibration split, in a few numbers (the best
+    candidate the base model beat)."""
+    rates = list(e.choice.termination) or [0.0] * e.arch.n_exits + [1.0]
+    lat, energy = e.mapping.mean(rates)
+    return {"placement": e.arch.placed(bg, names),
+            "exits": [bg.candidates[c].after_layer for c in e.arch.cuts],
+            "processors": [names[q] for q in e.arch.processors], "thresholds": list(e.choice.thresholds),
+            "efficiency_gain": float(objective.gain(e.choice.mean_cost)),
+            "accuracy_drop": float(objective.drop(e.choice.accuracy)),
+            "mean_energy_j": float(energy), "mean_latency_s": float(lat),
+            "mean_macs": float(np.dot(rates, np.cumsum(np.asarray(e.stage_macs, dtype=np.float64))))}
+
+
 def run_search(model_path: str | Path, data_path: str | Path | None, config: SearchConfig,
                progress: Progress | None = None, dataset: Dataset | None = None,
                on_exit_trained: Callable[[TrainedExit], None] | None = None) -> SearchResult:
@@ -231,9 +298,17 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     if over_budget:
         progress.say(f"exits: {len(over_budget)} of {len(plans)} stay above the {config.exits.budget_share * 100:g} % budget "
                      f"even at their smallest ({', '.join(over_budget)}); they are kept, at the cost shown")
-    archs = enumerate_architectures(len(bg.candidates), len(profile.processors))
-    pruning = prune(bg, archs, costs, cost, config.latency_bound_s)
-    progress.say(f"architectures: {pruning.summary()}")
+    n_procs = len(profile.processors)
+    space = count_architectures(len(bg.candidates), n_procs, config.placement, config.max_exits)
+    pruning = prune(bg, iter_architectures(len(bg.candidates), n_procs, config.placement, config.max_exits),
+                    costs, cost, config.latency_bound_s)
+    progress.say(f"architectures: placement {config.placement}, up to {config.max_exits} exit(s) on "
+                 f"{' → '.join(p.name for p in profile.processors)}: {pruning.summary()}")
+    efficiency = config.efficiency
+    if efficiency == "energy" and not any(q.active_w or q.sleep_w for q in profile.processors):
+        efficiency = "latency"
+        progress.say(f"efficiency: profile '{profile.name}' has no power figures (all 0 W): measuring latency "
+                     "instead of energy")
     require_some(pruning, config.latency_bound_s, [p.name for p in profile.processors])
     needed = sorted({c for arch, _ in pruning.kept for c in arch.cuts})
 
@@ -306,31 +381,59 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     probs = {s: {bg.candidates[c].after_layer: exits[c].probs[s] for c in needed if not exits[c].aborted}
              for s in ("cal", "test")}
     base_acc_cal = float(np.mean(final["cal"].argmax(1) == dataset.y_cal))
-    last = len(profile.processors) - 1
-    base_map = cost.mapping([StageLoad(last, tuple(bg.blocks) + (bg.head,))])
-    base_cost = stage_costs(config.efficiency, [bg.total_macs], base_map)[0]
+    bases = base_candidates(bg, cost, efficiency, config.latency_bound_s)
+    base_proc = bases[0]["index"]
+    base_map = bases[0]["mapping"]
+    base_cost = bases[0]["cost"]
+    names = [q.name for q in profile.processors]
+    progress.say(f"base: the base model on {names[base_proc]}, the cheapest single processor in {efficiency}"
+                 + ("" if bases[0]["within_bound"] else " (none meets the latency bound)")
+                 + (" (" + ", ".join(f"{names[b['index']]} {_fmt_measure(efficiency, b['cost'])}" for b in
+                                     sorted(bases, key=lambda b: b["index"])) + ")" if len(bases) > 1 else ""))
     objective = T.Objective(kind=config.objective, base_cost=base_cost, base_accuracy=base_acc_cal,
                             w=config.w, max_drop=config.max_accuracy_drop)
     grid = T.default_grid(config.confidence, config.threshold_steps)
-    evaluated: list[Evaluated] = []
+    # The comparison point, and the answer when nothing beats it: the base model alone on its
+    # cheapest processor. Enumerated architectures without an exit are other single-processor
+    # bases (or, in the paper's space, the base on the last processor): never better, not scored.
+    base_arch = Architecture(cuts=(), processors=(base_proc,))
+    base_choice, base_grid = T.search(_cascade(base_arch, bg, probs["cal"], final["cal"], dataset.y_cal, [base_cost],
+                                               config.confidence), grid, objective, config.threshold_method)
+    base_eval = Evaluated(base_arch, base_map, [bg.total_macs], [base_cost], base_choice, base_grid)
+    evaluated: list[Evaluated] = [base_eval] if bases[0]["within_bound"] else []
+    by_cuts: dict[tuple[int, ...], list[tuple[Architecture, MappingCost]]] = {}
     for arch, mc in pruning.kept:
-        if any(exits[c].aborted for c in arch.cuts):
-            continue
-        smacs = [s.macs for s in stage_loads(bg, arch, costs)]
-        scost = stage_costs(config.efficiency, smacs, mc)
-        data = _cascade(arch, bg, probs["cal"], final["cal"], dataset.y_cal, scost, config.confidence)
-        choice, result = T.search(data, grid, objective, config.threshold_method)
-        gap = None
-        if result is not None and arch.n_exits > 0 and objective.kind == "weighted":
-            g = T.graph_search(data, grid, objective)
-            gap = (g.cost - choice.cost) / max(abs(choice.cost), 1e-12)
-        evaluated.append(Evaluated(arch, mc, smacs, scost, choice, result, gap))
+        if arch.n_exits and not any(exits[c].aborted for c in arch.cuts):
+            by_cuts.setdefault(arch.cuts, []).append((arch, mc))
+    for cuts, placed in by_cuts.items():
+        smacs = [s.macs for s in stage_loads(bg, placed[0][0], costs)]  # MACs do not depend on the processors
+        scosts = [stage_costs(efficiency, smacs, mc) for _, mc in placed]
+        data = _cascade(placed[0][0], bg, probs["cal"], final["cal"], dataset.y_cal, scosts[0], config.confidence)
+        answers = T.search_placements(data, scosts, grid, objective, config.threshold_method)
+        group = [Evaluated(arch, mc, smacs, sc, choice, result)
+                 for (arch, mc), sc, (choice, result) in zip(placed, scosts, answers)]
+        if objective.kind == "weighted" and group[0].grid is not None:
+            # the paper's graph against the exact optimum, on this cut set's best placement
+            best = min(group, key=lambda e: e.choice.cost)
+            g = T.graph_search(dataclasses.replace(data, stage_cost=np.asarray(best.stage_cost)), grid, objective)
+            best.graph_gap = (g.cost - best.choice.cost) / max(abs(best.choice.cost), 1e-12)
+        evaluated.extend(group)
     timings["thresholds_s"] = time.monotonic() - t_thr
     feasible = [e for e in evaluated if np.isfinite(e.choice.cost)]
     if not feasible:
-        raise EennError("no architecture satisfies the accuracy-drop bound on the calibration split")
-    # Ties: fewer exits, then earlier cuts (the enumeration order).
+        raise EennError("no architecture satisfies the accuracy-drop bound on the calibration split"
+                        + ("" if bases[0]["within_bound"] else
+                           f", and the base model alone meets the latency bound on no processor"))
+    # Ties: fewer exits (the base model first), then the enumeration order.
     chosen = min(feasible, key=lambda e: (round(e.choice.cost, 12), e.arch.n_exits))
+    rejected = None
+    if chosen.arch.n_exits == 0:
+        candidates = [e for e in evaluated if e.arch.n_exits]
+        if candidates:
+            finite = [e for e in candidates if np.isfinite(e.choice.cost)]
+            best = (min(finite, key=lambda e: e.choice.cost) if finite else
+                    min(candidates, key=lambda e: objective.drop(e.choice.accuracy)))
+            rejected = _candidate_summary(best, bg, names, objective)
     thresholds = tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in chosen.choice.thresholds)
 
     # -- optional joint fine-tuning, then a finer threshold search -----------------------------
@@ -355,7 +458,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         thresholds = tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in choice.thresholds)
         timings["finetune_s"] = time.monotonic() - t_ft
 
-    # -- test-split metrics: base model alone on the last processor vs the EENN ----------------
+    # -- test-split metrics: base model alone on its cheapest processor vs the EENN -------------
     base_pred = base_final["test"].argmax(1)
     base_test = cascade_metrics(dataset.y_test, base_pred, np.zeros(len(base_pred), dtype=np.int64), 1,
                                 [bg.total_macs], base_map)
@@ -369,7 +472,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     pareto_rows = _pareto_rows(evaluated, bg, profile, objective, chosen)
     gaps = [e.graph_gap for e in evaluated if e.graph_gap is not None]
     stats = {
-        "architectures": len(archs), "expected_architectures": count_architectures(len(bg.candidates), len(profile.processors)),
+        "architectures": pruning.total, "expected_architectures": space,
         "pruned": pruning.pruned, "pruned_latency": pruning.too_slow, "pruned_memory": pruning.no_memory,
         "kept": len(pruning.kept), "evaluated": len(evaluated),
         "fastest_worst_latency_s": pruning.fastest_worst_latency_s,
@@ -378,8 +481,11 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         "graph_gap_max": max(gaps) if gaps else None, "graph_compared": len(gaps),
         "seconds": time.monotonic() - t0, **timings,
     }
+    base_rows = [_base_row(b, names) for b in sorted(bases, key=lambda b: b["index"])]
     solution = _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, thresholds, grid, logits,
-                              base_test, eenn_test, eenn_cal, exits, plans, stats)
+                              base_test, eenn_test, eenn_cal, exits, plans, stats, efficiency=efficiency,
+                              base_processor=names[base_proc], base_rows=base_rows, rejected=rejected,
+                              objective=objective)
     return SearchResult(solution=solution, model=model, block_graph=bg, profile=profile, dataset=dataset,
                         chosen=chosen, evaluated=evaluated, exits=exits, plans=plans, pareto_rows=pareto_rows,
                         base_test=base_test, eenn_test=eenn_test, stats=stats,
@@ -457,7 +563,8 @@ def _segment_layers(bg: BlockGraph, arch: Architecture) -> list[tuple[str, str, 
 
 
 def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, thresholds, grid, logits,
-                   base_test, eenn_test, eenn_cal, exits, plans, stats) -> dict[str, Any]:
+                   base_test, eenn_test, eenn_cal, exits, plans, stats, *, efficiency, base_processor, base_rows,
+                   rejected, objective) -> dict[str, Any]:
     arch = chosen.arch
     segs = _segment_layers(bg, arch)
     segments, exit_specs = [], []
@@ -478,7 +585,7 @@ def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, 
                      "calibration_accuracy": float(np.mean(exits[c].probs["cal"].argmax(1) == dataset.y_cal)),
                      "test_accuracy": float(np.mean(exits[c].probs["test"].argmax(1) == dataset.y_test))}
                     for c in arch.cuts]
-    base = base_test.to_dict(with_termination=False)
+    base = {**base_test.to_dict(with_termination=False), "processor": base_processor}
     return {
         "schema_version": 1,
         "generator": f"eenn {__version__}",
@@ -486,8 +593,10 @@ def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, 
                        "input_shape": list(bg.input_shape), "num_classes": bg.num_classes,
                        "total_macs": int(bg.total_macs), "output": "logits" if logits else "softmax"},
         "hardware": profile.to_dict(),
-        "search": {"objective": config.objective, "efficiency": config.efficiency, "w": config.w,
-                   "max_accuracy_drop": config.max_accuracy_drop,
+        "search": {"objective": config.objective, "efficiency": efficiency, "w": config.w,
+                   "max_accuracy_drop": config.max_accuracy_drop, "placement": config.placement,
+                   "max_exits": config.max_exits, "base_processor": base_processor,
+                   "rejected": rejected,
                    "latency_bound_s": config.latency_bound_s, "confidence": config.confidence,
                    "threshold_grid": [float(t) for t in grid], "calibration": dataset.calibration,
                    "correction": config.correction, "seed": config.seed, "fine_tuned": bool(config.finetune and arch.n_exits),
@@ -499,8 +608,11 @@ def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, 
         "segments": segments,
         "exits": exit_specs,
         "metrics": {"split": "test", "n": int(len(dataset.y_test)), "base": base, "eenn": eenn_test.to_dict(),
+                    "base_per_processor": base_rows,
                     "calibration": {"n": int(len(dataset.y_cal)), "eenn": eenn_cal.to_dict(),
-                                    "cost": chosen.choice.cost}},
+                                    "cost": chosen.choice.cost,
+                                    "efficiency_gain": float(objective.gain(chosen.choice.mean_cost)),
+                                    "accuracy_drop": float(objective.drop(chosen.choice.accuracy))}},
     }
 
 

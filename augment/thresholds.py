@@ -23,7 +23,7 @@ threshold >= 1 never answers (int8 scores cannot exceed 127/128 of full scale).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import networkx as nx
@@ -130,6 +130,19 @@ class GridResult:
     mean_cost: np.ndarray  # (G,)*K
     accuracy: np.ndarray  # (G,)*K
     termination: np.ndarray  # (G,)*K + (K + 1,) share of samples answered by each stage
+    n: int = 0  # samples simulated: lets `recost` repeat exact_grid's integer arithmetic
+
+    def recost(self, stage_cost: Sequence[float]) -> GridResult:
+        """The same cascade with other stage costs (another placement of the same cuts): who exits
+        where and who is right do not depend on the processors, so only the mean cost changes."""
+        cost = np.asarray(stage_cost, dtype=np.float64)
+        k = np.ndim(self.mean_cost)
+        if k == 0:
+            return replace(self, mean_cost=np.array(float(cost[0])))
+        term = np.rint(np.asarray(self.termination) * self.n)
+        zeros = np.zeros(term.shape[:-1] + (1,))
+        reach = self.n - np.concatenate([zeros, np.cumsum(term[..., :-1], axis=-1)], axis=-1)
+        return replace(self, mean_cost=(reach * cost).sum(-1) / self.n)
 
     def configs(self) -> np.ndarray:
         """(G**K, K) grid indices, in the flattened order of the metric arrays."""
@@ -144,7 +157,7 @@ def exact_grid(data: CascadeData, grid: Sequence[float], max_cells: int = 1 << 2
     shape = (g,) * k_exits
     if k_exits == 0:
         acc = data.correct[0].mean()
-        return GridResult(grid, np.array(float(data.stage_cost[0])), np.array(acc), np.ones((1,)))
+        return GridResult(grid, np.array(float(data.stage_cost[0])), np.array(acc), np.ones((1,)), n)
     term = np.zeros(shape + (k_exits + 1,), dtype=np.int64)
     right = np.zeros(shape, dtype=np.int64)
     exit_m = [_exit_matrix(data.conf[k], grid) for k in range(k_exits)]
@@ -163,7 +176,7 @@ def exact_grid(data: CascadeData, grid: Sequence[float], max_cells: int = 1 << 2
         right += (alive & data.correct[k_exits][sl]).sum(-1)
     reach = n - np.concatenate([np.zeros(shape + (1,), dtype=np.int64), np.cumsum(term[..., :-1], axis=-1)], axis=-1)
     mean_cost = (reach * np.asarray(data.stage_cost, dtype=np.float64)).sum(-1) / n
-    return GridResult(grid, mean_cost, right / n, term / n)
+    return GridResult(grid, mean_cost, right / n, term / n, n)
 
 
 def simulate(data: CascadeData, thresholds: Sequence[float]) -> tuple[np.ndarray, float, float]:
@@ -290,3 +303,24 @@ def search(data: CascadeData, grid: Sequence[float], objective: Objective, metho
     if method == "graph":
         return graph_search(data, grid, objective), None
     raise EennError(f"threshold method '{method}': expected auto, exact or graph")
+
+
+def search_placements(data: CascadeData, stage_costs: Sequence[Sequence[float]], grid: Sequence[float],
+                      objective: Objective, method: str = "auto",
+                      exact_limit: int = 50_000_000) -> list[tuple[Choice, GridResult | None]]:
+    """`search` for one set of cuts under several placements (one stage-cost vector each): the
+    exact grid is simulated once and re-costed per placement; the graph runs per placement."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if method == "auto":
+        method = "exact" if len(grid) ** data.n_exits * data.n <= exact_limit else "graph"
+    if method == "graph":
+        return [(graph_search(replace(data, stage_cost=np.asarray(c, dtype=np.float64)), grid, objective), None)
+                for c in stage_costs]
+    if method != "exact":
+        raise EennError(f"threshold method '{method}': expected auto, exact or graph")
+    first = exact_grid(data, grid)
+    out = []
+    for c in stage_costs:
+        result = first.recost(c)
+        out.append((best_exact(result, objective), result))
+    return out

@@ -46,9 +46,11 @@ class DeployOptions:
     kit: str = DEFAULT_KIT
     port: str = "virtual"
     latency_bound_s: float | None = None
-    w: float = 0.9
+    w: float | None = None  # the paper's weighted objective; None: the default, --max-drop 1
     max_drop_points: float | None = None
-    efficiency: str = "macs"  # what the efficiency gain measures (as `eenn search --efficiency`)
+    efficiency: str = "energy"  # what the saving is measured in (as `eenn search --efficiency`)
+    placement: str = "any"  # as `eenn search --placement`
+    max_exits: int = 2
     seed: int = 0
     finetune: bool = False
     epochs: int = 25  # exit training epochs (as `eenn search --epochs`)
@@ -147,7 +149,8 @@ def _search_config(opts: DeployOptions):
     return SearchConfig(
         hardware=opts.hardware, clock_plan=opts.clock_plan, latency_bound_s=opts.latency_bound_s, w=opts.w,
         max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
-        efficiency=opts.efficiency, seed=opts.seed, finetune=opts.finetune,
+        efficiency=opts.efficiency, placement=opts.placement, max_exits=opts.max_exits, seed=opts.seed,
+        finetune=opts.finetune,
         train=TrainConfig(epochs=opts.epochs, quant_aware=opts.quant_aware),
         augment=AugmentConfig(copies=opts.augment_copies), exits=ExitConfig(budget_share=opts.exit_budget),
         cache_dir=None if opts.no_cache else (opts.cache_dir or default_cache_dir())).checked()
@@ -158,7 +161,8 @@ def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
     return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
             "clock_plan": opts.clock_plan,
             "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
-            "efficiency": opts.efficiency, "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs,
+            "efficiency": opts.efficiency, "placement": opts.placement, "max_exits": opts.max_exits,
+            "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs,
             "quant_aware": opts.quant_aware, "augment_copies": opts.augment_copies, "exit_budget": opts.exit_budget,
             "eenn": __version__}
 
@@ -219,7 +223,7 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
         say(f"[1/4] search: {model} on {data}, hardware {opts.hardware}")
         result = run_search(model, data, _search_config(opts), progress=Progress(enabled=not opts.quiet, err=True))
         bundle_hash = write_result(result, res.bundle, force=True)
-        say(format_summary(result.solution))
+        say(format_summary(result.solution, result.pareto_rows))
         res.stages["search"] = {"status": "ran", "key": key, "bundle_hash": bundle_hash,
                                 "seconds": round(time.monotonic() - t0, 1)}
     state["stages"]["search"] = res.stages["search"]

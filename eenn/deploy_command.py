@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eenn.augment.commands import POSITIVE, SHARE, efficiency_option, qat_option
+from eenn.augment.commands import POSITIVE, SHARE, efficiency_option, objective_options, placement_options, qat_option
 from eenn.deploy import DEFAULT_KIT
 
 
@@ -24,10 +24,9 @@ from eenn.deploy import DEFAULT_KIT
               help="Board for the HIL run: virtual (host build of the firmware), /dev/ttyACM0, socket://HOST:PORT. "
                    "A real board must already run the generated project (`eenn flash DIR/project`).")
 @click.option("--latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds.")
-@click.option("--w", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="Weight of efficiency vs accuracy.")
-@click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
-              help="Instead of --w: the largest efficiency gain losing at most this many accuracy points.")
+@objective_options
 @efficiency_option
+@placement_options
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--finetune", is_flag=True, help="Fine-tune the chosen EENN jointly for one epoch.")
 @click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
@@ -45,14 +44,15 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--force", is_flag=True, help="Deploy into a non-empty directory `eenn deploy` did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop, efficiency, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
+def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop, efficiency, placement, max_exits, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
            no_cache, limit, out, force, as_json, quiet) -> None:
     """Search, generate, run on the (virtual) board and report: MODEL + DATA → DIR/report.html."""
     from eenn.deploy import DeployOptions, agreement_lines
     from eenn.deploy import deploy as run_deploy
 
     opts = DeployOptions(out=out, model=model, data=data, example=example, hardware=hw, clock_plan=clock_plan, kit=kit, port=port,
-                         latency_bound_s=latency, w=w, max_drop_points=max_drop, efficiency=efficiency, seed=seed, finetune=finetune,
+                         latency_bound_s=latency, w=w, max_drop_points=max_drop, efficiency=efficiency,
+                         placement=placement, max_exits=max_exits, seed=seed, finetune=finetune,
                          epochs=epochs, quant_aware=qat, augment_copies=copies, exit_budget=exit_budget, cache_dir=cache_dir, no_cache=no_cache, limit=limit,
                          force=force, quiet=quiet)
 

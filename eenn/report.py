@@ -16,6 +16,7 @@ from typing import Any
 
 from eenn import __version__
 from eenn.augment.bundle import load_bundle
+from eenn.augment.report import rejected_line
 from eenn.errors import EennError
 
 
@@ -72,10 +73,11 @@ def delta_relative(base: float, new: float) -> str:
 
 # ------------------------------------------------------------------------------------ tables
 def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None,
-                summary: dict[str, Any] | None = None) -> list[dict[str, str]]:
+                summary: dict[str, Any] | None = None, device_name: str | None = None) -> list[dict[str, str]]:
     """Base model vs EENN, as in the paper's Table 2, with deltas (test split): the search's float
     figures, and, once the project is generated, the int8 accuracy of both as the board runs them
-    (the base model converted alone; the EENN measured on the board, else its int8 prediction)."""
+    (the base model converted alone; the EENN measured on the board, else its int8 prediction).
+    `device_name`: on a distributed profile, the first processor, whose own energy is a row too."""
     b, e = metrics["base"], metrics["eenn"]
     rows = []
     for key, name in (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall")):
@@ -88,8 +90,11 @@ def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None
                      "delta": delta_points(reference["base_accuracy"], int8)})
     rows.append({"metric": "Mean MACs", "base": macs(b["mean_macs"]), "eenn": macs(e["mean_macs"]),
                  "delta": delta_relative(b["mean_macs"], e["mean_macs"])})
+    energy_rows = [("mean_energy_j", "Mean energy" + (" (total)" if device_name else ""), "J")]
+    if device_name and b.get("mean_device_energy_j") is not None and e.get("mean_device_energy_j") is not None:
+        energy_rows.append(("mean_device_energy_j", f"Mean energy on {device_name} (the device)", "J"))
     for key, name, unit in (("mean_latency_s", "Mean latency", "s"), ("worst_latency_s", "Worst-case latency", "s"),
-                            ("mean_energy_j", "Mean energy", "J")):
+                            *energy_rows):
         rows.append({"metric": name, "base": si(b[key], unit), "eenn": si(e[key], unit),
                      "delta": delta_relative(b[key], e[key])})
     base_early = b.get("early_termination", 0.0)
@@ -154,6 +159,19 @@ def exits_table(solution: Any, manifest: dict[str, Any] | None, summary: dict[st
     return rows
 
 
+def stages_table(solution: Any) -> list[dict[str, str]]:
+    """Where each stage runs: its segment, its exit, its processor, and whether it hands over."""
+    rows = []
+    for seg in solution.segments:
+        ex = solution.exits[seg.index] if seg.index < len(solution.exits) else None
+        prev = solution.segments[seg.index - 1].processor if seg.index else None
+        rows.append({"index": seg.index, "processor": seg.processor, "first": seg.first_layer, "last": seg.last_layer,
+                     "macs": macs(seg.macs), "exit": f"exit {ex.index} (threshold {ex.threshold:.3f})" if ex else
+                     "final classifier",
+                     "handoff": "—" if prev is None else ("same core" if prev == seg.processor else f"from {prev}")})
+    return rows
+
+
 def memory_table(manifest: dict[str, Any] | None) -> list[dict[str, str]]:
     rows = []
     for st in (manifest or {}).get("stages", []):
@@ -169,7 +187,7 @@ PARETO_COLUMNS = {  # pareto.csv column → (report heading, formatter of its te
     "processors": ("processors", str),
     "thresholds": ("thresholds", str),
     "mean_macs": ("mean MACs", lambda v: macs(float(v))),
-    "efficiency_gain": ("efficiency gain", lambda v: pct(float(v))),
+    "efficiency_gain": ("saving", lambda v: pct(float(v))),
     "accuracy": ("accuracy", lambda v: pct(float(v))),
     "accuracy_drop": ("accuracy drop", lambda v: f"{100 * float(v):+.2f} pts"),
     "cost": ("cost", lambda v: f"{float(v):.4f}"),
@@ -247,13 +265,19 @@ def build_context(src: ReportSources) -> dict[str, Any]:
         "hardware": hw.get("name", "?"), "processors": [p["name"] for p in hw.get("processors", [])],
         "kit": (manifest or {}).get("kit"),
         "search": sol.search, "split": sol.metrics.get("split", "test"), "n": sol.metrics.get("n"),
-        "paper": paper_table(sol.metrics, reference, summary),
+        "paper": paper_table(sol.metrics, reference, summary,
+                             device_name=None if hw.get("shared_memory", True) else
+                             (hw.get("processors") or [{}])[0].get("name")),
         "validation": validation_table(summary, reference, sol.metrics["eenn"]),
         "timing": (summary or {}).get("timing"), "timing_measured": (summary or {}).get("timing_measured"),
         "energy_source": (summary or {}).get("energy_source"),
         "exits": exits_table(sol, manifest, summary),
-        "segments": [{"index": s.index, "processor": s.processor, "first": s.first_layer, "last": s.last_layer,
-                      "macs": macs(s.macs)} for s in sol.segments],
+        "segments": stages_table(sol),
+        "base_processor": sol.metrics["base"].get("processor"),
+        "measure": {"energy": "mean energy", "latency": "mean latency", "macs": "mean MACs"}.get(
+            sol.search.get("efficiency", "macs"), "mean MACs"),
+        "placement": sol.search.get("placement", "boundary"),
+        "rejected": rejected_line(sol.to_dict()) if not sol.exits else None,
         "memory": memory_table(manifest),
         "memory_layout": (manifest or {}).get("memory"),
         "whole_eenn": (reference or {}).get("whole_eenn"),

@@ -19,12 +19,16 @@ def parser(description: str, work: str, epochs: int, augment: int, exit_budget: 
     ap.add_argument("--work", type=Path, default=Path(work))
     ap.add_argument("--hw", default="psoc6")
     ap.add_argument("--latency", type=float, default=2.5)
-    ap.add_argument("--w", type=float, default=0.9)
-    ap.add_argument("--max-drop", type=float, default=None, help="points; instead of --w")
+    ap.add_argument("--w", type=float, default=None, help="the paper's weighted objective instead of --max-drop")
+    ap.add_argument("--max-drop", type=float, default=None, help="points [default: 1 unless --w]")
+    from eenn.augment.architectures import PLACEMENTS
     from eenn.augment.search import EFFICIENCIES
 
-    ap.add_argument("--efficiency", choices=EFFICIENCIES, default="macs",
-                    help="what the efficiency gain measures")
+    ap.add_argument("--efficiency", choices=EFFICIENCIES, default="energy",
+                    help="what the saving is measured in")
+    ap.add_argument("--placement", choices=PLACEMENTS, default="any",
+                    help="exits anywhere (any) or only where one processor hands over (boundary)")
+    ap.add_argument("--max-exits", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=epochs, help="exit training epochs")
     ap.add_argument("--qat", type=float, default=0.4, help="share of them through simulated int8 rounding")
     ap.add_argument("--augment", type=int, default=augment, help="shifted copies of the training split")
@@ -47,6 +51,7 @@ def search_and_write(model: Any, data: Path, args: argparse.Namespace, seed: int
     from eenn.augment.training import TrainConfig
 
     config = SearchConfig(hardware=args.hw, latency_bound_s=args.latency, w=args.w, efficiency=args.efficiency,
+                          placement=args.placement, max_exits=args.max_exits,
                           exits=ExitConfig(budget_share=args.exit_budget),
                           max_accuracy_drop=None if args.max_drop is None else args.max_drop / 100,
                           cache_dir=args.cache or args.work / "cache",
@@ -54,7 +59,7 @@ def search_and_write(model: Any, data: Path, args: argparse.Namespace, seed: int
                           augment=AugmentConfig(copies=args.augment), feature_cache=not args.no_feature_cache,
                           seed=seed)
     result = run_search(model, data, config, progress=Progress())
-    print(format_summary(result.solution))
+    print(format_summary(result.solution, result.pareto_rows))
     out = args.out or args.work / ("bundle" if args.max_drop is None else f"bundle_drop{args.max_drop:g}")
     h = write_result(result, out, force=True)
     print(f"bundle: {out} ({h[:12]})")

@@ -32,8 +32,10 @@ def run(*args):
 
 
 def fast_config(cache, **kw):
+    """A quick search in the paper's terms (its space, MACs, w = 0.9) unless told otherwise; the
+    new defaults (placement any, energy, at most 1 point lost) are tested in test_search_placement.py."""
     settings = dict(latency_bound_s=2.5, seed=0, cache_dir=cache, train=TrainConfig(epochs=3),
-                    augment=AugmentConfig(copies=1))
+                    augment=AugmentConfig(copies=1), placement="boundary", efficiency="macs", w=0.9)
     settings.update(kw)
     return SearchConfig(**settings)
 
@@ -84,7 +86,12 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     for part in ("base", "eenn"):
         assert set(raw["metrics"][part]) >= {"accuracy", "precision", "recall", "mean_macs", "mean_latency_s",
                                              "worst_latency_s", "mean_energy_j"}
-    assert raw["search"]["stats"]["architectures"] == 3  # 2 candidates, 2 processors: 1 + 2
+    # 2 candidates, 2 processors, up to 2 exits anywhere: the base on either, 2 × 3 and 1 × 4 placements
+    assert raw["search"]["stats"]["architectures"] == 2 + 6 + 4
+    assert raw["search"]["placement"] == "any" and raw["search"]["max_exits"] == 2
+    assert raw["search"]["objective"] == "max_drop" and raw["search"]["max_accuracy_drop"] == 0.01
+    assert raw["search"]["efficiency"] == "energy" and raw["metrics"]["base"]["processor"] == "cm4"
+    assert "base on cm4" in r.output
     test = np.load(out / "test.npz")
     sol, pred, stage = cascade(out, test["x"])
     m = sol.metrics["eenn"]
@@ -94,7 +101,7 @@ def test_search_writes_a_bundle_that_matches_its_metrics(digits, tmp_path):
     n = len(test["y"])
     assert abs(np.mean(pred == test["y"]) - m["accuracy"]) <= 1.0 / n + 1e-9
     assert abs(np.mean(stage < len(sol.exits)) - m["early_termination"]) <= 1.0 / n + 1e-9
-    # the base model is the comparison point, on the last processor
+    # the base model is the comparison point, on its cheapest processor (the CM4F)
     import keras
 
     base = keras.models.load_model(out / "base.keras", compile=False)
@@ -245,11 +252,13 @@ def test_bad_inputs_exit_2_without_a_bundle(digits, tmp_path):
     from eenn.augment.layer_graph import build_layer_graph
     from eenn.augment.model_io import load_model
 
+    # the fastest: the base model alone on the CM4F at its MAC rate under the default clock plan, the input passed on by the CM0+
     from eenn.augment.hardware import load_profile
 
-    # the fastest: the base model alone on the CM4F, at its MAC rate under the default clock plan
-    cm4 = load_profile("psoc6").processor("cm4")
-    assert float(found.group(1)) == pytest.approx(build_layer_graph(load_model(model)).total_macs / cm4.macs_per_s,
+    psoc6 = load_profile("psoc6")
+    link, n_in = psoc6.links[0], 8 * 8
+    into = link.latency_s + n_in / link.bytes_per_s + psoc6.processors[1].wakeup_s
+    assert float(found.group(1)) == pytest.approx(build_layer_graph(load_model(model)).total_macs / psoc6.processor("cm4").macs_per_s + into,
                                                   rel=1e-3)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary bundle left
 
