@@ -219,7 +219,10 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
                      for s in out_stages if s.core_index != 0)
     cores = [Core(index=i, processor=p.name, core=p.core, tick_hz=kit.core_clock_hz(p.core, bundle_clock_plan(profile)),
                   stages=[k for k, c in enumerate(proc_idx) if c == i]) for i, p in enumerate(profile.processors)]
-    last_proc = proc_idx[-1]
+    # the comparison point: the processor the search named (older bundles: the last one)
+    base_name = sol.metrics.get("base", {}).get("processor")
+    names = [p.name for p in profile.processors]
+    last_proc = names.index(base_name) if base_name in names else proc_idx[-1]
     base = BaseModel(model="models/base.tflite", processor=profile.processors[last_proc].name,
                      predicted_s=float(cost.compute_s(int(sol.base_model.total_macs), _num_layers(parts.base),
                                                       last_proc)),

@@ -115,10 +115,21 @@ def stage_keras_models(parts: KerasParts) -> list[Any]:
     return models
 
 
+def _unique_names(models: list[Any]) -> None:
+    """One graph cannot hold two sub-models of one name; every trained exit is called `exit`, so
+    the second and later get their index appended (names only: weights and graphs are untouched)."""
+    seen: set[str] = set()
+    for k, m in enumerate(models):
+        if m.name in seen:
+            m.name = f"{m.name}_{k}"
+        seen.add(m.name)
+
+
 def whole_keras_model(parts: KerasParts):
     """The whole EENN in one graph: input → [exit 0, …, exit n−2, final]."""
     import keras
 
+    _unique_names([*parts.segments, *parts.exits])
     inp = keras.Input(_input_shape(parts.segments[0]), batch_size=1, name="eenn_input")
     x, outs = inp, []
     for k, seg in enumerate(parts.segments):
