@@ -106,10 +106,11 @@ def chain_model(segments: list[Any], exits: list[Any]) -> Any:
 
 
 def convert(keras_model: Any, calibration: np.ndarray) -> bytes:
-    """Full-integer int8 TFLite, exactly as `eenn generate` converts a stage."""
+    """Full-integer int8 TFLite as `eenn generate` converts a stage (its converter settings and
+    representative set; the model traced once rather than exported, see `convert_int8`)."""
     from eenn.codegen.subgraphs import convert_int8
 
-    return convert_int8(keras_model, calibration)
+    return convert_int8(keras_model, calibration, traced=True)
 
 
 def interpreter(tflite: bytes) -> Any:
