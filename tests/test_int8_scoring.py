@@ -39,14 +39,38 @@ def _chain_scores(project: Path, x: np.ndarray) -> list[np.ndarray]:
     return [np.stack(o) for o in out]
 
 
-@pytest.mark.parametrize("project_fixture", list(PROJECTS))
-def test_int8_scores_are_the_reference_chains_integers(request, project_fixture):
-    """2-D (digits CNN) and 1-D (Conv1D) bundles: the search's one int8 model of backbone + exit,
-    calibrated on the bundle's calibration.npz, gives every stage's int8 scores of the generated
-    project exactly, and on the TFLite Micro runtime the same integers as on tf.lite."""
-    import keras
+def _micro_scores(tflite: bytes, x: np.ndarray) -> list[np.ndarray]:
+    """The scoring model's outputs on the TFLite Micro runtime (the virtual board's kernels)."""
     from tflite_micro.python.tflite_micro import runtime
 
+    from eenn.codegen.quant import quantize
+    from eenn.codegen.tflite_model import TfliteModel
+
+    tm = TfliteModel(tflite)
+    order = tm.output_order()
+    micro = runtime.Interpreter.from_bytes(tflite)
+    q = tm.inputs[0]
+    out = [[] for _ in order]
+    for xi in x:
+        micro.set_input(quantize(xi.reshape(q.shape), q.scale, q.zero_point), 0)
+        micro.invoke()
+        for k in range(len(order)):
+            out[k].append(np.asarray(micro.get_output(order[k])).reshape(-1).astype(np.int8))
+    return [np.stack(o) for o in out]
+
+
+@pytest.mark.parametrize("project_fixture", list(PROJECTS))
+def test_int8_scores_are_the_reference_chains(request, project_fixture):
+    """2-D (digits CNN) and 1-D (Conv1D) bundles. The search's one int8 model of backbone + exit,
+    calibrated on the bundle's calibration.npz, run on TFLite Micro, gives every stage's int8
+    scores of the generated project exactly: the graph and its quantization are the chain's.
+    On tf.lite's builtin kernels (what the search runs: 10-20x faster than the reference kernels) FULLY_CONNECTED rounds a
+    requantized value the other way now and then (1 LSB, seen on ~1 % of the 1-D samples), which
+    moves a few softmax scores by a few 1/256: stated tolerance 1 % of the scores, 8/256 each, and
+    every sample's class and exit identical."""
+    import keras
+
+    from eenn.augment.bundle import load_bundle
     from eenn.augment.layer_graph import build_layer_graph
     from eenn.codegen.subgraphs import load_calibration
 
@@ -60,27 +84,16 @@ def test_int8_scores_are_the_reference_chains_integers(request, project_fixture)
     x = info["x_test"]
 
     tflite = I8.convert(I8.scoring_model(base, build_layer_graph(base), {loc: exit0}, logits=False),
-                        load_calibration(__import__("eenn.augment.bundle", fromlist=["load_bundle"]).load_bundle(bundle)))
-    ours = I8.run_int8(tflite, x)
+                        load_calibration(load_bundle(bundle)))
     chain = _chain_scores(res.out, x)
+    micro = _micro_scores(tflite, x)
+    ours = I8.run_int8(tflite, x)
     for k in range(2):
-        np.testing.assert_array_equal(ours[k], chain[k], err_msg=f"stage {k} scores differ from the chain's")
+        np.testing.assert_array_equal(micro[k], chain[k], err_msg=f"stage {k}: graph or quantization differs")
+        diff = np.abs(ours[k].astype(int) - chain[k].astype(int))
+        assert np.mean(diff > 0) <= 0.01 and diff.max() <= 8, f"stage {k}: {int(np.sum(diff > 0))} scores differ"
 
-    # tf.lite's builtin kernels (no delegate) = TFLite Micro's reference kernels, integer for integer
-    from eenn.codegen.quant import quantize
-    from eenn.codegen.tflite_model import TfliteModel
-
-    tm = TfliteModel(tflite)
-    order = tm.output_order()
-    micro = runtime.Interpreter.from_bytes(tflite)
-    q = tm.inputs[0]
-    for i, xi in enumerate(x[:60]):
-        micro.set_input(quantize(xi.reshape(q.shape), q.scale, q.zero_point), 0)
-        micro.invoke()
-        for k in range(2):
-            np.testing.assert_array_equal(np.asarray(micro.get_output(order[k])).reshape(-1), ours[k][i])
-
-    # and the decisions: the bundle's threshold on the dequantized scores = reference.json, per sample
+    # the decisions: the bundle's threshold on the dequantized scores = reference.json, per sample
     probs = I8.dequantized(tflite, ours)
     t = sol["exits"][0]["threshold"]
     here = probs[0].max(1) >= t
@@ -88,35 +101,6 @@ def test_int8_scores_are_the_reference_chains_integers(request, project_fixture)
     ref = json.loads((res.out / "eenn" / "reference.json").read_text())["samples"]
     np.testing.assert_array_equal(cls, [s["class"] for s in ref])
     np.testing.assert_array_equal(np.where(here, 0, 1), [s["exit"] for s in ref])
-
-
-def test_the_xnnpack_delegate_would_not_do(digits_bundle):
-    """Why the interpreter runs without its default delegate: with XNNPACK the integers differ
-    (the check above would fail), without it they equal TFLite Micro's."""
-    import tensorflow as tf
-
-    from eenn.augment.bundle import load_bundle
-    from eenn.codegen.subgraphs import base_keras_model, convert_int8, load_calibration, load_parts
-    from eenn.codegen.tflite_model import TfliteModel
-
-    b = load_bundle(digits_bundle["path"])
-    tflite = convert_int8(base_keras_model(load_parts(b)), load_calibration(b))
-    ours = I8.run_int8(tflite, digits_bundle["x_test"])[0]
-    q = TfliteModel(tflite).inputs[0]
-    from eenn.codegen.quant import quantize
-
-    it = tf.lite.Interpreter(model_content=tflite)  # default: XNNPACK where it applies
-    it.allocate_tensors()
-    xnn = []
-    for x in digits_bundle["x_test"]:
-        it.set_tensor(it.get_input_details()[0]["index"], quantize(x.reshape(q.shape), q.scale, q.zero_point))
-        it.invoke()
-        xnn.append(it.get_tensor(it.get_output_details()[0]["index"]).reshape(-1))
-    from eenn.codegen.reference import run_classifier
-
-    assert np.array_equal(ours.argmax(1), run_classifier(tflite, digits_bundle["x_test"]))
-    # not asserted to differ (XNNPACK may not take every op on every machine): reported
-    print(f"XNNPACK: {int(np.sum(np.stack(xnn) != ours))} int8 scores differ from the builtin kernels'")
 
 
 # ------------------------------------------------------------------ the search with int8 scores
