@@ -72,12 +72,15 @@ def run_one(model: Path, data: Path, opts: dict, scoring: str, work: Path, name:
     disagree = int(np.sum((pred != np.array([s["class"] for s in ref["samples"]]))
                           | (stage != np.array([s["exit"] for s in ref["samples"]]))))
     m = result.solution["metrics"]
+    # the cost model's energy with the board's termination rates (the reference chain's = the board's)
+    _, board_energy = result.chosen.mapping.mean(np.asarray(ref["termination_rates"], dtype=np.float64))
     return {"case": name, "scoring": scoring, "predicted": m["eenn"]["accuracy"], "board": ref["accuracy"],
             "float": m["eenn"].get("float_accuracy", m["eenn"]["accuracy"]), "base_board": ref["base_accuracy"],
             "disagree": disagree, "n": ref["n"],
             "exits": ", ".join(f"{x['after_layer']} @ {x['threshold']:.3g}" for x in result.solution["exits"]) or "none",
             "energy_j": m["eenn"]["mean_energy_j"], "base_energy_j": m["base"]["mean_energy_j"],
-            "early": m["eenn"]["early_termination"], "search_s": wall,
+            "early": m["eenn"]["early_termination"], "board_early": ref["early_termination"],
+            "board_energy_j": board_energy, "search_s": wall,
             "int8_s": result.stats.get("int8_s", 0.0), "conversions": result.stats.get("int8_conversions", 0)}
 
 
@@ -85,13 +88,14 @@ def table(rows: list[dict]) -> str:
     from eenn.report import si
 
     out = ["| case | scored on | predicted acc. | board (int8 chain) | gap | samples disagreeing | float acc. "
-           "of the choice | exits @ threshold | early term. | mean energy (base) | search (int8 part) |",
+           "of the choice | exits @ threshold | early term. predicted / board | mean energy predicted / board (base) "
+           "| search (int8 part) |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         out.append(f"| {r['case']} | {r['scoring']} | {100 * r['predicted']:.2f} % | {100 * r['board']:.2f} % "
                    f"| {100 * (r['predicted'] - r['board']):+.2f} pt | {r['disagree']} / {r['n']} "
-                   f"| {100 * r['float']:.2f} % | {r['exits']} | {100 * r['early']:.1f} % "
-                   f"| {si(r['energy_j'], 'J')} ({si(r['base_energy_j'], 'J')}) "
+                   f"| {100 * r['float']:.2f} % | {r['exits']} | {100 * r['early']:.1f} % / {100 * r['board_early']:.1f} % "
+                   f"| {si(r['energy_j'], 'J')} / {si(r['board_energy_j'], 'J')} ({si(r['base_energy_j'], 'J')}) "
                    f"| {r['search_s']:.0f} s ({r['int8_s']:.1f} s, {r['conversions']} conv.) |")
     return "\n".join(out) + "\n"
 
