@@ -184,3 +184,23 @@ def test_predicted_int8_accuracy_is_the_written_bundles_reference_accuracy(searc
     assert r.solution["metrics"]["base"]["accuracy"] == ref["base_accuracy"]
     # the float figure is the one generate reports as float_accuracy
     assert r.solution["metrics"]["float"]["eenn"]["accuracy"] == pytest.approx(ref["float_accuracy"], abs=1e-9)
+
+
+def test_scoring_is_an_option_of_search_and_deploy(tmp_path):
+    from click.testing import CliRunner
+
+    from eenn.cli import main
+    from eenn.deploy import DeployOptions, _search_config, _search_key
+    from eenn.errors import EennError
+
+    with pytest.raises(EennError, match="scoring 'bogus'"):
+        SearchConfig(scoring="bogus").checked()
+    for cmd in ("search", "deploy"):
+        r = CliRunner().invoke(main, [cmd, "--help"])
+        assert "--scoring [int8|float]" in r.output
+    model, data = tmp_path / "m.keras", tmp_path / "d.npz"
+    model.write_bytes(b"m")
+    data.write_bytes(b"d")
+    keys = [_search_key(model, data, DeployOptions(out=tmp_path, scoring=s)) for s in ("int8", "float")]
+    assert keys[0] != keys[1]  # a deploy with the other scoring searches again
+    assert _search_config(DeployOptions(out=tmp_path, scoring="float")).scoring == "float"
