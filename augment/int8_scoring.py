@@ -48,7 +48,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ class Int8Scores:
     conversions: int = 0  # int8 conversions this call ran (0: everything from the cache)
     from_cache: int = 0  # exits (and the final classifier) whose scores were read from the cache
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    convert_s: float = 0.0  # of which converting
+    run_s: float = 0.0  # and running the int8 model
 
 
 # ---------------------------------------------------------------------------------- the graph
@@ -165,10 +166,16 @@ def dequantized(tflite: bytes, scores_q: list[np.ndarray]) -> list[np.ndarray]:
     return res
 
 
-def score(keras_model: Any, calibration: np.ndarray, splits: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Convert once, run on every split: per Keras output, {split: dequantized int8 softmax}."""
+def score(keras_model: Any, calibration: np.ndarray, splits: dict[str, np.ndarray],
+          times: dict[str, float] | None = None) -> list[dict[str, np.ndarray]]:
+    """Convert once, run on every split: per Keras output, {split: dequantized int8 softmax}
+    (`times`, if given, receives convert_s and run_s)."""
+    t0 = time.monotonic()
     tflite = convert(keras_model, calibration)
+    t1 = time.monotonic()
     per_split = {s: dequantized(tflite, run_int8(tflite, x)) for s, x in splits.items()}
+    if times is not None:
+        times.update(convert_s=t1 - t0, run_s=time.monotonic() - t1)
     n_out = len(next(iter(per_split.values())))
     return [{s: per_split[s][k] for s in splits} for k in range(n_out)]
 
@@ -236,8 +243,10 @@ def score_search(model: Any, lg: Any, logits: bool, exit_paths: dict[str, Path],
     if missing or final is None:
         exit_models = {loc: keras.models.load_model(exit_paths[loc], compile=False) for loc in missing}
         calibration = np.asarray(x_cal, dtype=np.float32)[calibration_pick(len(x_cal), seed)]
-        outs = score(scoring_model(model, lg, exit_models, logits), calibration, splits)
+        times: dict[str, float] = {}
+        outs = score(scoring_model(model, lg, exit_models, logits), calibration, splits, times)
         res.conversions += 1
+        res.convert_s, res.run_s = times["convert_s"], times["run_s"]
         for loc, o in zip(missing, outs):
             for s in names:
                 exits[s][loc] = o[s]

@@ -407,7 +407,8 @@ def _int8_scores(model, lg, logits, model_sha, dataset, config, needed, exits, s
     sc = I8.score_search(model, lg, logits, paths, dataset.x_cal, {"cal": dataset.x_cal, "test": dataset.x_test},
                          config.seed, config.cache_dir, I8.final_key(model_sha, dataset.sha256, config.seed, logits),
                          in_store)
-    timings.update(int8_s=sc.seconds, int8_conversions=sc.conversions, int8_from_cache=sc.from_cache)
+    timings.update(int8_s=sc.seconds, int8_convert_s=sc.convert_s, int8_run_s=sc.run_s,
+                   int8_conversions=sc.conversions, int8_from_cache=sc.from_cache)
     progress.say(f"int8 scores: {len(live)} exits and the final classifier, {sc.from_cache} from the cache, "
                  f"{sc.conversions} conversion(s), {sc.seconds:.1f} s")
     return sc.exits, sc.final
