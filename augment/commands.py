@@ -51,6 +51,13 @@ def placement_options(f):
                              "one); boundary: the paper's space, exit i where processor i hands over.")(f)
 
 
+def scoring_option(f):
+    """`--scoring` of `eenn search` and `eenn deploy` (SearchConfig.scoring)."""
+    return click.option("--scoring", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+                        help="Choose thresholds and exits on the int8 outputs the board computes, or on the "
+                             "float outputs (the comparison; the bundle reports both).")(f)
+
+
 def qat_option(f):
     """`--qat` of `eenn search` and `eenn deploy` (TrainConfig.quant_aware)."""
     return click.option("--qat", "qat", type=click.FloatRange(0, 1), default=0.4, show_default=True,
@@ -119,6 +126,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
               help="Channels of the exits' 1×1 bottleneck (0: blueprint only).")
 @click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
 @qat_option
+@scoring_option
 @click.option("--augment", "copies", type=click.IntRange(min=0), default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
 @click.option("--finetune", is_flag=True, help="Jointly fine-tune the chosen EENN one epoch, then search 101 thresholds.")
@@ -137,7 +145,7 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: str | None, latency: float | None,
            w: float | None, max_drop: float | None, efficiency: str, placement: str, max_exits: int, confidence: str,
            steps: int, threshold_method: str, calibration: str,
-           correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, copies: int, finetune: bool,
+           correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, scoring: str, copies: int, finetune: bool,
            seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
            force: bool, as_json: bool, quiet: bool) -> None:
     """Search early exits for MODEL on DATA and write a solution bundle to --out."""
@@ -160,7 +168,7 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
         threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
         seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
         augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune)
+        feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune, scoring=scoring)
     progress = Progress(enabled=not quiet, err=True)
     result = run_search(model, data, config, progress=progress)
     bundle_hash = write_result(result, out, force=force)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eenn import __version__
+from eenn.augment import int8_scoring as I8
 from eenn.augment import thresholds as T
 from eenn.augment.architectures import (
     PLACEMENTS,
@@ -101,6 +102,7 @@ class SearchConfig:
     finetune: bool = False
     fine_steps: int = 101
     batch_size: int = 64  # inference batch of the feature pass
+    scoring: str = "int8"  # what thresholds and architectures are chosen on: int8 (as the board runs) or float
 
     def checked(self) -> SearchConfig:
         if self.latency_bound_s is not None and not self.latency_bound_s > 0:
@@ -120,6 +122,8 @@ class SearchConfig:
                 raise EennError(f"max accuracy drop {self.max_accuracy_drop}: expected a fraction in [0, 1] "
                                 "(0.02 = 2 points)")
             self.objective = "max_drop"
+        if self.scoring not in I8.SCORINGS:
+            raise EennError(f"scoring '{self.scoring}': expected one of {', '.join(I8.SCORINGS)}")
         if self.efficiency not in EFFICIENCIES:
             raise EennError(f"efficiency '{self.efficiency}': expected one of {', '.join(EFFICIENCIES)}")
         if self.objective not in ("weighted", "max_drop"):
@@ -380,6 +384,10 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     t_thr = time.monotonic()
     probs = {s: {bg.candidates[c].after_layer: exits[c].probs[s] for c in needed if not exits[c].aborted}
              for s in ("cal", "test")}
+    float_probs = {s: {**probs[s], "final": final[s], "base": final[s]} for s in ("cal", "test")}  # beside int8
+    if config.scoring == "int8":
+        probs, final = _int8_scores(model, lg, logits, model_sha, dataset, config, needed, exits, store, timings,
+                                    progress)
     base_acc_cal = float(np.mean(final["cal"].argmax(1) == dataset.y_cal))
     bases = base_candidates(bg, cost, efficiency, config.latency_bound_s)
     base_proc = bases[0]["index"]
@@ -448,6 +456,10 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         finetuned = ft.models
         progress.say(f"fine-tuning: training loss {ft.loss_before:.4f} → {ft.loss_after:.4f}")
         fine_probs = ft.probs
+        float_probs = {s: {**float_probs[s], **fine_probs[s]["exits"], "final": fine_probs[s]["final"]}
+                       for s in ("cal", "test")}
+        if config.scoring == "int8":
+            fine_probs = _int8_finetuned(ft.models, chosen.arch, bg, dataset, config, timings)
         probs = {s: {**probs[s], **fine_probs[s]["exits"]} for s in ("cal", "test")}
         final = {s: fine_probs[s]["final"] for s in ("cal", "test")}
         fine_grid = np.round(np.linspace(float(grid[0]), float(grid[-1]), config.fine_steps), 6)
@@ -486,11 +498,61 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                               base_test, eenn_test, eenn_cal, exits, plans, stats, efficiency=efficiency,
                               base_processor=names[base_proc], base_rows=base_rows, rejected=rejected,
                               objective=objective)
+    _add_scoring(solution, config, bg, dataset, chosen, thresholds, probs, float_probs)
     return SearchResult(solution=solution, model=model, block_graph=bg, profile=profile, dataset=dataset,
                         chosen=chosen, evaluated=evaluated, exits=exits, plans=plans, pareto_rows=pareto_rows,
                         base_test=base_test, eenn_test=eenn_test, stats=stats,
                         probs={s: {**probs[s], "final": final[s], "base": base_final[s]} for s in ("cal", "test")},
                         finetuned_models=finetuned)
+
+
+def _int8_scores(model, lg, logits, model_sha, dataset, config, needed, exits, store, timings, progress):
+    """Every trained exit's and the final classifier's int8 scores (augment/int8_scoring.py)."""
+    live = [c for c in needed if not exits[c].aborted]
+    paths = {exits[c].location: exits[c].path for c in live}
+    in_store = {exits[c].location for c in live if store.root is not None}
+    sc = I8.score_search(model, lg, logits, paths, dataset.x_cal, {"cal": dataset.x_cal, "test": dataset.x_test},
+                         config.seed, config.cache_dir, I8.final_key(model_sha, dataset.sha256, config.seed, logits),
+                         in_store)
+    timings.update(int8_s=sc.seconds, int8_convert_s=sc.convert_s, int8_run_s=sc.run_s,
+                   int8_conversions=sc.conversions, int8_from_cache=sc.from_cache)
+    progress.say(f"int8 scores: {len(live)} exits and the final classifier, {sc.from_cache} from the cache, "
+                 f"{sc.conversions} conversion(s), {sc.seconds:.1f} s")
+    return sc.exits, sc.final
+
+
+def _int8_finetuned(models, arch, bg, dataset, config, timings):
+    """The fine-tuned architecture's int8 scores, in finetune's {split: {exits, final}} form."""
+    n = arch.n_exits
+    sc = I8.score_parts([models[f"segment_{i}.keras"] for i in range(n + 1)],
+                        [models[f"exit_{i}.keras"] for i in range(n)],
+                        [bg.candidates[c].after_layer for c in arch.cuts], dataset.x_cal,
+                        {"cal": dataset.x_cal, "test": dataset.x_test}, config.seed)
+    timings["int8_finetuned_s"] = sc.seconds
+    return {s: {"exits": sc.exits[s], "final": sc.final[s]} for s in ("cal", "test")}
+
+
+def _add_scoring(solution, config, bg, dataset, chosen, thresholds, probs, float_probs):
+    """What the scores were (`metrics.scoring`), per exit its accuracy on them, and beside the
+    figures scored on int8 the float ones for the same choice (`metrics.float`)."""
+    m = solution["metrics"]
+    m["scoring"] = solution["search"]["scoring"] = config.scoring
+    arch = chosen.arch
+    for d, c in zip(solution["search"]["exit_details"], arch.cuts):
+        loc = bg.candidates[c].after_layer
+        d["calibration_accuracy"] = float(np.mean(probs["cal"][loc].argmax(1) == dataset.y_cal))
+        d["test_accuracy"] = float(np.mean(probs["test"][loc].argmax(1) == dataset.y_test))
+        d["float_calibration_accuracy"] = float(np.mean(float_probs["cal"][loc].argmax(1) == dataset.y_cal))
+        d["float_test_accuracy"] = float(np.mean(float_probs["test"][loc].argmax(1) == dataset.y_test))
+    flt = {}
+    for split, y in (("test", dataset.y_test), ("cal", dataset.y_cal)):
+        p = float_probs[split]
+        pred, stage = _predictions(arch, bg, p, p["final"], thresholds, config.confidence)
+        flt[split] = cascade_metrics(y, pred, stage, arch.n_exits + 1, chosen.stage_macs, chosen.mapping).to_dict()
+    m["float"] = {"eenn": flt["test"], "calibration": {"eenn": flt["cal"]},
+                  "base_accuracy": float(np.mean(float_probs["test"]["base"].argmax(1) == dataset.y_test))}
+    m["eenn"]["float_accuracy"] = flt["test"]["accuracy"]
+    m["base"]["float_accuracy"] = m["float"]["base_accuracy"]
 
 
 def evaluated_points(e: Evaluated) -> dict[str, Any]:

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from eenn.augment.bundle import Solution, write_bundle
+from eenn.augment.int8_scoring import MAX_CALIBRATION, calibration_pick  # noqa: F401  (MAX_CALIBRATION: re-exported)
 from eenn.augment.search import SearchResult
 from eenn.augment.segments import submodel
 from eenn.augment.selection import write_pareto_csv
-
-MAX_CALIBRATION = 1000
 
 
 def write_result(result: SearchResult, out_dir: str | Path, force: bool = False) -> str:
@@ -50,8 +49,7 @@ def write_result(result: SearchResult, out_dir: str | Path, force: bool = False)
                 assert path is not None
                 shutil.copyfile(path, tmp / name)
         ds = result.dataset
-        rng = np.random.default_rng(sol["search"]["seed"])
-        pick = np.sort(rng.permutation(len(ds.x_cal))[:MAX_CALIBRATION])
+        pick = calibration_pick(len(ds.x_cal), sol["search"]["seed"])  # the set the int8 scores were calibrated on
         np.savez(tmp / "calibration.npz", x=ds.x_cal[pick].astype(np.float32))
         np.savez(tmp / "test.npz", x=ds.x_test.astype(np.float32), y=ds.y_test.astype(np.int64))
         write_pareto_csv(tmp / "pareto.csv", result.pareto_rows)

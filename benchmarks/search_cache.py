@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["cached", "uncached"], default=None)
     ap.add_argument("--exit-budget", type=float, default=0.05, help="share of the backbone's MACs per exit")
     ap.add_argument("--qat", type=float, default=0.4, help="share of the epochs with simulated int8 rounding")
+    ap.add_argument("--scoring", choices=["int8", "float"], default="int8",
+                    help="what thresholds and exits are chosen on (int8: the converted subgraphs' outputs)")
     args = ap.parse_args(argv)
 
     from eenn.augment.exits import ExitConfig
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         config = SearchConfig(hardware="psoc6", latency_bound_s=2.5, w=0.9, cache_dir=None, seed=kws.SEED,
                               train=TrainConfig(epochs=args.epochs, quant_aware=args.qat), augment=AugmentConfig(copies=args.augment),
-                              feature_cache=cached, exits=ExitConfig(budget_share=args.exit_budget))
+                              feature_cache=cached, exits=ExitConfig(budget_share=args.exit_budget),
+                              scoring=args.scoring)
         t = time.monotonic()
         result = run_search(model, data, config)
         wall = time.monotonic() - t
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                      s.get("training_s", 0.0), s["exits_trained"],
                      " + ".join(x["after_layer"] for x in result.solution["exits"]) or "(none)",
                      1 - e["mean_macs"] / b["mean_macs"], b["accuracy"] - e["accuracy"]))
-        print(f"{rows[-1][0]}: {wall:.1f} s", flush=True)
+        print(f"{rows[-1][0]}: {wall:.1f} s (scoring {args.scoring}: int8 scores {s.get('int8_s', 0.0):.1f} s)",
+              flush=True)
     print(f"\nexit budget {args.exit_budget:g} of the backbone's MACs, {args.epochs} epochs, {args.augment} shifted copies")
     print(f"{'exit training':<22} {'wall':>8} {'features':>9} {'training':>9} {'exits':>6}  "
           f"{'chosen exit':<20} {'MACs':>8} {'acc. drop':>9}")

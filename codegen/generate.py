@@ -443,7 +443,8 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         tree.add("eenn/models/base.tflite", base)
         tree.add(str(MANIFEST_PATH), manifest.to_json().encode())
         tree.write(tmp)  # the reference chain reads the models and the manifest from disk
-        float_acc = bundle.solution.metrics.get("eenn", {}).get("accuracy")
+        eenn_m = bundle.solution.metrics.get("eenn", {})  # int8-scored bundles keep the float figure beside
+        float_acc = eenn_m.get("float_accuracy", eenn_m.get("accuracy"))
         reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
         tree.add("eenn/reference.json", (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
         render_project(tree, manifest, kit, layout, stages, sizes, apps, clock)

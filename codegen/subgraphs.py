@@ -146,12 +146,28 @@ def base_keras_model(parts: KerasParts):
     return keras.Model(inp, parts.base(inp), name="base")
 
 
-def convert_int8(model, calibration: np.ndarray) -> bytes:
-    """Full-integer int8 TFLite (int8 input and outputs) with `calibration` as representative set."""
+def convert_int8(model, calibration: np.ndarray, traced: bool = False) -> bytes:
+    """Full-integer int8 TFLite (int8 input and outputs) with `calibration` as representative set.
+
+    `traced`: convert the model's call traced once as a concrete function instead of through the
+    Keras SavedModel export (the same ops and calibration; the export traces every nested layer
+    and takes most of the time for a large graph; the search's int8 scoring uses it)."""
     with _quiet_tf():
         import tensorflow as tf
 
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if traced:
+            spec = tf.TensorSpec(tuple(model.inputs[0].shape), model.inputs[0].dtype)
+            from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+            def call(x):  # outputs named as the Keras export names them (TfliteModel.output_order)
+                out = model(x, training=False)
+                return {f"output_{i}": o for i, o in enumerate(out if isinstance(out, (list, tuple)) else [out])}
+
+            fn = tf.function(call).get_concrete_function(spec)
+            # frozen (weights as constants); an empty trackable keeps the named signature
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(fn)], tf.Module())
+        else:
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         samples = np.asarray(calibration, dtype=np.float32)
         conv.representative_dataset = lambda: ([s[None]] for s in samples)

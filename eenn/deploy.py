@@ -55,6 +55,7 @@ class DeployOptions:
     finetune: bool = False
     epochs: int = 25  # exit training epochs (as `eenn search --epochs`)
     quant_aware: float = 0.4  # share of them through simulated int8 rounding (as `eenn search --qat`)
+    scoring: str = "int8"  # what the search scores on (as `eenn search --scoring`)
     augment_copies: int = 4  # shifted copies of the training split (as `eenn search --augment`)
     exit_budget: float = 0.05  # an exit's MACs stay under this share of the backbone's (`--exit-budget`)
     cache_dir: Path | None = None  # None: the search's default exit cache
@@ -150,7 +151,7 @@ def _search_config(opts: DeployOptions):
         hardware=opts.hardware, clock_plan=opts.clock_plan, latency_bound_s=opts.latency_bound_s, w=opts.w,
         max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
         efficiency=opts.efficiency, placement=opts.placement, max_exits=opts.max_exits, seed=opts.seed,
-        finetune=opts.finetune,
+        finetune=opts.finetune, scoring=opts.scoring,
         train=TrainConfig(epochs=opts.epochs, quant_aware=opts.quant_aware),
         augment=AugmentConfig(copies=opts.augment_copies), exits=ExitConfig(budget_share=opts.exit_budget),
         cache_dir=None if opts.no_cache else (opts.cache_dir or default_cache_dir())).checked()
@@ -163,7 +164,7 @@ def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
             "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
             "efficiency": opts.efficiency, "placement": opts.placement, "max_exits": opts.max_exits,
             "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs,
-            "quant_aware": opts.quant_aware, "augment_copies": opts.augment_copies, "exit_budget": opts.exit_budget,
+            "quant_aware": opts.quant_aware, "scoring": opts.scoring, "augment_copies": opts.augment_copies, "exit_budget": opts.exit_budget,
             "eenn": __version__}
 
 

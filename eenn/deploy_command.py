@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eenn.augment.commands import POSITIVE, SHARE, efficiency_option, objective_options, placement_options, qat_option
+from eenn.augment.commands import POSITIVE, SHARE, efficiency_option, objective_options, placement_options, qat_option, scoring_option
 from eenn.deploy import DEFAULT_KIT
 
 
@@ -31,6 +31,7 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--finetune", is_flag=True, help="Fine-tune the chosen EENN jointly for one epoch.")
 @click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
 @qat_option
+@scoring_option
 @click.option("--augment", "copies", type=click.IntRange(min=0), default=4, show_default=True,
               help="Shifted copies of the training split the exits also learn from (0: none).")
 @click.option("--exit-budget", type=SHARE, default=0.05, show_default=True,
@@ -44,7 +45,7 @@ from eenn.deploy import DEFAULT_KIT
 @click.option("--force", is_flag=True, help="Deploy into a non-empty directory `eenn deploy` did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop, efficiency, placement, max_exits, seed, finetune, epochs, qat, copies, exit_budget, cache_dir,
+def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop, efficiency, placement, max_exits, seed, finetune, epochs, qat, scoring, copies, exit_budget, cache_dir,
            no_cache, limit, out, force, as_json, quiet) -> None:
     """Search, generate, run on the (virtual) board and report: MODEL + DATA → DIR/report.html."""
     from eenn.deploy import DeployOptions, agreement_lines
@@ -53,7 +54,7 @@ def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop
     opts = DeployOptions(out=out, model=model, data=data, example=example, hardware=hw, clock_plan=clock_plan, kit=kit, port=port,
                          latency_bound_s=latency, w=w, max_drop_points=max_drop, efficiency=efficiency,
                          placement=placement, max_exits=max_exits, seed=seed, finetune=finetune,
-                         epochs=epochs, quant_aware=qat, augment_copies=copies, exit_budget=exit_budget, cache_dir=cache_dir, no_cache=no_cache, limit=limit,
+                         epochs=epochs, quant_aware=qat, scoring=scoring, augment_copies=copies, exit_budget=exit_budget, cache_dir=cache_dir, no_cache=no_cache, limit=limit,
                          force=force, quiet=quiet)
 
     def say(line: str) -> None:

@@ -74,8 +74,8 @@ def delta_relative(base: float, new: float) -> str:
 # ------------------------------------------------------------------------------------ tables
 def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None,
                 summary: dict[str, Any] | None = None, device_name: str | None = None) -> list[dict[str, str]]:
-    """Base model vs EENN, as in the paper's Table 2, with deltas (test split): the search's float
-    figures, and, once the project is generated, the int8 accuracy of both as the board runs them
+    """Base model vs EENN, as in the paper's Table 2, with deltas (test split): the search's figures
+    (on int8 or float outputs: `metrics.scoring`), and, once the project is generated, the int8 accuracy of both as the board runs them
     (the base model converted alone; the EENN measured on the board, else its int8 prediction).
     `device_name`: on a distributed profile, the first processor, whose own energy is a row too."""
     b, e = metrics["base"], metrics["eenn"]
@@ -110,7 +110,7 @@ def _triple(metric: dict[str, Any] | None, fmt) -> dict[str, str]:
 
 def validation_table(summary: dict[str, Any] | None, reference: dict[str, Any] | None,
                      eenn: dict[str, Any]) -> list[dict[str, str]]:
-    """Per metric: the search's float estimate ("predicted" in summary.json), the int8 prediction
+    """Per metric: the search's estimate ("predicted" in summary.json), the int8 prediction
     (the reference chain: what the firmware must answer) and the board."""
     if summary is not None:
         m = summary["metrics"]
@@ -265,6 +265,7 @@ def build_context(src: ReportSources) -> dict[str, Any]:
         "hardware": hw.get("name", "?"), "processors": [p["name"] for p in hw.get("processors", [])],
         "kit": (manifest or {}).get("kit"),
         "search": sol.search, "split": sol.metrics.get("split", "test"), "n": sol.metrics.get("n"),
+        "scoring": sol.metrics.get("scoring", "float"),  # what the search's figures were computed on
         "paper": paper_table(sol.metrics, reference, summary,
                              device_name=None if hw.get("shared_memory", True) else
                              (hw.get("processors") or [{}])[0].get("name")),
