@@ -20,6 +20,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def _eenn_commands(text: str) -> list[list[str]]:
     """The argument lists of lines that run eenn (`eenn ...` or `.venv/bin/eenn ...` at the start)."""
     cmds = []
+    text = re.sub(r"\\\n\s*", " ", text)  # shell line continuations: one command
     for line in text.splitlines():
         m = re.match(r"\s*(?:run: )?(?:\.venv/bin/)?eenn (.*)$", line)
         if m:
@@ -40,6 +41,8 @@ def _check(argv: list[str]) -> None:
         cmd = sub
     known = {o for p in cmd.params for o in getattr(p, "opts", [])}
     for w in words:
+        if w == "--":  # the rest is another program's (eenn hil mlperf ... -- RUNNER_ARGS)
+            break
         if w.startswith("--"):
             assert w.split("=")[0] in known, f"eenn {' '.join(argv)}: {cmd.name} has no option {w}"
 

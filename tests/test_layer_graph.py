@@ -73,7 +73,7 @@ def test_missing_model_file(tmp_path):
 def test_non_keras_file(tmp_path):
     bad = tmp_path / "model.h5"
     bad.write_text("this is not HDF5")
-    with pytest.raises(EennError, match="not a readable Keras model"):
+    with pytest.raises(EennError, match="not a Keras model"):
         load_model(bad)
 
 
