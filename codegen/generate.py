@@ -33,6 +33,7 @@ from eenn.augment.cost import CostModel
 from eenn.augment.hardware import HardwareProfile
 from eenn.codegen import memory as mem
 from eenn.codegen import render
+from eenn.codegen.cores import CoreApp, plan_cores
 from eenn.codegen.kits import Kit, get_kit
 from eenn.codegen.manifest import (
     MANIFEST_PATH,
@@ -40,6 +41,7 @@ from eenn.codegen.manifest import (
     BaseModel,
     Energy,
     FirmwareSettings,
+    Core,
     Handoff,
     OutputTensor,
     ProjectManifest,
@@ -94,6 +96,7 @@ class GenerateResult:
     reference: dict
     seconds: float
     files: list[str] = field(default_factory=list)
+    apps: list[CoreApp] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -108,21 +111,46 @@ def check_output_dir(out: Path, force: bool) -> None:
                     "pass --force to replace it")
 
 
+PLACEMENTS = ("boundary", "any")  # solution.json search.placement (absent = boundary)
+
+
 def _check_mapping(bundle: Bundle, profile: HardwareProfile) -> list[int]:
-    """Processor index of each stage; PSoC 6 projects run stage 0 on the CM0+, stage 1 on the CM4."""
+    """Processor index (= core index) of each stage. A PSoC 6 project has the profile's two
+    processors as its cores, the cortex-m0plus (core 0: the protocol) and the cortex-m4; the
+    stages may sit on either, several on one, in profile order (stage 0 on the CM4 too)."""
     sol = bundle.solution
     names = [p.name for p in profile.processors]
+    cores = tuple(p.core for p in profile.processors)
+    if cores != CORES:
+        raise EennError(f"{bundle.path}: the bundle's hardware profile '{profile.name}' has processors "
+                        f"{', '.join(f'{n} ({c})' for n, c in zip(names, cores))}; a PSoC 6 project runs exactly "
+                        f"two cores, in this order: {', '.join(CORES)}")
+    placement = sol.search.get("placement", "boundary")
+    if placement not in PLACEMENTS:
+        raise EennError(f"{bundle.path}: search.placement {placement!r}: expected one of {', '.join(PLACEMENTS)}")
     idx = []
     for seg in sol.segments:
         if seg.processor not in names:
             raise EennError(f"{bundle.path}: segment {seg.index} runs on '{seg.processor}', which the bundle's "
                             f"hardware profile '{profile.name}' does not have ({', '.join(names)})")
         idx.append(names.index(seg.processor))
-    cores = tuple(profile.processors[i].core for i in idx)
-    if cores != CORES:
-        raise EennError(f"{bundle.path}: the solution maps its {len(cores)} stage(s) to {', '.join(cores)}; "
-                        f"a PSoC 6 project runs exactly two: stage 0 on the cortex-m0plus, stage 1 on the cortex-m4")
+    for ex in sol.exits:
+        if ex.index >= len(idx) - 1 or ex.processor != sol.segments[ex.index].processor:
+            raise EennError(f"{bundle.path}: exit {ex.index} runs on '{ex.processor}'; it sits at the end of segment "
+                            f"{ex.index} and must run on that segment's processor")
+    if any(b < a for a, b in zip(idx, idx[1:])):
+        raise EennError(f"{bundle.path}: segments run on {[s.processor for s in sol.segments]}; processors must "
+                        f"follow the profile's order ({', '.join(names)}) along the chain")
     return idx
+
+
+def _transfer_s(profile: HardwareProfile, src: int, dst: int, nbytes: int) -> float:
+    """Moving `nbytes` from processor src to dst: every link in between, store and forward."""
+    t = 0.0
+    for i in range(src, dst):
+        link = profile.link_after(i)
+        t += float(link.latency_s + nbytes / link.bytes_per_s)
+    return t
 
 
 def _num_layers(model) -> int:
@@ -169,10 +197,10 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
         macs = int(seg.macs) + (0 if ex is None else int(ex.macs))
         n_layers = _num_layers(parts.segments[k]) + (0 if is_last else _num_layers(parts.exits[k]))
         handoff = None
-        if k > 0:
-            prev = stages[k - 1].feature_map
-            link = profile.link_after(proc_idx[k - 1])
-            handoff = Handoff(link_s=float(link.latency_s + prev.size / link.bytes_per_s), wakeup_s=float(proc.wakeup_s))
+        src = proc_idx[k - 1] if k > 0 else 0  # stage 0's input arrives on core 0
+        if proc_idx[k] != src:
+            nbytes = stages[k - 1].feature_map.size if k > 0 else st.input.size
+            handoff = Handoff(link_s=_transfer_s(profile, src, proc_idx[k], nbytes), wakeup_s=float(proc.wakeup_s))
         thr = thr_q = None
         if not is_last:
             thr = float(ex.threshold)
@@ -184,9 +212,11 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
             feature_map=None if st.feature_map is None else _output(st.feature_map, st.feature_map_index),
             requant=None if st.requant is None else Requant(**st.requant),
             threshold=thr, threshold_q=thr_q, arena_bytes=sz.arena_bytes, weights_bytes=sz.weights_bytes,
-            ops=list(sz.ops), handoff=handoff))
+            ops=list(sz.ops), handoff=handoff, core_index=proc_idx[k]))
     downstream = sum(s.predicted_s + (s.handoff.link_s + s.handoff.wakeup_s if s.handoff else 0.0)
-                     for s in out_stages[1:])
+                     for s in out_stages if s.core_index != 0)
+    cores = [Core(index=i, processor=p.name, core=p.core, tick_hz=kit.core_clock_hz(p.core),
+                  stages=[k for k, c in enumerate(proc_idx) if c == i]) for i, p in enumerate(profile.processors)]
     last_proc = proc_idx[-1]
     base = BaseModel(model="models/base.tflite", processor=profile.processors[last_proc].name,
                      predicted_s=float(cost.compute_s(int(sol.base_model.total_macs), _num_layers(parts.base),
@@ -202,6 +232,7 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
         base=base,
         firmware=FirmwareSettings(handoff_timeout_s=float(max(1.0, 10.0 * downstream)), model_id=model_id),
         memory=layout.to_dict(),
+        cores=cores,
     )
 
 
@@ -287,14 +318,15 @@ def _cmsis_nn_ignore() -> list[str]:
 
 
 def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem.MemoryLayout,
-                   stages: list[StageSubgraph], sizes: list[SubgraphSizes]) -> None:
+                   stages: list[StageSubgraph], sizes: list[SubgraphSizes], apps: list[CoreApp]) -> None:
     env = render.environment()
     last = len(stages) - 1
     fm_max = max((s.feature_map.size for s in stages if s.feature_map is not None), default=0)
     scores_max = max(s.scores.size for s in stages)
     timeout_us = min(int(round(manifest.firmware.handoff_timeout_s * 1e6)), 2**32 - 1)
     ctx = dict(m=manifest, kit=kit, layout=layout, last_stage=last, fm_max=fm_max, scores_max=scores_max,
-               timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=_cmsis_nn_ignore())
+               timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=_cmsis_nn_ignore(),
+               apps=apps, stage_cores=manifest.stage_cores(), input_shared=manifest.stage_cores()[0] != 0)
 
     def put(template: str, rel: str, what: str, **extra) -> None:
         tree.text(rel, env.get_template(f"project/{template}").render(**ctx, **extra), what)
@@ -319,10 +351,16 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
     for core, script in (("CM0P", "cm0p.ld.j2"), ("CM4", "cm4.ld.j2")):
         put(f"linker/{script}", f"templates/TARGET_{kit.name}/COMPONENT_{core}/TOOLCHAIN_GCC_ARM/linker.ld",
             f"{core} linker script (eenn memory map).")
+    for app in apps:
+        if app.runs_stages:
+            put("stages.cpp.j2", f"{app.project}/ee_stages.cpp", f"{app.stages_text.capitalize()}: TFLite Micro.",
+                app=app, core_stages=[manifest.stages[k] for k in app.stages],
+                stage_sizes=[sizes[k] for k in app.stages])
+        else:
+            put("no_stage.c.j2", f"{app.project}/ee_no_stage.c", "No stage on this core: no TFLite Micro.", app=app)
     for st, sz, s in zip(stages, sizes, manifest.stages):
-        proj = "proj_cm0p" if st.index == 0 else "proj_cm4"
+        proj = apps[manifest.stage_cores()[st.index]].project
         extra = dict(s=s, sizes=sz, model_len=len(st.tflite), model_sha=hashlib.sha256(st.tflite).hexdigest())
-        put("stage.cpp.j2", f"{proj}/ee_stage{st.index}.cpp", f"Stage {st.index}: TFLite Micro.", **extra)
         put("model.h.j2", f"{proj}/ee_model_stage{st.index}.h", f"Stage {st.index} model.", **extra)
         put("model.c.j2", f"{proj}/ee_model_stage{st.index}.c", f"Stage {st.index} model.",
             model_bytes=render.c_bytes(st.tflite), **extra)
@@ -330,9 +368,12 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
     bsp = _asset_line(f"TARGET_{kit.name}", kit.bsp_version)
     for proj in ("proj_cm0p", "proj_cm4"):
         tree.text(f"{proj}/deps/TARGET_{kit.name}.mtb", bsp, "", header=False)
-    for name in sorted(PINS):
-        tree.text(f"proj_cm0p/deps/{name}.mtb", _mtb_line(name), "", header=False)
-    tree.text("proj_cm4/deps/ml-tflite-micro.mtb", _asset_line("ml-tflite-micro", ML_TFLITE_MICRO), "", header=False)
+    if apps[0].runs_stages:
+        for name in sorted(PINS):
+            tree.text(f"proj_cm0p/deps/{name}.mtb", _mtb_line(name), "", header=False)
+    if apps[1].runs_stages:
+        tree.text("proj_cm4/deps/ml-tflite-micro.mtb", _asset_line("ml-tflite-micro", ML_TFLITE_MICRO), "",
+                  header=False)
 
 
 def copy_runtime(tree: _Tree) -> None:
@@ -369,12 +410,15 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
     whole = build_whole_model(parts, calibration)
     # The CM0+ links upstream TFLite Micro with CMSIS-NN: its int8-only kernels (sizes.INT8_VARIANTS).
     # The CM4 links Infineon's prebuilt ml-tflite-micro, registered the default way.
-    sizes = [subgraph_sizes(s.tflite, int8_kernels=(k == 0)) for k, s in enumerate(stages)]
+    sizes = [subgraph_sizes(s.tflite, int8_kernels=(proc_idx[k] == 0)) for k, s in enumerate(stages)]
     base_sizes = subgraph_sizes(base)
+    apps = plan_cores([p.name for p in profile.processors], proc_idx, sizes)
     layout = mem.compute_layout(
-        kit, model_bytes=(sizes[0].model_bytes, sizes[1].model_bytes),
-        arena_bytes=(sizes[0].arena_bytes, sizes[1].arena_bytes), input_len=stages[0].input.size,
-        fm_len=stages[0].feature_map.size, n_scores=max(s.scores.size for s in stages))
+        kit, model_bytes=(apps[0].model_bytes, apps[1].model_bytes),
+        arena_bytes=(apps[0].arena_bytes, apps[1].arena_bytes), input_len=stages[0].input.size,
+        fm_len=max(s.feature_map.size for s in stages[:-1]), n_scores=max(s.scores.size for s in stages),
+        fm_buffers=2 if len(stages) > 2 else 1, input_shared=proc_idx[0] != 0,
+        tflm=(apps[0].runs_stages, apps[1].runs_stages), stages_text=(apps[0].stages_text, apps[1].stages_text))
     manifest = build_manifest(bundle, kit, profile, proc_idx, parts, stages, sizes, base_sizes, layout,
                               model_id or default_model_id(bundle))
 
@@ -388,14 +432,14 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         float_acc = bundle.solution.metrics.get("eenn", {}).get("accuracy")
         reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
         tree.add("eenn/reference.json", (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
-        render_project(tree, manifest, kit, layout, stages, sizes)
+        render_project(tree, manifest, kit, layout, stages, sizes, apps)
         copy_runtime(tree)
         tree.add(MARKER, f"{GENERATOR}\nbundle {bundle.hash}\nkit {kit.name}\n".encode())
         shutil.rmtree(tmp)
         tmp.mkdir()
         tree.write(tmp)
     return GenerateResult(out=out, manifest=manifest, layout=layout, sizes=sizes, base_sizes=base_sizes,
-                          reference=reference, seconds=time.monotonic() - t0, files=sorted(tree.files))
+                          reference=reference, seconds=time.monotonic() - t0, files=sorted(tree.files), apps=apps)
 
 
 def report_lines(res: GenerateResult) -> list[str]:
@@ -408,6 +452,11 @@ def report_lines(res: GenerateResult) -> list[str]:
                      f"model {sz.model_bytes} B (weights {sz.weights_bytes} B), arena {sz.arena_bytes} B "
                      f"(measured {sz.arena_measured} B + CMSIS-NN scratch {sz.cmsis_scratch} B + margin), "
                      f"MicroMutableOpResolver<{sz.resolver_size}>: {' '.join(sz.resolver_calls)}")
+    for app in res.apps:
+        if len(app.stages) != 1:
+            lines.append(f"core {app.index} ({app.name}) runs {app.stages_text}"
+                         + (f": one resolver of {app.resolver_size} ops, one arena of {app.arena_bytes} B, models "
+                            f"{app.model_bytes} B" if app.stages else ": protocol only, no TFLite Micro linked"))
         if s.feature_map is not None:
             lines.append(f"  exit threshold {s.threshold} → int8 threshold_q {s.threshold_q}; feature map "
                          f"{s.feature_map.shape} {'requantized' if s.requant else 'copied as is'}")

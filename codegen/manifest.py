@@ -67,11 +67,28 @@ class Stage:
     arena_bytes: int = 0
     weights_bytes: int = 0
     ops: list[str] = field(default_factory=list)
+    # the transfer into this stage from another core (None: same core as the stage before it,
+    # or stage 0 on core 0)
     handoff: Handoff | None = None
+    # the core that runs it (0 = the always-on core with the protocol); None in manifests written
+    # before placement was searched: stage k on core k
+    core_index: int | None = None
 
     @property
     def is_last(self) -> bool:
         return self.feature_map is None
+
+
+@dataclass(frozen=True)
+class Core:
+    """One core of the project (processor `index` of the hardware profile) and the stages it runs
+    (none: core 0 only serves the protocol and passes the input on)."""
+
+    index: int
+    processor: str
+    core: str
+    tick_hz: int
+    stages: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,23 @@ class ProjectManifest:
     firmware: FirmwareSettings | None = None
     # How the kit's SRAM/flash is split between the cores (codegen/memory.py), for reports.
     memory: dict[str, Any] | None = None
+    # Every core of the kit, in order (None in manifests written before placement: one per stage).
+    cores: list[Core] | None = None
+
+    def stage_cores(self) -> list[int]:
+        """The core of each stage."""
+        return [k if s.core_index is None else int(s.core_index) for k, s in enumerate(self.stages)]
+
+    def core_tick_hz(self) -> list[int]:
+        """Each core's tick rate (the unit of its m-eenn-ticks entry)."""
+        if self.cores is None:
+            return [int(s.tick_hz) for s in self.stages]
+        return [int(c.tick_hz) for c in self.cores]
+
+    def handoffs(self, exit_stage: int) -> int:
+        """IPC requests on the path that ends at `exit_stage`: core changes from core 0 on."""
+        path = [0, *self.stage_cores()[:exit_stage + 1]]
+        return sum(int(a != b) for a, b in zip(path, path[1:]))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +183,7 @@ class ProjectManifest:
             base=None if d.get("base") is None else BaseModel(**d["base"]),
             firmware=None if d.get("firmware") is None else FirmwareSettings(**d["firmware"]),
             memory=d.get("memory"),
+            cores=None if d.get("cores") is None else [Core(**c) for c in d["cores"]],
         )
 
 
@@ -173,4 +208,8 @@ def load_manifest(project_dir: str | Path) -> ProjectManifest:
     for stage in manifest.stages[:-1]:
         if stage.feature_map is None or stage.threshold_q is None:
             raise EennError(f"{path}: stage {stage.index} needs a feature_map and a threshold_q")
+    cores = manifest.stage_cores()
+    n_cores = len(manifest.cores) if manifest.cores is not None else len(cores)
+    if any(b < a for a, b in zip(cores, cores[1:])) or any(not 0 <= c < n_cores for c in cores):
+        raise EennError(f"{path}: stages' core_index {cores}: expected non-decreasing cores in 0..{n_cores - 1}")
     return manifest

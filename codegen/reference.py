@@ -1,8 +1,10 @@
 """The int8 reference chain: what the firmware must compute, run in Python.
 
 Stage 0's subgraph on the `tflite_micro` runtime → integer exit decision → (requantize) →
-stage 1 → ... This is the oracle for the virtual board and the real board: same int8 input,
-same class, same exit, sample by sample.
+stage 1 → ... whichever core each stage runs on (the integer rules do not depend on it: a
+feature map between two stages on one core is requantized exactly as one crossing cores).
+This is the oracle for the virtual board and the real board: same int8 input, same class,
+same exit, sample by sample.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ class ChainResult:
     cls: int  # predicted class
     exit: int  # stage whose classifier answered (len(stages) - 1 = the final classifier)
     scores: np.ndarray  # int8 scores of the answering classifier
+    handoffs: int = 0  # IPC requests on the path taken (core changes from core 0 to the exit's core)
 
 
 def _interpreter(model_path: Path):
@@ -63,7 +66,8 @@ class Int8Chain:
                 data = requantize(data, r.multiplier, r.shift, r.in_zero_point, r.out_zero_point)
             scores, fm = self._invoke(k, data)
             if stage.is_last or exit_taken(scores, stage.threshold_q, self.manifest.confidence)[0]:
-                return ChainResult(cls=int(np.argmax(scores)), exit=k, scores=scores)
+                return ChainResult(cls=int(np.argmax(scores)), exit=k, scores=scores,
+                                   handoffs=self.manifest.handoffs(k))
             data = fm
         raise AssertionError("unreachable: the last stage always answers")
 

@@ -84,6 +84,10 @@ class BoardInfo:
     timing: str
     line_max: int
     mode: str
+    # placement (firmware with stages on any core); older firmware: one core per stage
+    cores: int | None = None
+    stage_cores: list[int] | None = None
+    core_tick_hz: list[int] | None = None
 
     @property
     def measured(self) -> bool:
@@ -108,6 +112,7 @@ class InferResult:
     crc32: str
     hash: str
     lap_us: int | None  # T1 − T0 of the timed inferences (performance mode), else None
+    handoffs: int | None = None  # IPC requests on the path taken (m-eenn-handoffs); None from older firmware
 
 
 def field(lines: list[str], key: str, *, required: bool = True) -> str | None:
@@ -125,6 +130,14 @@ def field(lines: list[str], key: str, *, required: bool = True) -> str | None:
 
 def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",")] if text else []
+
+
+def _optional_int(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def _optional_ints(text: str | None) -> list[int] | None:
+    return None if text is None else _ints(text)
 
 
 def _parse_int(text: str, what: str) -> int:
@@ -150,6 +163,7 @@ def parse_results(lines: list[str]) -> InferResult:
             crc32=field(lines, "eenn-crc32").lower(),
             hash=field(lines, "eenn-hash"),
             lap_us=laps[-1] - laps[-2] if len(laps) >= 2 else None,
+            handoffs=_optional_int(field(lines, "eenn-handoffs", required=False)),
         )
     except ValueError as exc:
         raise ProtocolError(f"malformed results block ({exc}): {lines}") from None
@@ -175,6 +189,9 @@ def parse_profile(name_lines: list[str], lines: list[str]) -> BoardInfo:
             timing=field(lines, "eenn-timing"),
             line_max=_parse_int(field(lines, "eenn-line-max", required=False) or "256", "m-eenn-line-max"),
             mode=mode,
+            cores=_optional_int(field(lines, "eenn-cores", required=False)),
+            stage_cores=_optional_ints(field(lines, "eenn-stage-cores", required=False)),
+            core_tick_hz=_optional_ints(field(lines, "eenn-core-tick-hz", required=False)),
         )
     except ValueError as exc:
         raise ProtocolError(f"malformed profile ({exc}): {lines}") from None

@@ -154,6 +154,9 @@ def _check_board(info: BoardInfo, manifest: ProjectManifest) -> None:
     want_hz = [s.tick_hz for s in manifest.stages]
     if info.tick_hz != want_hz:
         log.warning("board tick rates %s differ from the project's %s; using the board's", info.tick_hz, want_hz)
+    if info.stage_cores is not None and info.stage_cores != manifest.stage_cores():
+        raise EennError(f"the board runs its stages on cores {info.stage_cores}, the project on "
+                        f"{manifest.stage_cores()}")
 
 
 class _FileLog:
@@ -236,7 +239,9 @@ def _run_session(opts: RunOptions, inp: Inputs, identity: dict, extra: dict, wan
                     own.close()
         meta_board = session.meta.get("starts", [{}])[-1].get("board") if session.meta.get("starts") else None
         timing = (info.timing if info else (meta_board or {}).get("timing", "unknown"))
-        tick_hz = info.tick_hz if info else (meta_board or {}).get("tick_hz", [s.tick_hz for s in m.stages])
+        # per core (the unit of each m-eenn-ticks entry); firmware before placement: per stage = per core
+        tick_hz = ((info.core_tick_hz or info.tick_hz) if info else
+                   (meta_board or {}).get("core_tick_hz") or (meta_board or {}).get("tick_hz", m.core_tick_hz()))
         solution = inp.solution
         energy_model = DatasheetEnergy.from_manifest(m, solution.hardware if solution else None)
         meter_name = getattr(opts.meter, "name", None)
@@ -329,6 +334,7 @@ def _run_samples(opts: RunOptions, inp: Inputs, session: Session, conn: _Connect
             res, attempts = client.infer_sample(payload[i], before_infer=before)
             rec = {"index": i, "label": int(inp.y[i]), "class": res.cls, "exit": res.exit,
                    "confidence_q": res.confidence_q, "scores_q": res.scores_q, "ticks": res.ticks,
+                   "handoffs": res.handoffs,
                    "elapsed_us": res.elapsed_us, "lap_us": res.lap_us, "crc32": res.crc32,
                    "attempts": attempts, "time": round(time.time(), 3)}
             if integrator is not None:

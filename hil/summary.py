@@ -108,13 +108,15 @@ def summarize(records: list[dict], labels: np.ndarray, manifest: ProjectManifest
     cost_lat = path_latency_s(manifest)
     cost_en = energy_model.path_j(manifest)
     paths = []
+    stage_cores = manifest.stage_cores()
     for k in range(n_stages):
         sel = [i for i, e in enumerate(exits) if e == k]
         cores = []
-        for c in range(k + 1):
+        for c in sorted({0, *stage_cores[:k + 1]}):  # core 0 serves the protocol on every path
             st = stats([core_s[i][c] for i in sel])
-            cores.append({"core": c, "processor": manifest.stages[c].processor, "tick_hz": int(tick_hz[c]),
-                          "predicted_s": manifest.stages[c].predicted_s, **st})
+            on_c = [j for j in range(k + 1) if stage_cores[j] == c]
+            cores.append({"core": c, "processor": _core_processor(manifest, c), "tick_hz": int(tick_hz[c]),
+                          "predicted_s": sum(manifest.stages[j].predicted_s for j in on_c), "stages": on_c, **st})
         paths.append({
             "exit": k,
             "processor": manifest.stages[k].processor,
@@ -124,6 +126,7 @@ def summarize(records: list[dict], labels: np.ndarray, manifest: ProjectManifest
             "latency_s": {**stats([elapsed_s[i] for i in sel]), "predicted": cost_lat[k]},
             "cores": cores,
             "energy_j": {**stats([energy_j[i] for i in sel]), "predicted": cost_en[k]},
+            "handoffs": _handoffs(records, sel, manifest.handoffs(k)),
         })
     n_data = len(labels) if n_data is None else n_data
     return {
@@ -144,6 +147,21 @@ def summarize(records: list[dict], labels: np.ndarray, manifest: ProjectManifest
                        "mean_latency_s": _mean_over(q["termination_rates"], cost_lat),
                        "mean_energy_j": _mean_over(q["termination_rates"], cost_en)},
     }
+
+
+def _core_processor(manifest: ProjectManifest, core: int) -> str:
+    if manifest.cores is not None:
+        return manifest.cores[core].processor
+    return manifest.stages[core].processor
+
+
+def _handoffs(records: list[dict], sel: list[int], predicted: int) -> dict[str, Any]:
+    """Handoffs per inference on one exit path: what the board reported (m-eenn-handoffs; None from
+    firmware that does not report them) and what the placement implies (core changes on the path)."""
+    got = [records[i].get("handoffs") for i in sel]
+    got = [int(v) for v in got if v is not None]
+    return {"mean": float(np.mean(got)) if got else None, "min": min(got) if got else None,
+            "max": max(got) if got else None, "predicted": int(predicted)}
 
 
 def _mean_over(rates: list, per_path: list[float]) -> float | None:

@@ -27,8 +27,9 @@ from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
 from eenn.errors import EennError
 from eenn.hil.host_build import build_host_library
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 TIMING_NOTE = "virtual: cost model (predicted_s x tick_hz per stage, handoff link_s + wakeup_s), not measured"
+MAX_STAGES, MAX_CORES = 8, 4  # EE_MAX_STAGES, EE_MAX_CORES of firmware/include/ee_runtime.h
 CONFIDENCE = {"max": 0, "margin": 1}
 MAX_PENDING_OUTPUT = 4 << 20
 
@@ -83,6 +84,7 @@ class HostFirmware:
         lib.ee_host_set_model.argtypes = [u32, u32, u32, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
         lib.ee_host_set_stage.argtypes = [u32, u32, u32, u32, i32, ctypes.c_float, i32, i32, i32, i32, i32, i32,
                                           u32, u64, u64]
+        lib.ee_host_set_placement.argtypes = [u32, ctypes.POINTER(u32), ctypes.POINTER(u32)]
         lib.ee_host_start.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.ee_host_start.restype = ctypes.c_char_p
         lib.ee_host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
@@ -126,14 +128,15 @@ class HostFirmware:
         stages = manifest.stages
         if manifest.confidence not in CONFIDENCE:
             raise EennError(f"project.json: confidence {manifest.confidence!r}, expected 'max' or 'margin'")
+        cores = manifest.stage_cores()
         if handoff_timeout_s is None:
-            downstream = sum(s.predicted_s + _handoff_s(s) for s in stages[1:])
+            downstream = sum(s.predicted_s + _handoff_s(s) for s, c in zip(stages, cores) if c != 0)
             handoff_timeout_s = max(1.0, 10.0 * downstream)
         timeout_us = min(int(round(handoff_timeout_s * 1e6)), 2**32 - 1)
         rc = lib.ee_host_set_model(len(stages), CONFIDENCE[manifest.confidence], timeout_us,
                                    manifest.bundle_hash.encode(), model_id.encode(), timing.encode())
         if rc != 0:
-            raise EennError(f"project.json: {len(stages)} stages; the firmware supports 1..4")
+            raise EennError(f"project.json: {len(stages)} stages; the firmware supports 1..{MAX_STAGES}")
         for k, st in enumerate(stages):
             last = k == len(stages) - 1
             rq = st.requant
@@ -148,6 +151,13 @@ class HostFirmware:
             )
             if rc != 0:
                 raise EennError(f"project.json: stages[{k}] rejected by the firmware")
+        if manifest.cores is not None:
+            hz = manifest.core_tick_hz()
+            if not 1 <= len(hz) <= MAX_CORES:
+                raise EennError(f"project.json: {len(hz)} cores; the firmware supports 1..{MAX_CORES}")
+            arr = ctypes.c_uint32 * MAX_STAGES
+            if lib.ee_host_set_placement(len(hz), arr(*cores), (ctypes.c_uint32 * MAX_CORES)(*hz)) != 0:
+                raise EennError(f"project.json: placement {cores} on {len(hz)} cores rejected by the firmware")
 
     def start(self, *, energy_mode: bool = False, banner: bool = True) -> bytes:
         why = self.lib.ee_host_start(int(energy_mode), int(banner))

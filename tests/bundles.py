@@ -81,8 +81,9 @@ def float_eenn(segments, exits, thresholds, x):
 
 def write_test_bundle(out: Path, base, segments, exits, thresholds, x_calib, x_test, y_test, *,
                       processors=("cm0p", "cm4"), cuts: list[str], source: str = "test-model.keras",
-                      confidence: str = "max") -> str:
-    """Write a schema-1 bundle; return its hash."""
+                      confidence: str = "max", placement: str | None = None, hardware: dict | None = None) -> str:
+    """Write a schema-1 bundle; return its hash. `processors[k]` is segment k's processor (its exit's
+    too); `placement` ("any" / "boundary") is written as search.placement when given."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     num_classes = int(base.outputs[0].shape[-1])
     cls, ex = float_eenn(segments, exits, thresholds, x_test)
@@ -93,7 +94,7 @@ def write_test_bundle(out: Path, base, segments, exits, thresholds, x_calib, x_t
                "base": {**{k: 0.0 for k in METRIC_KEYS}, "accuracy": base_acc},
                "eenn": {**{k: 0.0 for k in METRIC_KEYS}, "accuracy": acc, "early_termination": 1.0 - rates[-1],
                         "termination_rates": rates}}
-    hw = load_profile("psoc6").to_dict()
+    hw = hardware if hardware is not None else load_profile("psoc6").to_dict()
     sol = Solution(
         base_model=BaseModelInfo(source=source, sha256="0" * 64, file="base.keras",
                                  input_shape=[int(d) for d in base.inputs[0].shape[1:]], num_classes=num_classes,
@@ -101,7 +102,7 @@ def write_test_bundle(out: Path, base, segments, exits, thresholds, x_calib, x_t
         hardware=hw,
         search={"objective": "weighted", "w": 0.9, "max_accuracy_drop": None, "latency_bound_s": None,
                 "confidence": confidence, "threshold_grid": [], "calibration": "val", "correction": 1.0, "seed": 0,
-                "fine_tuned": False},
+                "fine_tuned": False, **({} if placement is None else {"placement": placement})},
         segments=[SegmentSpec(index=k, processor=processors[k], first_layer="?", last_layer=(cuts + ["output"])[k],
                               file=f"segment_{k}.keras", macs=1000 * (k + 1),
                               output_shape=[int(d) for d in seg.outputs[0].shape[1:]])
@@ -163,6 +164,61 @@ def digits_bundle(out: Path, seed: int = 0) -> dict:
                           source="digits_small")
     return {"path": out, "hash": h, "segments": segments, "exits": [ex], "thresholds": thr, "base": base,
             "x_test": d["x_test"], "y_test": d["y_test"]}
+
+
+_placed_parts: dict = {}
+
+
+def _digits_three_stages(seed: int) -> dict:
+    """The digits CNN cut after conv1_relu and pool2 (three segments, two exits), trained once."""
+    if seed in _placed_parts:
+        return _placed_parts[seed]
+    import keras
+
+    from eenn.examples import digits_dataset
+
+    d = digits_dataset(seed)
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((8, 8, 1), name="pixels")
+    x = L.Conv2D(8, 3, padding="same", name="conv1")(inp)
+    x = L.BatchNormalization(name="conv1_bn")(x)
+    x = L.ReLU(name="conv1_relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw2")(x)
+    x = L.ReLU(name="dw2_relu")(x)
+    x = L.Conv2D(16, 1, name="pw2")(x)
+    x = L.ReLU(name="pw2_relu")(x)
+    x = L.MaxPooling2D(name="pool2")(x)
+    x = L.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outp = L.Dense(10, activation="softmax", name="classifier")(x)
+    base = keras.Model(inp, outp, name="digits_small")
+    base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    base.fit(d["x_train"], d["y_train"], epochs=20, batch_size=32, verbose=0)
+    cuts = ["conv1_relu", "pool2"]
+    segments = split_chain(base, cuts)
+    fm0 = segments[0]
+    fm1 = keras.Sequential([fm0, segments[1]])
+    ex0 = train_exit(fm0, d["x_train"], d["y_train"], 10, "exit_0", seed=seed)
+    ex1 = train_exit(fm1, d["x_train"], d["y_train"], 10, "exit_1", seed=seed)
+    # about a third of the samples at each exit: exit 0 takes its most confident third, exit 1 half of the rest
+    thr = [median_threshold(ex0, fm0, d["x_val"], 2 / 3), median_threshold(ex1, fm1, d["x_val"], 0.5)]
+    _placed_parts[seed] = {"base": base, "segments": segments, "exits": [ex0, ex1], "thresholds": thr, "cuts": cuts,
+                           "data": d}
+    return _placed_parts[seed]
+
+
+def placed_digits_bundle(out: Path, processors: tuple[str, str, str], seed: int = 0,
+                         hardware: dict | None = None) -> dict:
+    """Three stages of the digits CNN placed on `processors` (one per segment, e.g. ("cm4", "cm4",
+    "cm4"): both exits on the CM4, or ("cm0p", "cm0p", "cm4")), search.placement "any"."""
+    p = _digits_three_stages(seed)
+    d = p["data"]
+    h = write_test_bundle(out, p["base"], p["segments"], p["exits"], p["thresholds"], d["x_val"][:200], d["x_test"],
+                          d["y_test"], processors=processors, cuts=p["cuts"], source="digits_small", placement="any",
+                          hardware=hardware)
+    return {"path": out, "hash": h, **{k: p[k] for k in ("segments", "exits", "thresholds", "base")},
+            "x_test": d["x_test"], "y_test": d["y_test"], "processors": processors}
 
 
 def ecg_bundle(out: Path, seed: int = 0) -> dict:

@@ -6,6 +6,11 @@
  * target through ee_core_main(), which never returns). Running a stage's subgraph is
  * the application hook ee_app_run_stage(); the hardware is behind ee_port.h.
  * No dynamic allocation: the application owns every buffer (ee_buffers_t).
+ *
+ * Placement: stage k runs on core stages[k].core; cores are non-decreasing along the chain,
+ * a core may run several stages (back to back, no IPC) or none (core 0 then only serves the
+ * protocol and passes the input on). A handoff (IPC request) happens only where the core
+ * changes; the core that answers notifies core 0 with the result.
  */
 #ifndef EE_RUNTIME_H
 #define EE_RUNTIME_H
@@ -18,10 +23,11 @@
 #include "ee_status.h"
 
 #define EE_RUNTIME_VERSION "0.1.0"
-#define EE_MAX_STAGES 4u               /* stages (= cores) a configuration may have */
+#define EE_MAX_STAGES 8u               /* stages a configuration may have */
+#define EE_MAX_CORES 4u                /* cores a configuration may use */
 #define EE_MAILBOX_MAGIC 0x45454E4Eu   /* "EENN" */
 
-/* One stage = one core's subgraph. Stage k runs on core k. */
+/* One stage = one subgraph (a backbone segment and its exit), run on core `core`. */
 typedef struct {
     uint32_t input_len;        /* int8 elements the subgraph reads */
     uint32_t fm_len;           /* int8 elements of the feature map handed on; 0 on the last stage */
@@ -30,7 +36,8 @@ typedef struct {
     float scores_scale;        /* scores quantization, for the dequantized `m-results` line only */
     int32_t scores_zero_point;
     ee_requant_t requant;      /* applied to this stage's input (the previous feature map); off on stage 0 */
-    uint32_t tick_hz;          /* the core's tick rate (ee_port_ticks() per second) */
+    uint32_t tick_hz;          /* its core's tick rate (ee_port_ticks() per second) */
+    uint32_t core;             /* the core that runs it (ignored when ee_config_t.n_cores is 0) */
 } ee_stage_config_t;
 
 /* The whole configuration; const on the target (the generated ee_config.h initialises it). */
@@ -41,6 +48,11 @@ typedef struct {
     const char *solution_hash;    /* bundle hash (hex), printed by `profile` and `results` */
     const char *model_id;         /* model name for the MLPerf Tiny runner (`m-model-[...]`) */
     ee_stage_config_t stages[EE_MAX_STAGES];
+    /* Placement. 0: one core per stage, stage k on core k (the layout before placement was
+     * searched). Else 1..EE_MAX_CORES cores, stage k on stages[k].core, non-decreasing in k. */
+    uint32_t n_cores;
+    /* Tick rate of each core; 0: that of the stages it runs. Required for core 0 when it runs no stage. */
+    uint32_t core_tick_hz[EE_MAX_CORES];
 } ee_config_t;
 
 /* Shared between the cores: lives in memory both can reach (on the PSoC 6 any SRAM).
@@ -49,22 +61,25 @@ typedef struct {
     uint32_t magic;                 /* EE_MAILBOX_MAGIC */
     volatile uint32_t req_seq;      /* core 0: sequence number of the outstanding request */
     volatile uint32_t resp_seq;     /* answering core: set to req_seq when the answer is complete */
-    volatile uint32_t stage;        /* the stage (= core) that must run next */
+    volatile uint32_t stage;        /* the stage that must run next (on core stages[stage].core) */
     volatile uint32_t fm_len;       /* elements valid in the feature map the next stage reads */
     volatile int32_t status;        /* answer: EE_OK or an ee_status_t error */
     volatile uint32_t exit_stage;   /* answer: whose classifier answered */
     volatile uint32_t cls;          /* answer: the class */
     volatile int32_t confidence;    /* answer: integer confidence of that classifier */
+    volatile uint32_t handoffs;     /* requests sent so far for this inference (core changes) */
     int8_t *fm[2];                  /* feature maps: stage k reads fm[(k-1)&1], writes fm[k&1] */
     uint32_t fm_cap;                /* capacity of each fm buffer */
     int8_t *scores;                 /* the answering classifier's int8 scores */
     uint32_t scores_cap;
-    volatile uint64_t ticks[EE_MAX_STAGES]; /* active ticks of each core for this request */
+    const int8_t *input;            /* the model input, read by stage 0 when it is not on core 0 */
+    uint32_t input_cap;
+    volatile uint64_t ticks[EE_MAX_CORES]; /* active ticks of each core for this request */
 } ee_mailbox_t;
 
 /* Buffers core 0's application provides (static arrays). fm[1] may be NULL with <= 2 stages. */
 typedef struct {
-    int8_t *input;            /* the `db` input buffer (core 0 private) */
+    int8_t *input;            /* the `db` input buffer: core 0 private, shared when stage 0 is on another core */
     uint32_t input_cap;
     ee_mailbox_t *mailbox;    /* shared */
     int8_t *fm[2];            /* shared; each >= the largest fm_len */
@@ -76,13 +91,19 @@ typedef struct {
 /* NULL when cfg (and buf, unless NULL) are usable, else a constant sentence saying what is wrong. */
 const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf);
 
+/* Placement of a checked configuration: cores used, the core of stage k, core c's tick rate. */
+uint32_t ee_n_cores(const ee_config_t *cfg);
+uint32_t ee_stage_core(const ee_config_t *cfg, uint32_t stage);
+uint32_t ee_core_tick_hz(const ee_config_t *cfg, uint32_t core);
+
 /* One inference's outcome (core 0). */
 typedef struct {
     ee_status_t status;
     uint32_t cls;
     uint32_t exit_stage;                /* n_stages - 1 = the final classifier */
     int32_t confidence;
-    uint64_t ticks[EE_MAX_STAGES];      /* active ticks per core (core k at stages[k].tick_hz) */
+    uint32_t handoffs;                  /* IPC requests on the path taken: core changes from core 0 to the exit's core */
+    uint64_t ticks[EE_MAX_CORES];       /* active ticks per core (core c at ee_core_tick_hz(cfg, c)) */
     uint64_t elapsed_ticks;             /* core 0 ticks from start to answer (wall clock) */
     const int8_t *scores;               /* the answering classifier's scores (in the shared buffer) */
     uint32_t n_scores;
@@ -109,7 +130,8 @@ ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_b
 /* Core 0: one inference on `input` (len must equal stages[0].input_len). */
 ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_result_t *res);
 
-/* Cores >= 1: handle the request in `mb` (answer core 0 or forward to the next core). */
+/* Cores >= 1: run the requested stage and the following ones on this core, then answer core 0
+ * (exit taken, last stage, or a failure) or forward to the core of the next stage. */
 ee_status_t ee_serve(const ee_config_t *cfg, uint32_t core, ee_mailbox_t *mb);
 
 /* Cores >= 1 on the target: sleep, serve, sleep... never returns. */

@@ -145,7 +145,7 @@ static void timestamp(ee_proto_t *p)
         ee_port_timestamp_pulse();
     } else {
         ee_out_str(&p->out, "m-lap-us-");
-        ee_out_u64(&p->out, ee_ticks_to_us(ee_port_ticks(), p->rt->cfg->stages[0].tick_hz));
+        ee_out_u64(&p->out, ee_ticks_to_us(ee_port_ticks(), ee_core_tick_hz(p->rt->cfg, 0u)));
         ee_out_eol(&p->out);
     }
 }
@@ -197,6 +197,23 @@ static void cmd_profile(ee_proto_t *p)
             ee_out_char(&p->out, ',');
         }
         ee_out_u64(&p->out, cfg->stages[k].tick_hz);
+    }
+    kv_end(p);
+    kv_u64(p, "eenn-cores", ee_n_cores(cfg));
+    kv_begin(p, "eenn-stage-cores");
+    for (k = 0; k < cfg->n_stages; ++k) {
+        if (k > 0u) {
+            ee_out_char(&p->out, ',');
+        }
+        ee_out_u64(&p->out, ee_stage_core(cfg, k));
+    }
+    kv_end(p);
+    kv_begin(p, "eenn-core-tick-hz");
+    for (k = 0; k < ee_n_cores(cfg); ++k) {
+        if (k > 0u) {
+            ee_out_char(&p->out, ',');
+        }
+        ee_out_u64(&p->out, ee_core_tick_hz(cfg, k));
     }
     kv_end(p);
     kv_str(p, "eenn-timing", p->timing, TIMING_MAX);
@@ -268,14 +285,15 @@ static void print_results(ee_proto_t *p)
     }
     kv_end(p);
     kv_begin(p, "eenn-ticks");
-    for (i = 0; i < cfg->n_stages; ++i) {
+    for (i = 0; i < ee_n_cores(cfg); ++i) {
         if (i > 0u) {
             ee_out_char(&p->out, ',');
         }
         ee_out_u64(&p->out, r->ticks[i]);
     }
     kv_end(p);
-    kv_u64(p, "eenn-elapsed-us", ee_ticks_to_us(r->elapsed_ticks, cfg->stages[0].tick_hz));
+    kv_u64(p, "eenn-handoffs", r->handoffs);
+    kv_u64(p, "eenn-elapsed-us", ee_ticks_to_us(r->elapsed_ticks, ee_core_tick_hz(cfg, 0u)));
     kv_begin(p, "eenn-crc32");
     ee_out_hex32(&p->out, p->result_crc);
     kv_end(p);

@@ -29,11 +29,75 @@ static int zp_ok(int32_t z)
     return z >= -128 && z <= 127;
 }
 
+uint32_t ee_n_cores(const ee_config_t *cfg)
+{
+    return cfg->n_cores != 0u ? cfg->n_cores : cfg->n_stages;
+}
+
+uint32_t ee_stage_core(const ee_config_t *cfg, uint32_t stage)
+{
+    if (stage >= EE_MAX_STAGES) {
+        return EE_MAX_CORES; /* no such core */
+    }
+    return cfg->n_cores != 0u ? cfg->stages[stage].core : stage;
+}
+
+uint32_t ee_core_tick_hz(const ee_config_t *cfg, uint32_t core)
+{
+    uint32_t k;
+    if (core >= EE_MAX_CORES) {
+        return 0u;
+    }
+    if (cfg->n_cores != 0u && cfg->core_tick_hz[core] != 0u) {
+        return cfg->core_tick_hz[core];
+    }
+    for (k = 0; k < cfg->n_stages && k < EE_MAX_STAGES; ++k) {
+        if (ee_stage_core(cfg, k) == core) {
+            return cfg->stages[k].tick_hz;
+        }
+    }
+    return 0u;
+}
+
+static const char *placement_check(const ee_config_t *cfg)
+{
+    uint32_t k;
+    uint32_t c;
+    uint32_t n_cores = ee_n_cores(cfg);
+    if (n_cores < 1u || n_cores > EE_MAX_CORES) {
+        return cfg->n_cores == 0u ? "n_cores 0 (one core per stage) needs n_stages <= EE_MAX_CORES"
+                                  : "n_cores must be 0..EE_MAX_CORES";
+    }
+    for (k = 0; k < cfg->n_stages; ++k) {
+        c = ee_stage_core(cfg, k);
+        if (c >= n_cores) {
+            return "a stage's core is not below n_cores";
+        }
+        if (k > 0u && c < ee_stage_core(cfg, k - 1u)) {
+            return "stage cores must be non-decreasing along the chain";
+        }
+        if (cfg->stages[k].tick_hz != ee_core_tick_hz(cfg, c)) {
+            return "stages on one core must have that core's tick_hz";
+        }
+    }
+    if (ee_core_tick_hz(cfg, 0u) == 0u) {
+        return "core 0 runs no stage: core_tick_hz[0] must be set";
+    }
+    return 0;
+}
+
+/* the last stage runs off core 0: some inferences hand off */
+static int hands_off(const ee_config_t *cfg)
+{
+    return ee_stage_core(cfg, cfg->n_stages - 1u) != 0u;
+}
+
 const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
 {
     uint32_t k;
     uint32_t max_fm = 0;
     uint32_t max_scores = 0;
+    const char *why;
     if (cfg == 0) {
         return "no configuration";
     }
@@ -42,9 +106,6 @@ const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
     }
     if (cfg->confidence != EE_CONF_MAX && cfg->confidence != EE_CONF_MARGIN) {
         return "confidence must be EE_CONF_MAX or EE_CONF_MARGIN";
-    }
-    if (cfg->n_stages > 1u && cfg->handoff_timeout_us == 0u) {
-        return "handoff_timeout_us must be > 0";
     }
     if (cfg->solution_hash == 0 || cfg->model_id == 0) {
         return "solution_hash and model_id must not be NULL";
@@ -86,6 +147,13 @@ const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
             max_scores = st->n_scores;
         }
     }
+    why = placement_check(cfg);
+    if (why != 0) {
+        return why;
+    }
+    if (hands_off(cfg) && cfg->handoff_timeout_us == 0u) {
+        return "handoff_timeout_us must be > 0";
+    }
     if (buf == 0) {
         return 0;
     }
@@ -95,13 +163,12 @@ const char *ee_config_check(const ee_config_t *cfg, const ee_buffers_t *buf)
     if (buf->scores == 0 || buf->scores_cap < max_scores) {
         return "the scores buffer is missing or smaller than the largest n_scores";
     }
-    if (cfg->n_stages > 1u) {
-        if (buf->mailbox == 0) {
-            return "a multi-stage configuration needs a mailbox";
-        }
-        if (buf->fm[0] == 0 || buf->fm_cap < max_fm || (cfg->n_stages > 2u && buf->fm[1] == 0)) {
-            return "the feature-map buffers are missing or smaller than the largest fm_len";
-        }
+    if (hands_off(cfg) && buf->mailbox == 0) {
+        return "a configuration with stages off core 0 needs a mailbox";
+    }
+    if (cfg->n_stages > 1u &&
+        (buf->fm[0] == 0 || buf->fm_cap < max_fm || (cfg->n_stages > 2u && buf->fm[1] == 0))) {
+        return "the feature-map buffers are missing or smaller than the largest fm_len";
     }
     return 0;
 }
@@ -120,7 +187,7 @@ ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_b
     }
     rt->cfg = cfg;
     rt->buf = buf;
-    ee_hs_init(&rt->hs, ee_us_to_ticks(cfg->handoff_timeout_us, cfg->stages[0].tick_hz));
+    ee_hs_init(&rt->hs, ee_us_to_ticks(cfg->handoff_timeout_us, ee_core_tick_hz(cfg, 0u)));
     if (buf->mailbox != 0) {
         ee_mailbox_t *mb = buf->mailbox;
         mb->magic = EE_MAILBOX_MAGIC;
@@ -132,12 +199,15 @@ ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_b
         mb->exit_stage = 0;
         mb->cls = 0;
         mb->confidence = 0;
+        mb->handoffs = 0;
         mb->fm[0] = buf->fm[0];
         mb->fm[1] = buf->fm[1];
         mb->fm_cap = buf->fm_cap;
         mb->scores = buf->scores;
         mb->scores_cap = buf->scores_cap;
-        for (k = 0; k < EE_MAX_STAGES; ++k) {
+        mb->input = buf->input;
+        mb->input_cap = buf->input_cap;
+        for (k = 0; k < EE_MAX_CORES; ++k) {
             mb->ticks[k] = 0;
         }
         ee_port_barrier();
@@ -152,7 +222,8 @@ static void result_clear(ee_result_t *res)
     res->cls = 0;
     res->exit_stage = 0;
     res->confidence = 0;
-    for (k = 0; k < EE_MAX_STAGES; ++k) {
+    res->handoffs = 0;
+    for (k = 0; k < EE_MAX_CORES; ++k) {
         res->ticks[k] = 0;
     }
     res->elapsed_ticks = 0;
@@ -160,11 +231,23 @@ static void result_clear(ee_result_t *res)
     res->n_scores = 0;
 }
 
+/* Stage k's input: the model input for stage 0, else the previous stage's feature map
+ * (requantized in place when the quantizations differ). */
+static const int8_t *stage_input(const ee_config_t *cfg, uint32_t k, int8_t *const fm[2], const int8_t *input)
+{
+    int8_t *in;
+    if (k == 0u) {
+        return input;
+    }
+    in = fm[(k - 1u) & 1u];
+    ee_requant(in, in, cfg->stages[k].input_len, &cfg->stages[k].requant);
+    return in;
+}
+
 ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_result_t *res)
 {
     const ee_config_t *cfg;
     const ee_buffers_t *buf;
-    const ee_stage_config_t *st;
     ee_mailbox_t *mb;
     uint64_t t0;
     uint64_t t_pass;
@@ -172,6 +255,7 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     uint64_t now;
     uint32_t seq;
     uint32_t k;
+    uint32_t s;
     int rc;
 
     if (rt == 0 || rt->cfg == 0 || res == 0 || input == 0) {
@@ -180,8 +264,7 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     result_clear(res);
     cfg = rt->cfg;
     buf = rt->buf;
-    st = &cfg->stages[0];
-    if (len != st->input_len) {
+    if (len != cfg->stages[0].input_len) {
         res->status = EE_ERR_SIZE;
         return res->status;
     }
@@ -193,37 +276,51 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
         res->status = rt->hs.error;
         return res->status;
     }
-    rc = ee_app_run_stage(0u, input, len, cfg->n_stages > 1u ? buf->fm[0] : 0, st->fm_len, buf->scores,
-                          st->n_scores);
-    if (rc != 0) {
-        (void)ee_hs_event(&rt->hs, EE_HS_EV_FAIL, ee_port_ticks(), EE_OK);
-        now = ee_port_ticks();
-        res->status = rt->hs.error;
-        res->ticks[0] = now - t0;
-        res->elapsed_ticks = now - t0;
-        return res->status;
-    }
-    if (cfg->n_stages == 1u || ee_exit_taken(buf->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
-        (void)ee_hs_event(&rt->hs, EE_HS_EV_EXIT, ee_port_ticks(), EE_OK);
-        res->cls = ee_argmax(buf->scores, st->n_scores);
-        res->exit_stage = 0;
-        res->confidence = ee_confidence_q(buf->scores, st->n_scores, cfg->confidence);
-        res->scores = buf->scores;
-        res->n_scores = st->n_scores;
-        res->status = EE_OK;
-        now = ee_port_ticks();
-        res->ticks[0] = now - t0;
-        res->elapsed_ticks = now - t0;
-        return EE_OK;
+    /* core 0's stages, back to back */
+    for (s = 0; s < cfg->n_stages && ee_stage_core(cfg, s) == 0u; ++s) {
+        const ee_stage_config_t *st = &cfg->stages[s];
+        int last = (s + 1u == cfg->n_stages);
+        const int8_t *in = stage_input(cfg, s, buf->fm, input);
+        rc = ee_app_run_stage(s, in, st->input_len, last ? 0 : buf->fm[s & 1u], last ? 0u : st->fm_len,
+                              buf->scores, st->n_scores);
+        if (rc != 0) {
+            (void)ee_hs_event(&rt->hs, EE_HS_EV_FAIL, ee_port_ticks(), EE_OK);
+            now = ee_port_ticks();
+            res->status = rt->hs.error;
+            res->exit_stage = s;
+            res->ticks[0] = now - t0;
+            res->elapsed_ticks = now - t0;
+            return res->status;
+        }
+        if (last || ee_exit_taken(buf->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
+            (void)ee_hs_event(&rt->hs, EE_HS_EV_EXIT, ee_port_ticks(), EE_OK);
+            res->cls = ee_argmax(buf->scores, st->n_scores);
+            res->exit_stage = s;
+            res->confidence = ee_confidence_q(buf->scores, st->n_scores, cfg->confidence);
+            res->scores = buf->scores;
+            res->n_scores = st->n_scores;
+            res->status = EE_OK;
+            now = ee_port_ticks();
+            res->ticks[0] = now - t0;
+            res->elapsed_ticks = now - t0;
+            return EE_OK;
+        }
     }
 
-    /* not confident: publish the feature map and hand over to core 1 */
+    /* not confident (or core 0 runs no stage): publish the feature map (or the input) and hand
+     * over to the core of stage s */
     mb = buf->mailbox;
+    if (s == 0u && input != buf->input) {
+        for (k = 0; k < len; ++k) { /* len == input_len <= input_cap (checked by ee_config_check) */
+            buf->input[k] = input[k];
+        }
+    }
     seq = ++rt->seq;
-    mb->stage = 1u;
-    mb->fm_len = st->fm_len;
+    mb->stage = s;
+    mb->fm_len = s == 0u ? len : cfg->stages[s - 1u].fm_len;
     mb->status = EE_ERR_PENDING;
-    for (k = 0; k < EE_MAX_STAGES; ++k) {
+    mb->handoffs = 1u;
+    for (k = 0; k < EE_MAX_CORES; ++k) {
         mb->ticks[k] = 0;
     }
     mb->req_seq = seq;
@@ -231,7 +328,7 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     t_pass = ee_port_ticks();
     (void)ee_hs_event(&rt->hs, EE_HS_EV_PASS, t_pass, EE_OK);
     while (rt->hs.state == EE_HS_NOTIFY) {
-        ee_status_t nrc = ee_port_notify(1u, mb);
+        ee_status_t nrc = ee_port_notify(ee_stage_core(cfg, s), mb);
         if (nrc == EE_OK) {
             (void)ee_hs_event(&rt->hs, EE_HS_EV_NOTIFIED, ee_port_ticks(), EE_OK);
         } else if (nrc == EE_ERR_BUSY) {
@@ -246,7 +343,9 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
         ee_port_barrier();
         if (mb->resp_seq == seq) {
             ee_status_t remote = (ee_status_t)mb->status;
-            if (remote == EE_OK && mb->exit_stage > 0u && mb->exit_stage < cfg->n_stages) {
+            uint32_t ex = mb->exit_stage;
+            if (remote == EE_OK && ex >= s && ex < cfg->n_stages && ee_stage_core(cfg, ex) != 0u &&
+                mb->handoffs >= 1u && mb->handoffs < EE_MAX_CORES) {
                 (void)ee_hs_event(&rt->hs, EE_HS_EV_ANSWER, ee_port_ticks(), EE_OK);
             } else {
                 (void)ee_hs_event(&rt->hs, EE_HS_EV_REMOTE_ERROR, ee_port_ticks(), remote);
@@ -258,14 +357,15 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     t_wake = ee_port_ticks();
     if (rt->hs.state == EE_HS_DONE) {
         uint32_t ex = mb->exit_stage;
+        res->handoffs = mb->handoffs;
+        for (k = 1; k < ee_n_cores(cfg); ++k) {
+            res->ticks[k] = mb->ticks[k];
+        }
         res->cls = mb->cls;
         res->exit_stage = ex;
         res->confidence = mb->confidence;
         res->scores = buf->scores;
         res->n_scores = cfg->stages[ex].n_scores;
-        for (k = 1; k < cfg->n_stages; ++k) {
-            res->ticks[k] = mb->ticks[k];
-        }
         res->status = EE_OK;
     } else {
         res->status = rt->hs.error;
@@ -276,52 +376,77 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     return res->status;
 }
 
+/* The request is one this core can serve: its stage, and every stage it would run after it,
+ * find their buffers in the mailbox and within its capacities. */
+static int request_valid(const ee_config_t *cfg, uint32_t core, const ee_mailbox_t *mb)
+{
+    uint32_t s = mb->stage;
+    uint32_t k;
+    if (s >= cfg->n_stages || ee_stage_core(cfg, s) != core || mb->fm_len != cfg->stages[s].input_len ||
+        mb->scores == 0 || mb->handoffs == 0u || mb->handoffs >= EE_MAX_CORES) {
+        return 0;
+    }
+    if (s == 0u ? (mb->input == 0 || cfg->stages[0].input_len > mb->input_cap)
+                : (mb->fm[(s - 1u) & 1u] == 0 || cfg->stages[s].input_len > mb->fm_cap)) {
+        return 0;
+    }
+    for (k = s; k < cfg->n_stages && ee_stage_core(cfg, k) == core; ++k) {
+        const ee_stage_config_t *st = &cfg->stages[k];
+        if (st->n_scores > mb->scores_cap) {
+            return 0;
+        }
+        if (k + 1u < cfg->n_stages && (st->fm_len > mb->fm_cap || mb->fm[k & 1u] == 0)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 ee_status_t ee_serve(const ee_config_t *cfg, uint32_t core, ee_mailbox_t *mb)
 {
     ee_responder_t rs;
-    const ee_stage_config_t *st;
     uint64_t t0 = ee_port_ticks();
     uint32_t seq;
     uint32_t next = 0;
     ee_status_t answer = EE_OK;
-    int valid;
-    int last;
 
-    if (cfg == 0 || mb == 0 || mb->magic != EE_MAILBOX_MAGIC || core == 0u || core >= cfg->n_stages) {
+    if (cfg == 0 || mb == 0 || mb->magic != EE_MAILBOX_MAGIC || core == 0u || core >= ee_n_cores(cfg) ||
+        core >= EE_MAX_CORES) {
         return EE_ERR_PROTOCOL; /* nobody to answer safely */
     }
-    st = &cfg->stages[core];
-    last = (core + 1u == cfg->n_stages);
-    ee_rs_init(&rs, ee_us_to_ticks(cfg->handoff_timeout_us, st->tick_hz));
+    ee_rs_init(&rs, ee_us_to_ticks(cfg->handoff_timeout_us, ee_core_tick_hz(cfg, core)));
     ee_port_barrier();
     seq = mb->req_seq;
-    valid = mb->stage == core && mb->fm_len == st->input_len && st->input_len <= mb->fm_cap &&
-            mb->fm[(core - 1u) & 1u] != 0 && mb->scores != 0 && st->n_scores <= mb->scores_cap &&
-            (last || (st->fm_len <= mb->fm_cap && mb->fm[core & 1u] != 0));
-    if (!valid) {
+    if (!request_valid(cfg, core, mb)) {
         (void)ee_rs_event(&rs, EE_RS_EV_BAD_REQUEST, ee_port_ticks());
         answer = EE_ERR_PROTOCOL;
     } else {
-        int8_t *in = mb->fm[(core - 1u) & 1u];
-        int8_t *out = last ? 0 : mb->fm[core & 1u];
-        int rc;
+        uint32_t s;
+        int done = 0;
         (void)ee_rs_event(&rs, EE_RS_EV_REQUEST, ee_port_ticks());
-        ee_requant(in, in, st->input_len, &st->requant);
-        rc = ee_app_run_stage(core, in, st->input_len, out, last ? 0u : st->fm_len, mb->scores, st->n_scores);
-        if (rc != 0) {
-            (void)ee_rs_event(&rs, EE_RS_EV_FAIL, ee_port_ticks());
-            answer = EE_ERR_STAGE;
-        } else {
-            (void)ee_rs_event(&rs, EE_RS_EV_DONE, ee_port_ticks());
-            if (last || ee_exit_taken(mb->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
+        /* this core's stages, back to back */
+        for (s = mb->stage; !done && s < cfg->n_stages && ee_stage_core(cfg, s) == core; ++s) {
+            const ee_stage_config_t *st = &cfg->stages[s];
+            int last = (s + 1u == cfg->n_stages);
+            const int8_t *in = stage_input(cfg, s, mb->fm, mb->input);
+            if (ee_app_run_stage(s, in, st->input_len, last ? 0 : mb->fm[s & 1u], last ? 0u : st->fm_len,
+                                 mb->scores, st->n_scores) != 0) {
+                mb->exit_stage = s;
+                answer = EE_ERR_STAGE;
+                done = 1;
+            } else if (last || ee_exit_taken(mb->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
                 mb->cls = ee_argmax(mb->scores, st->n_scores);
-                mb->exit_stage = core;
+                mb->exit_stage = s;
                 mb->confidence = ee_confidence_q(mb->scores, st->n_scores, cfg->confidence);
-            } else {
-                next = core + 1u;
-                mb->stage = next;
-                mb->fm_len = st->fm_len;
+                done = 1;
             }
+        }
+        (void)ee_rs_event(&rs, answer == EE_OK ? EE_RS_EV_DONE : EE_RS_EV_FAIL, ee_port_ticks());
+        if (!done) { /* not confident: forward to the core of stage s */
+            next = ee_stage_core(cfg, s);
+            mb->stage = s;
+            mb->fm_len = cfg->stages[s - 1u].fm_len;
+            mb->handoffs = mb->handoffs + 1u;
         }
     }
     mb->ticks[core] = ee_port_ticks() - t0;

@@ -485,10 +485,212 @@ static void test_protocol_smoke(void)
     CHECK(strstr(g_out, "m-eenn-exit-[0]\r\n") != 0); /* 0x78 = 120 >= 100 */
     CHECK(strstr(g_out, "m-eenn-class-[1]\r\n") != 0);
     CHECK(strstr(g_out, "m-eenn-ticks-[1000000,0]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-handoffs-[0]\r\n") != 0);
     CHECK(strstr(g_out, "e-[Unknown command: bogus]\r\nm-ready\r\n") != 0);
     if (g_failures != 0) {
         printf("output:\n%s\n", g_out);
     }
+}
+
+/* ------------------------------------------------------------------ placement: stages on any core */
+
+static const uint32_t k_core_hz[EE_MAX_CORES] = {100000000u, 150000000u, 200000000u, 50000000u};
+
+/* n_stages stages on cores[k] of n_cores; stage k runs (k + 1) * 10 ms; every stage's handoff
+ * is 2 ms (the host port charges it only when a request carries that stage to another core). */
+static const char *setup_placed(uint32_t n_stages, uint32_t n_cores, const uint32_t *cores)
+{
+    uint32_t k;
+    ee_host_reset();
+    ee_host_set_callbacks(capture, fake_stage, 0, 0);
+    g_fail_stage = -1;
+    memset(g_calls, 0, sizeof(g_calls));
+    memset(g_seen, 0, sizeof(g_seen));
+    g_out_len = 0;
+    g_out[0] = '\0';
+    ee_host_set_model(n_stages, EE_CONF_MAX, 500000u, "abc123", "test01", "virtual: test");
+    for (k = 0; k < n_stages; ++k) {
+        int last = (k + 1u == n_stages);
+        ee_host_set_stage(k, 4, last ? 0u : 4u, 4, 100, 1.0f / 256.0f, -128, 0, 0, 0, 0, 0, k_core_hz[cores[k]],
+                          (uint64_t)(k + 1u) * 10000000u, 2000000u);
+    }
+    if (ee_host_set_placement(n_cores, cores, k_core_hz) != 0) {
+        return "set_placement refused";
+    }
+    return ee_host_start(0, 0);
+}
+
+static void test_placed_several_stages_on_core0(void)
+{
+    static const uint32_t cores[3] = {0u, 0u, 1u};
+    ee_result_t r;
+    int8_t to_final[4] = {1, 50, 97, 4}; /* stages see 97, 98, 99: the final classifier answers */
+    int8_t at1[4] = {1, 50, 99, 4};      /* stage 1 sees 100: answers on core 0 */
+    int8_t at0[4] = {1, 120, 3, 4};
+    ee_runtime_t *rt;
+    CHECK(setup_placed(3, 2, cores) == 0);
+    rt = ee_host_runtime();
+    CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 2);
+    CHECK_EQ(r.cls, 2);
+    CHECK_EQ(r.handoffs, 1);
+    CHECK_EQ(g_seen[1][2], 98);                      /* stage 1 ran on core 0 on stage 0's feature map */
+    CHECK_EQ(g_seen[2][2], 99);
+    CHECK_EQ(r.ticks[0], 3000000);                   /* stages 0 and 1: 30 ms at 100 MHz */
+    CHECK_EQ(r.ticks[1], 4500000);                   /* stage 2: 30 ms at 150 MHz */
+    CHECK_EQ(r.elapsed_ticks, 6200000);              /* 10 + 20 + one 2 ms handoff + 30 ms */
+    CHECK_EQ(ee_infer(rt, at1, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.handoffs, 0);                         /* never left core 0 */
+    CHECK_EQ(r.elapsed_ticks, 3000000);
+    CHECK_EQ(r.ticks[1], 0);
+    CHECK_EQ(g_calls[2], 1);
+    CHECK_EQ(ee_infer(rt, at0, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 0);
+    CHECK_EQ(r.handoffs, 0);
+    CHECK_EQ(g_calls[1], 2);
+    g_fail_stage = 1;                                /* a local failure after a local stage */
+    CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_ERR_STAGE);
+    g_fail_stage = -1;
+    CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_OK);
+
+    /* stage 1 on the same core requantizes its input in place, as a stage on another core would */
+    CHECK_EQ(ee_host_set_stage(1, 4, 4, 4, 100, 1.0f / 256.0f, -128, 1, 1073741824, 0, -128, -128, 100000000u,
+                               20000000u, 2000000u), 0);
+    CHECK(ee_host_start(0, 0) == 0);
+    {
+        int8_t x[4] = {-128, 0, 90, 98};
+        CHECK_EQ(ee_infer(ee_host_runtime(), x, 4, &r), EE_OK);
+        CHECK_EQ(g_seen[1][0], -127);
+        CHECK_EQ(g_seen[1][1], -63);
+        CHECK_EQ(g_seen[1][2], -18);
+        CHECK_EQ(g_seen[1][3], -14);
+        CHECK_EQ(g_seen[2][3], -13);                 /* stage 2 gets stage 1's map as it is */
+        CHECK_EQ(r.exit_stage, 2);
+        CHECK_EQ(r.handoffs, 1);
+    }
+}
+
+static void test_placed_stage0_on_core1(void)
+{
+    static const uint32_t cores[2] = {1u, 1u};
+    static const char cmd[] = "profile%db load 4%db 01326104%infer 1 0%";
+    ee_result_t r;
+    int8_t to_final[4] = {1, 50, 97, 4};
+    int8_t at0[4] = {1, 120, 3, 4};
+    ee_runtime_t *rt;
+    CHECK(setup_placed(2, 2, cores) == 0);
+    rt = ee_host_runtime();
+    CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_OK); /* not the `db` buffer: copied into it first */
+    CHECK_EQ(g_seen[0][1], 50);
+    CHECK_EQ(g_seen[0][2], 97);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.handoffs, 1);                         /* core 0 -> core 1, and the answer back */
+    CHECK_EQ(r.ticks[0], 0);                         /* core 0 only waited */
+    CHECK_EQ(r.ticks[1], 4500000);                   /* both stages on the CM4: 30 ms at 150 MHz */
+    CHECK_EQ(r.elapsed_ticks, 3200000);              /* 2 ms handoff + 10 + 20 ms, at core 0's 100 MHz */
+    CHECK_EQ(ee_infer(rt, at0, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 0);
+    CHECK_EQ(r.handoffs, 1);
+    CHECK_EQ(r.cls, 1);
+    CHECK_EQ(r.elapsed_ticks, 1200000);
+    CHECK_EQ(g_calls[1], 1);
+    ee_host_set_core_alive(1, 0);                    /* every inference needs core 1 now */
+    CHECK_EQ(ee_infer(rt, at0, 4, &r), EE_ERR_TIMEOUT);
+    ee_host_set_core_alive(1, 1);
+    g_fail_stage = 1;                                /* a remote failure after a remote stage */
+    CHECK_EQ(ee_infer(rt, to_final, 4, &r), EE_ERR_STAGE);
+    g_fail_stage = -1;
+
+    g_out_len = 0;
+    ee_host_feed((const uint8_t *)cmd, sizeof(cmd) - 1u);
+    CHECK(strstr(g_out, "m-eenn-stages-[2]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-cores-[2]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-stage-cores-[1,1]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-tick-hz-[150000000,150000000]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-core-tick-hz-[100000000,150000000]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-exit-[1]\r\n") != 0); /* 01 32 61 04: stage 1 sees 98 */
+    CHECK(strstr(g_out, "m-eenn-handoffs-[1]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-ticks-[0,4500000]\r\n") != 0);
+    CHECK(strstr(g_out, "m-eenn-elapsed-us-[32000]\r\n") != 0);
+    if (g_failures != 0) {
+        printf("output:\n%s\n", g_out);
+    }
+}
+
+static void test_placed_three_cores(void)
+{
+    static const uint32_t cores[4] = {0u, 1u, 1u, 2u};
+    static const uint32_t skip[2] = {0u, 2u};
+    ee_result_t r;
+    int8_t to_final[4] = {1, 50, 96, 4}; /* stages see 96..99 */
+    int8_t at2[4] = {1, 50, 98, 4};      /* stage 2 (core 1) sees 100 */
+    int8_t at0[4] = {1, 120, 3, 4};
+    CHECK(setup_placed(4, 3, cores) == 0);
+    CHECK_EQ(ee_infer(ee_host_runtime(), to_final, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 3);
+    CHECK_EQ(r.handoffs, 2);                         /* 0 -> 1 -> 2: core 1 forwards to core 2 */
+    CHECK_EQ(g_seen[3][2], 99);
+    CHECK_EQ(r.ticks[0], 1000000);
+    CHECK_EQ(r.ticks[1], 7500000);                   /* stages 1 and 2: 50 ms at 150 MHz */
+    CHECK_EQ(r.ticks[2], 8000000);                   /* stage 3: 40 ms at 200 MHz */
+    CHECK_EQ(r.elapsed_ticks, 10400000);             /* 10 + 2 + 20 + 30 + 2 + 40 ms */
+    CHECK_EQ(ee_infer(ee_host_runtime(), at2, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 2);
+    CHECK_EQ(r.handoffs, 1);
+    CHECK_EQ(r.ticks[2], 0);
+    CHECK_EQ(r.elapsed_ticks, 6200000);
+    CHECK_EQ(ee_infer(ee_host_runtime(), at0, 4, &r), EE_OK);
+    CHECK_EQ(r.handoffs, 0);
+    ee_host_set_core_alive(2, 0);                    /* the forward is lost: core 0 times out */
+    CHECK_EQ(ee_infer(ee_host_runtime(), to_final, 4, &r), EE_ERR_TIMEOUT);
+
+    /* a skipped core: stage 1 goes from core 0 straight to core 2 */
+    CHECK(setup_placed(2, 3, skip) == 0);
+    CHECK_EQ(ee_infer(ee_host_runtime(), to_final, 4, &r), EE_OK);
+    CHECK_EQ(r.exit_stage, 1);
+    CHECK_EQ(r.handoffs, 1);
+    CHECK_EQ(r.ticks[1], 0);
+    CHECK_EQ(r.ticks[2], 4000000);
+}
+
+static void test_placed_config_check(void)
+{
+    static const uint32_t cores[3] = {0u, 1u, 1u};
+    ee_config_t c;
+    CHECK(setup_placed(3, 2, cores) == 0);
+    c = *ee_host_config();
+    CHECK(ee_config_check(&c, 0) == 0);
+    CHECK_EQ(ee_n_cores(&c), 2);
+    CHECK_EQ(ee_stage_core(&c, 2), 1);
+    CHECK_EQ(ee_core_tick_hz(&c, 1), 150000000);
+    c.stages[1].core = 0;
+    c.stages[0].core = 1;                            /* decreasing */
+    c.stages[0].tick_hz = 150000000u;
+    c.stages[1].tick_hz = 100000000u;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.stages[2].core = 2;                            /* not below n_cores */
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.stages[2].tick_hz = 100000000u;                /* disagrees with its core */
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.stages[0].core = 1;                            /* core 0 runs no stage ... */
+    c.stages[0].tick_hz = 150000000u;
+    CHECK(ee_config_check(&c, 0) == 0);
+    c.core_tick_hz[0] = 0u;                          /* ... and its tick rate is unknown */
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.n_cores = EE_MAX_CORES + 1u;
+    CHECK(ee_config_check(&c, 0) != 0);
+    c = *ee_host_config();
+    c.n_cores = 0u;                                  /* one core per stage: 3 cores */
+    c.stages[2].tick_hz = 150000000u;
+    CHECK(ee_config_check(&c, 0) == 0);
+    CHECK_EQ(ee_n_cores(&c), 3);
+    CHECK_EQ(ee_stage_core(&c, 2), 2);
+    CHECK(ee_host_set_placement(EE_MAX_CORES + 1u, cores, k_core_hz) != 0);
 }
 
 int main(void)
@@ -505,6 +707,10 @@ int main(void)
     test_three_stage_chain();
     test_config_check();
     test_protocol_smoke();
+    test_placed_several_stages_on_core0();
+    test_placed_stage0_on_core1();
+    test_placed_three_cores();
+    test_placed_config_check();
     printf("%d checks, %d failures\n", g_checks, g_failures);
     return g_failures == 0 ? 0 : 1;
 }

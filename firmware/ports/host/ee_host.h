@@ -4,10 +4,11 @@
  * Everything runs in the caller's thread. Core 0's protocol gets bytes from
  * ee_host_feed(); an IPC notification runs the next core's ee_serve() at once (the
  * "interrupt"); stages run through a registered callback (Python ctypes or C).
- * Time is virtual and deterministic: a stage on core k advances the clock by its
- * run_ns (the cost model's predicted_s), a handoff to core k by its handoff_ns
- * (link_s + wakeup_s); core 0's ticks follow the wall clock (its SysTick keeps
- * counting while it sleeps), the other cores' ticks count only their active time.
+ * Time is virtual and deterministic: stage k advances the clock by its run_ns (the
+ * cost model's predicted_s), a request that hands stage k to another core by stage k's
+ * handoff_ns (link_s + wakeup_s; charged only where the core changes, since only there
+ * is a request sent); core 0's ticks follow the wall clock (its SysTick keeps counting
+ * while it sleeps), the other cores' ticks count only their active time.
  * The configuration is set field by field (no struct layout shared with Python).
  */
 #ifndef EE_HOST_H
@@ -19,7 +20,7 @@
 #include "ee_protocol.h"
 #include "ee_runtime.h"
 
-#define EE_HOST_ABI_VERSION 1u
+#define EE_HOST_ABI_VERSION 2u
 #define EE_HOST_INPUT_CAP (4u * 1024u * 1024u)
 #define EE_HOST_FM_CAP (8u * 1024u * 1024u)
 #define EE_HOST_SCORES_CAP 65536u
@@ -44,6 +45,11 @@ int ee_host_set_stage(uint32_t k, uint32_t input_len, uint32_t fm_len, uint32_t 
                       float scores_scale, int32_t scores_zero_point, int32_t rq_enabled, int32_t rq_multiplier,
                       int32_t rq_shift, int32_t rq_in_zero_point, int32_t rq_out_zero_point, uint32_t tick_hz,
                       uint64_t run_ns, uint64_t handoff_ns);
+
+/* Placement (after ee_host_set_model): n_cores 0 = stage k on core k; else stage k on
+ * stage_core[k] (n_stages entries), core c ticking at core_tick_hz[c] (n_cores entries, 0: its
+ * stages' tick_hz). -1 when an argument is out of range. */
+int ee_host_set_placement(uint32_t n_cores, const uint32_t *stage_core, const uint32_t *core_tick_hz);
 
 /* Check the configuration and start core 0's protocol. NULL on success, else why not. */
 const char *ee_host_start(int energy_mode, int banner);

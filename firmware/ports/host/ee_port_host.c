@@ -31,10 +31,10 @@ static ee_host_pulse_fn g_pulse;
 static void *g_user;
 
 static uint64_t g_wall_ns;
-static uint64_t g_active_ns[EE_MAX_STAGES];
+static uint64_t g_active_ns[EE_MAX_CORES];
 static uint32_t g_core;  /* the core whose code is running */
 static uint32_t g_depth; /* nested notifications */
-static int g_alive[EE_MAX_STAGES];
+static int g_alive[EE_MAX_CORES];
 static uint32_t g_busy;
 static uint32_t g_pulses;
 
@@ -69,6 +69,8 @@ void ee_host_reset(void)
     for (k = 0; k < EE_MAX_STAGES; ++k) {
         g_run_ns[k] = 0;
         g_handoff_ns[k] = 0;
+    }
+    for (k = 0; k < EE_MAX_CORES; ++k) {
         g_active_ns[k] = 0;
         g_alive[k] = 1;
     }
@@ -134,6 +136,22 @@ int ee_host_set_stage(uint32_t k, uint32_t input_len, uint32_t fm_len, uint32_t 
     return 0;
 }
 
+int ee_host_set_placement(uint32_t n_cores, const uint32_t *stage_core, const uint32_t *core_tick_hz)
+{
+    uint32_t k;
+    if (n_cores > EE_MAX_CORES || (n_cores > 0u && (stage_core == 0 || core_tick_hz == 0))) {
+        return -1;
+    }
+    g_cfg.n_cores = n_cores;
+    for (k = 0; k < EE_MAX_STAGES; ++k) {
+        g_cfg.stages[k].core = (n_cores > 0u && k < g_cfg.n_stages) ? stage_core[k] : 0u;
+    }
+    for (k = 0; k < EE_MAX_CORES; ++k) {
+        g_cfg.core_tick_hz[k] = (n_cores > 0u && k < n_cores) ? core_tick_hz[k] : 0u;
+    }
+    return 0;
+}
+
 const char *ee_host_start(int energy_mode, int banner)
 {
     const char *why = ee_config_check(&g_cfg, &g_buffers);
@@ -161,7 +179,7 @@ void ee_host_feed(const uint8_t *data, size_t n)
 
 void ee_host_set_core_alive(uint32_t core, int alive)
 {
-    if (core < EE_MAX_STAGES) {
+    if (core < EE_MAX_CORES) {
         g_alive[core] = alive;
     }
 }
@@ -178,10 +196,11 @@ uint64_t ee_host_time_ns(void)
 
 uint64_t ee_host_core_ticks(uint32_t core)
 {
-    if (core >= EE_MAX_STAGES || g_cfg.stages[core].tick_hz == 0u) {
+    uint32_t hz = ee_core_tick_hz(&g_cfg, core);
+    if (core >= EE_MAX_CORES || hz == 0u) {
         return 0;
     }
-    return ee_host_ns_to_ticks(core == 0u ? g_wall_ns : g_active_ns[core], g_cfg.stages[core].tick_hz);
+    return ee_host_ns_to_ticks(core == 0u ? g_wall_ns : g_active_ns[core], hz);
 }
 
 uint32_t ee_host_pulses(void)
@@ -207,7 +226,7 @@ const ee_config_t *ee_host_config(void)
 static void advance(uint64_t ns)
 {
     g_wall_ns += ns;
-    if (g_core > 0u && g_core < EE_MAX_STAGES) {
+    if (g_core > 0u && g_core < EE_MAX_CORES) {
         g_active_ns[g_core] += ns;
     }
 }
@@ -245,7 +264,7 @@ ee_status_t ee_port_notify(uint32_t to_core, ee_mailbox_t *mb)
 {
     uint32_t caller = g_core;
     ee_status_t rc;
-    if (mb == 0 || to_core >= g_cfg.n_stages || to_core == caller) {
+    if (mb == 0 || to_core >= ee_n_cores(&g_cfg) || to_core >= EE_MAX_CORES || to_core == caller) {
         return EE_ERR_IPC;
     }
     if (g_busy > 0u) {
@@ -255,8 +274,10 @@ ee_status_t ee_port_notify(uint32_t to_core, ee_mailbox_t *mb)
     if (to_core == 0u) {
         return EE_OK; /* core 0 finds the answer in the mailbox when this returns */
     }
-    advance(g_handoff_ns[to_core]); /* link transfer + wake-up, before the next core runs */
-    if (!g_alive[to_core] || g_depth >= EE_MAX_STAGES) {
+    if (mb->stage < EE_MAX_STAGES) {
+        advance(g_handoff_ns[mb->stage]); /* link transfer + wake-up into that stage, before it runs */
+    }
+    if (!g_alive[to_core] || g_depth >= EE_MAX_CORES) {
         return EE_OK; /* delivered to a core that never answers */
     }
     g_depth++;

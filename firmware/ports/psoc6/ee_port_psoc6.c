@@ -355,13 +355,13 @@ ee_status_t ee_psoc6_core0_init(const ee_psoc6_board_t *board, const ee_config_t
         /* open drain, drives low only; released (high through the pull-up) at rest */
         Cy_GPIO_Pin_FastInit(g_ts_port, g_ts_pin, CY_GPIO_DM_OD_DRIVESLOW_IN_OFF, 1u, HSIOM_SEL_GPIO);
     }
-    if (cfg->n_stages > 1u) {
+    if (ee_n_cores(cfg) > 1u) {
         rc = ipc_init();
         if (rc != EE_OK) {
             return rc;
         }
     }
-    return SystemCoreClock == cfg->stages[0].tick_hz ? EE_OK : EE_ERR_CONFIG;
+    return SystemCoreClock == ee_core_tick_hz(cfg, 0u) ? EE_OK : EE_ERR_CONFIG;
 }
 #endif /* CY_CPU_CORTEX_M0P */
 
@@ -369,7 +369,7 @@ ee_status_t ee_psoc6_core0_init(const ee_psoc6_board_t *board, const ee_config_t
 ee_status_t ee_psoc6_core1_init(const ee_config_t *cfg)
 {
     ee_status_t rc;
-    if (cfg == NULL || cfg->n_stages < 2u || ee_config_check(cfg, NULL) != NULL) {
+    if (cfg == NULL || ee_n_cores(cfg) < 2u || ee_config_check(cfg, NULL) != NULL) {
         return EE_ERR_ARG;
     }
     ticks_init();
@@ -377,6 +377,6 @@ ee_status_t ee_psoc6_core1_init(const ee_config_t *cfg)
     if (rc != EE_OK) {
         return rc;
     }
-    return SystemCoreClock == cfg->stages[EE_THIS_CORE].tick_hz ? EE_OK : EE_ERR_CONFIG;
+    return SystemCoreClock == ee_core_tick_hz(cfg, EE_THIS_CORE) ? EE_OK : EE_ERR_CONFIG;
 }
 #endif /* CY_CPU_CORTEX_M4 */

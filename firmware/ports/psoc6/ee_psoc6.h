@@ -1,7 +1,9 @@
 /*
  * eenn firmware runtime, PSoC 6 port (CAT1A, e.g. CY8C624ABZI on CY8CKIT-062S2-43012).
  *
- * Core 0 = the Cortex-M0+ (always on: UART, stage 0, the exit check); core 1 = the Cortex-M4F.
+ * Core 0 = the Cortex-M0+ (always on: UART, the protocol, the stages placed on it, possibly none);
+ * core 1 = the Cortex-M4F (the stages placed on it). Two cores: a request only ever goes CM0+ -> CM4
+ * and the answer CM4 -> CM0+.
  * Built on the PDL only (no HAL): IPC driver for the handoff, SCB UART, GPIO, SysTick,
  * DWT, SysPm. Both cores compile the same file; CY_CPU_CORTEX_M0P / CY_CPU_CORTEX_M4 pick
  * the half that applies.
@@ -101,13 +103,13 @@ typedef struct {
 #if defined(CY_CPU_CORTEX_M0P) && CY_CPU_CORTEX_M0P
 /* Core 0 (CM0+), after the BSP/system init and before enabling the CM4: SysTick, UART with its
  * RX interrupt, timestamp pin, the IPC answer channel. EE_ERR_CONFIG when SystemCoreClock is
- * not cfg->stages[0].tick_hz (the tick unit would be wrong), EE_ERR_ARG on bad arguments. */
+ * not ee_core_tick_hz(cfg, 0) (the tick unit would be wrong), EE_ERR_ARG on bad arguments. */
 ee_status_t ee_psoc6_core0_init(const ee_psoc6_board_t *board, const ee_config_t *cfg);
 #endif
 
 #if defined(CY_CPU_CORTEX_M4) && CY_CPU_CORTEX_M4
 /* Core 1 (CM4): SysTick (+ DWT), the IPC request channel. Then call ee_core_main(cfg, 1u).
- * EE_ERR_CONFIG when SystemCoreClock is not cfg->stages[1].tick_hz. */
+ * EE_ERR_CONFIG when SystemCoreClock is not ee_core_tick_hz(cfg, 1). */
 ee_status_t ee_psoc6_core1_init(const ee_config_t *cfg);
 #endif
 
