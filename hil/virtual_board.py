@@ -27,7 +27,7 @@ from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
 from eenn.errors import EennError
 from eenn.hil.host_build import build_host_library
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 TIMING_NOTE = "virtual: cost model (predicted_s x tick_hz per stage, handoff link_s + wakeup_s), not measured"
 MAX_STAGES, MAX_CORES = 8, 4  # EE_MAX_STAGES, EE_MAX_CORES of firmware/include/ee_runtime.h
 CONFIDENCE = {"max": 0, "margin": 1}

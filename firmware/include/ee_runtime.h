@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ee_handoff.h"
+#include "ee_opprof.h"
 #include "ee_quant.h"
 #include "ee_status.h"
 
@@ -26,6 +27,10 @@
 #define EE_MAX_STAGES 8u               /* stages a configuration may have */
 #define EE_MAX_CORES 4u                /* cores a configuration may use */
 #define EE_MAILBOX_MAGIC 0x45454E4Eu   /* "EENN" */
+
+/* ee_runtime_t.flags (protocol switches, copied into the mailbox with every request) */
+#define EE_RT_NO_EXIT 1u      /* every exit declines: the whole chain runs (`eenn-noexit on`) */
+#define EE_RT_PROFILE_OPS 2u  /* record each operator into the op table (`eenn-profile on`) */
 
 /* One stage = one subgraph (a backbone segment and its exit), run on core `core`. */
 typedef struct {
@@ -75,6 +80,9 @@ typedef struct {
     const int8_t *input;            /* the model input, read by stage 0 when it is not on core 0 */
     uint32_t input_cap;
     volatile uint64_t ticks[EE_MAX_CORES]; /* active ticks of each core for this request */
+    volatile uint32_t flags;        /* core 0: EE_RT_* switches for this request */
+    ee_op_table_t *ops;             /* core 0: the shared op table (NULL: none, or not profiling) */
+    volatile uint64_t stage_ticks[EE_MAX_STAGES]; /* answer: ticks of each stage run off core 0 */
 } ee_mailbox_t;
 
 /* Buffers core 0's application provides (static arrays). fm[1] may be NULL with <= 2 stages. */
@@ -107,6 +115,7 @@ typedef struct {
     uint64_t elapsed_ticks;             /* core 0 ticks from start to answer (wall clock) */
     const int8_t *scores;               /* the answering classifier's scores (in the shared buffer) */
     uint32_t n_scores;
+    uint64_t stage_ticks[EE_MAX_STAGES]; /* ticks of each stage (its core's rate); 0 for a stage not run */
 } ee_result_t;
 
 typedef struct {
@@ -114,6 +123,8 @@ typedef struct {
     const ee_buffers_t *buf;
     ee_handoff_t hs;
     uint32_t seq;
+    uint32_t flags;           /* EE_RT_*; 0 after ee_runtime_init */
+    ee_op_table_t *ops;       /* per-operator table (shared memory); NULL: this build has none */
 } ee_runtime_t;
 
 /*
@@ -126,6 +137,9 @@ int ee_app_run_stage(uint32_t stage, const int8_t *in, size_t in_len, int8_t *fe
                      int8_t *scores, size_t n_scores);
 
 ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_buffers_t *buf);
+
+/* Per-operator table of this build (NULL: none; ee_runtime_init clears it). */
+void ee_runtime_set_ops(ee_runtime_t *rt, ee_op_table_t *ops);
 
 /* Core 0: one inference on `input` (len must equal stages[0].input_len). */
 ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_result_t *res);
