@@ -666,7 +666,10 @@ def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, 
                    "threshold_method": chosen.choice.method, "exit_rule": config.exits.to_dict(),
                    "training": config.train.to_dict(), "augmentation": config.augment.to_dict(),
                    "splits": {**dataset.sizes(), "test_source": dataset.test_source}, "exit_details": exit_details,
-                   "stats": _jsonable(stats)},
+                   "stats": _jsonable(stats),
+                   # the measured rates the costs were computed with (`--measured`): codegen predicts with them too
+                   **({"measured": {n: asdict(m) for n, m in Measured.load(config.measured).processors.items()}}
+                      if config.measured else {})},
         "segments": segments,
         "exits": exit_specs,
         "metrics": {"split": "test", "n": int(len(dataset.y_test)), "base": base, "eenn": eenn_test.to_dict(),

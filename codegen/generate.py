@@ -29,7 +29,7 @@ import numpy as np
 from eenn import __version__
 from eenn.atomic import staged_directory
 from eenn.augment.bundle import Bundle, load_bundle
-from eenn.augment.cost import CostModel
+from eenn.augment.cost import CostModel, Measured, ProcessorMeasurement
 from eenn.augment.hardware import HardwareProfile
 from eenn.codegen import memory as mem
 from eenn.codegen import render
@@ -185,7 +185,9 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
                    stages: list[StageSubgraph], sizes: list[SubgraphSizes], base_sizes: SubgraphSizes,
                    layout: mem.MemoryLayout, model_id: str) -> ProjectManifest:
     sol = bundle.solution
-    cost = CostModel(profile)
+    measured = sol.search.get("measured")  # the search's `--measured` rates (eenn hil profile): predict with them
+    cost = CostModel(profile, None if not measured else Measured(
+        {n: ProcessorMeasurement(**m) for n, m in measured.items()}, source=f"{bundle.path}: search.measured"))
     confidence = sol.search.get("confidence", "max")
     if confidence not in ("max", "margin"):
         raise EennError(f"{bundle.path}: search.confidence {confidence!r}: expected 'max' or 'margin'")

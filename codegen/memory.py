@@ -48,8 +48,12 @@ STACK_SIZE = {"cm0p": 0x2000, "cm4": 0x2000}
 HEAP_SIZE = {"cm0p": 0x400, "cm4": 0x1000}
 
 # ee_mailbox_t on a 32-bit target: 10 words, 2 pointers, cap, pointer, cap, pointer, cap
-# (17 · 4 = 68), then ticks[4] as uint64 aligned to 8 → 72 + 32 = 104 bytes; 128 leaves room.
-MAILBOX_BYTES = 128
+# (17 · 4 = 68), then ticks[4] as uint64 aligned to 8 → 72 + 32 = 104 bytes,
+# + flags, the op-table pointer and stage_ticks[8] (uint64): 176 bytes; 256 leaves room.
+# The per-operator table (ee_opprof.h ee_op_table_t: 2 words + 96 records of 2 words, 24 chars and
+# a uint64 = 8 + 96 · 40) sits beside it and is counted with it.
+OP_TABLE_BYTES = 8 + 96 * 40
+MAILBOX_BYTES = 256 + OP_TABLE_BYTES
 # The IPC semaphore flags (CY_IPC_SEMA_COUNT = 128 bits, 16 B) and what the PDL itself puts in
 # .cy_sharedmem on the CM0+ (CY_SECTION_SHAREDMEM: cy_ipc_sema.c's control data, 8 B; cy_flash.c's
 # notify message, 4 B; seen in a linked DS-CNN image), rounded up to 16.

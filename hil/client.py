@@ -114,6 +114,40 @@ class InferResult:
     hash: str
     lap_us: int | None  # T1 − T0 of the timed inferences (performance mode), else None
     handoffs: int | None = None  # IPC requests on the path taken (m-eenn-handoffs); None from older firmware
+    stage_ticks: list[int] | None = None  # ticks of each stage (m-eenn-stage-ticks); None from older firmware
+    ops: list[OpTicks] | None = None  # per-operator records while `eenn-profile on` (m-eenn-op), else None
+
+
+@dataclass(frozen=True)
+class OpTicks:
+    """One `m-eenn-op-[STAGE,INDEX,NAME,TICKS]` line (docs/protocol.md §2.6)."""
+
+    stage: int
+    index: int
+    name: str
+    ticks: int
+
+
+def parse_ops(lines: list[str]) -> list[OpTicks] | None:
+    """The operator lines of a results block; None when it has no `m-eenn-ops` line (profiling off)."""
+    total = field(lines, "eenn-ops", required=False)
+    if total is None:
+        return None
+    ops = []
+    for line in lines:
+        if line.startswith("m-eenn-op-[") and line.endswith("]"):
+            parts = line[len("m-eenn-op-["):-1].split(",")
+            if len(parts) != 4:
+                raise ProtocolError(f"malformed operator line {line!r}: expected m-eenn-op-[STAGE,INDEX,NAME,TICKS]")
+            ops.append(OpTicks(_parse_int(parts[0], line), _parse_int(parts[1], line), parts[2],
+                               _parse_int(parts[3], line)))
+    n, dropped = (_ints(total) + [0, 0])[:2]
+    if n != len(ops):
+        raise ProtocolError(f"m-eenn-ops-[{total}] announces {n} operator lines, the reply has {len(ops)}")
+    if dropped:
+        raise ProtocolError(f"the board dropped {dropped} operator records (its table is full): the profile of "
+                            "an inference would be incomplete")
+    return ops
 
 
 def field(lines: list[str], key: str, *, required: bool = True) -> str | None:
@@ -165,6 +199,8 @@ def parse_results(lines: list[str]) -> InferResult:
             hash=field(lines, "eenn-hash"),
             lap_us=laps[-1] - laps[-2] if len(laps) >= 2 else None,
             handoffs=_optional_int(field(lines, "eenn-handoffs", required=False)),
+            stage_ticks=_optional_ints(field(lines, "eenn-stage-ticks", required=False)),
+            ops=parse_ops(lines),
         )
     except ValueError as exc:
         raise ProtocolError(f"malformed results block ({exc}): {lines}") from None
@@ -213,13 +249,15 @@ class VirtualPort:
         self.board.close()
 
 
-def resolve_port(port: str, project_dir: str | Path | None = None) -> tuple[str, VirtualPort | None]:
-    """(what pyserial opens, the in-process virtual board if one was started)."""
+def resolve_port(port: str, project_dir: str | Path | None = None,
+                 **board_kwargs) -> tuple[str, VirtualPort | None]:
+    """(what pyserial opens, the in-process virtual board if one was started; `board_kwargs` go to
+    its VirtualBoard, e.g. timing=FILE)."""
     if port == "virtual" or port.startswith("virtual:"):
         target = port.partition(":")[2] or project_dir
         if not target:
             raise EennError("--port virtual needs the generated project: --project DIR or --port virtual:DIR")
-        vp = VirtualPort(target)
+        vp = VirtualPort(target, **board_kwargs)
         log.info("virtual board on %s for %s (timing from the cost model, not measured)", vp.path, target)
         return vp.path, vp
     return port, None

@@ -23,7 +23,10 @@ def hil() -> None:
                    "Default: the project's firmware.model_id, else 'eenn'. ic01/vww01 start the board "
                    "in uint8 input, ad01 in float32 (docs/protocol.md 2.6).")
 @click.option("--energy", is_flag=True, help="Start in energy mode (timestamps are pin pulses, not m-lap-us).")
-def virtual(project: str, socket_port: int | None, model_id: str | None, energy: bool) -> None:
+@click.option("--timing", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Play a board with this timing (JSON/TOML: per processor and TFLite operator, cycles_per_mac "
+                   "and cycles_per_call; '*' for the other operators; docs/hil.md). Default: the cost model.")
+def virtual(project: str, socket_port: int | None, model_id: str | None, energy: bool, timing: str | None) -> None:
     """Run PROJECT's firmware on the host as a virtual board and serve the HIL protocol.
 
     PROJECT is a directory made by `eenn generate` (it has eenn/project.json). The firmware's
@@ -33,13 +36,14 @@ def virtual(project: str, socket_port: int | None, model_id: str | None, energy:
     """
     from eenn.hil.virtual_board import VirtualBoard
 
-    board = VirtualBoard(project, model_id=model_id, energy_mode=energy)
+    board = VirtualBoard(project, model_id=model_id, energy_mode=energy, timing=timing)
     try:
         path = board.open_pty()
         url = board.open_socket(socket_port) if socket_port is not None else None
         m = board.manifest
         click.echo(f"eenn virtual board: {board.project_dir} (bundle {m.bundle_hash[:12]}), "
-                   f"{len(m.stages)} stages, timing from the cost model (not measured)")
+                   f"{len(m.stages)} stages, timing from "
+                   f"{'the timing model ' + timing if timing else 'the cost model'} (not measured)")
         click.echo(f"pty: {path}")
         if url:
             click.echo(f"socket: {url}")
@@ -110,8 +114,10 @@ def mlperf(runner_dir: str, port: str, runner_args: tuple[str, ...]) -> None:
                    "Default: the datasheet model only.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--no-plots", is_flag=True, help="Do not write latency.png / energy.png.")
+@click.option("--virtual-timing", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --port virtual: the virtual board's timing model (as `eenn hil virtual --timing`).")
 def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout, retries, reconnect_s, meter,
-            no_progress, no_plots) -> None:
+            no_progress, no_plots, virtual_timing) -> None:
     """Run every test sample through a board and summarize against the prediction.
 
     Results are appended to OUT/results.jsonl as they arrive; OUT/summary.json holds accuracy,
@@ -127,7 +133,8 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
     opts = RunOptions(port=port, out=Path(out_dir), bundle=Path(bundle) if bundle else None,
                       project=Path(project) if project else None, data=Path(data) if data else None, limit=limit,
                       timeout=timeout, infer_timeout=infer_timeout, retries=retries, reconnect_s=reconnect_s,
-                      meter=make_meter(meter), progress=not no_progress, plots=not no_plots)
+                      meter=make_meter(meter), progress=not no_progress, plots=not no_plots,
+                      virtual_timing=_virtual_timing(port, virtual_timing))
     try:
         res = run(opts)
     except KeyboardInterrupt:
@@ -151,6 +158,56 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
                        "not compute what the reference does", err=True)
     click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
                f"{s['retries']} retried; session: {res.session}")
+
+
+def _virtual_timing(port: str, timing: str | None):
+    from pathlib import Path
+
+    if timing is None:
+        return None
+    if not (port == "virtual" or port.startswith("virtual:")):
+        raise EennError(f"--virtual-timing {timing}: only for --port virtual (a board has its own timing)")
+    return Path(timing)
+
+
+@hil.command("profile")
+@click.option("--port", required=True,
+              help="Serial device, pyserial URL or 'virtual' / 'virtual:PROJECT' (as for `eenn hil run`).")
+@click.option("--project", type=click.Path(exists=True, file_okay=False), required=True,
+              help="The generated project the board runs (eenn generate --out).")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Its solution bundle (Keras layer counts for layer_overhead_s). Default: the project's "
+                   "directory or its parent when it holds the bundle; without one the fit is per operator.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="The measured JSON to write (for `eenn search --measured`).")
+@click.option("--samples", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Whole-chain inferences to time (medians are kept).")
+@click.option("--timeout", type=click.FloatRange(0.1), default=5.0, show_default=True)
+@click.option("--infer-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True)
+@click.option("--virtual-timing", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --port virtual: the virtual board's timing model (as `eenn hil virtual --timing`).")
+def profile_cmd(port, project, bundle, out_path, samples, timeout, infer_timeout, virtual_timing) -> None:
+    """Time every stage and operator on a board and write the measured file for `eenn search --measured`.
+
+    Every exit is switched off (`eenn-noexit on`) so that each sample runs the whole chain, and the
+    board reports each TFLite operator's ticks (`eenn-profile on`). Per processor, a least-squares fit
+    of operator time against MACs gives macs_per_s; layer_overhead_s is what the cost model must charge
+    per Keras layer to reproduce the profiled stages (docs/hil.md, "Profiling a board").
+    """
+    from pathlib import Path
+
+    from eenn.hil.profile import ProfileOptions, profile
+
+    out = profile(ProfileOptions(port=port, project=Path(project), out=Path(out_path),
+                                 bundle=Path(bundle) if bundle else None, samples=samples, timeout=timeout,
+                                 infer_timeout=infer_timeout, virtual_timing=_virtual_timing(port, virtual_timing)))
+    for name, m in out["processors"].items():
+        note = out["profile"]["processors"][name]
+        click.echo(f"{name}: {m['macs_per_s'] / 1e6:.3f} MMAC/s, {m['layer_overhead_s'] * 1e6:.2f} µs per layer "
+                   f"({note['operators']} operators of stage(s) {note['stages']}, fit rms "
+                   f"{note['fit_rms_s'] * 1e6:.2f} µs)")
+    click.echo(f"wrote {out_path} (board timing: {out['profile']['board']['timing']}); use it with "
+               f"`eenn search ... --measured {out_path}`")
 
 
 @hil.command("regress")

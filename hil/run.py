@@ -48,6 +48,7 @@ class RunOptions:
     plots: bool = True
     on_record: Callable[[dict], None] | None = None  # called after each durable record (tests, UIs)
     extra_context: dict = field(default_factory=dict)
+    virtual_timing: Path | None = None  # `--port virtual`: the virtual board's timing model (hil/timing.py)
 
 
 @dataclass
@@ -271,7 +272,8 @@ class _Connection:
     def open(cls, opts: RunOptions, inp: Inputs) -> _Connection:
         """Open the port and identify the board (with `opts.retries` retries), checked against the
         project; on any failure everything opened here is closed again."""
-        target, vport = resolve_port(opts.port, inp.project)
+        target, vport = resolve_port(opts.port, inp.project,
+                                     **({"timing": opts.virtual_timing} if opts.virtual_timing else {}))
         client = None
         try:
             client = BoardClient(target, expected_hash=inp.bundle_hash, timeout=opts.timeout,

@@ -27,8 +27,9 @@ from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
 from eenn.errors import EennError
 from eenn.hil.host_build import build_host_library
 from eenn.hil.input_types import INPUT_TYPE_CODE, start_input_type
+from eenn.hil.timing import StageTiming, TimingModel, project_ops
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 TIMING_NOTE = "virtual: cost model (predicted_s x tick_hz per stage, handoff link_s + wakeup_s), not measured"
 MAX_STAGES, MAX_CORES = 8, 4  # EE_MAX_STAGES, EE_MAX_CORES of firmware/include/ee_runtime.h
 CONFIDENCE = {"max": 0, "margin": 1}
@@ -68,6 +69,8 @@ class HostFirmware:
         if lib.ee_host_abi_version() != ABI_VERSION:
             raise EennError(f"{src}: host firmware ABI {lib.ee_host_abi_version()}, this eenn needs {ABI_VERSION}")
         self._run_stage = run_stage
+        # stage -> [(op_index, name, ticks)]: what the stage reports per operator while profiling
+        self.op_records: Callable[[int], list[tuple[int, str, int]]] | None = None
         self._out = bytearray()
         self.pulses: list[int] = []
         self.stage_errors: list[str] = []
@@ -88,6 +91,9 @@ class HostFirmware:
         lib.ee_host_set_input.argtypes = [ctypes.c_float, i32, u32]
         lib.ee_host_set_placement.argtypes = [u32, ctypes.POINTER(u32), ctypes.POINTER(u32)]
         lib.ee_host_start.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.ee_op_active.restype = ctypes.c_int
+        lib.ee_op_record.argtypes = [u32, ctypes.c_char_p, u64]
+        lib.ee_op_record.restype = ctypes.c_int
         lib.ee_host_start.restype = ctypes.c_char_p
         lib.ee_host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.ee_host_set_core_alive.argtypes = [u32, ctypes.c_int]
@@ -117,6 +123,9 @@ class HostFirmware:
                 if out_fm.size != fm_len:
                     raise ValueError(f"stage {stage} gave a {out_fm.size}-element feature map, expected {fm_len}")
                 ctypes.memmove(fm, out_fm.ctypes.data, fm_len)
+            if self.op_records is not None and self.lib.ee_op_active():
+                for index, name, ticks in self.op_records(int(stage)):
+                    self.lib.ee_op_record(index, name.encode("ascii"), ticks)
             return 0
         except Exception as exc:  # noqa: BLE001 - an exception must not cross the C frames
             self.stage_errors.append(f"stage {stage}: {type(exc).__name__}: {exc}")
@@ -124,18 +133,21 @@ class HostFirmware:
 
     # ---------------------------------------------------------------- configuration
     def configure(self, manifest: ProjectManifest, *, model_id: str = "eenn", timing: str = TIMING_NOTE,
-                  handoff_timeout_s: float | None = None, input_type: str | None = None) -> None:
-        """Fill the C `ee_config_t` from a project manifest (the cost model gives the times).
+                  handoff_timeout_s: float | None = None, input_type: str | None = None,
+                  stage_s: list[float] | None = None) -> None:
+        """Fill the C `ee_config_t` from a project manifest (the cost model gives the times, or
+        `stage_s`, seconds per stage, from a timing model).
 
         input_type: `eenn-input` at start; default: the model id's benchmark type, as the
         generated ee_config.h (uint8 for ic01/vww01, float32 for ad01, else int8)."""
         lib = self.lib
         stages = manifest.stages
+        run_s = [float(st.predicted_s) for st in stages] if stage_s is None else [float(t) for t in stage_s]
         if manifest.confidence not in CONFIDENCE:
             raise EennError(f"project.json: confidence {manifest.confidence!r}, expected 'max' or 'margin'")
         cores = manifest.stage_cores()
         if handoff_timeout_s is None:
-            downstream = sum(s.predicted_s + _handoff_s(s) for s, c in zip(stages, cores) if c != 0)
+            downstream = sum(t + _handoff_s(s) for s, t, c in zip(stages, run_s, cores) if c != 0)
             handoff_timeout_s = max(1.0, 10.0 * downstream)
         timeout_us = min(int(round(handoff_timeout_s * 1e6)), 2**32 - 1)
         rc = lib.ee_host_set_model(len(stages), CONFIDENCE[manifest.confidence], timeout_us,
@@ -155,7 +167,7 @@ class HostFirmware:
                 k, st.input.size, 0 if last else st.feature_map.size, st.scores.size, thr,
                 float(st.scores.scale), int(st.scores.zero_point),
                 int(rq is not None), *(_requant_ints(rq) if rq is not None else (0, 0, 0, 0)),
-                int(st.tick_hz), int(round(st.predicted_s * 1e9)), int(round(_handoff_s(st) * 1e9)),
+                int(st.tick_hz), int(round(run_s[k] * 1e9)), int(round(_handoff_s(st) * 1e9)),
             )
             if rc != 0:
                 raise EennError(f"project.json: stages[{k}] rejected by the firmware")
@@ -256,9 +268,14 @@ class VirtualBoard:
     """A generated project's firmware on the host, serving the HIL protocol."""
 
     def __init__(self, project_dir: str | Path, *, model_id: str | None = None, energy_mode: bool = False,
-                 lib_path: Path | None = None, handoff_timeout_s: float | None = None):
+                 lib_path: Path | None = None, handoff_timeout_s: float | None = None,
+                 timing: str | Path | TimingModel | None = None):
+        """`timing`: a timing model (or its file, `--timing`) that makes the ticks per stage and per
+        operator; None: the cost model's predicted_s, spread over the operators by MACs."""
         self.project_dir = resolve_project(project_dir)
         self.manifest = load_manifest(self.project_dir)
+        model = TimingModel.load(timing) if isinstance(timing, (str, Path)) else timing
+        self.timing = StageTiming(self.manifest, project_ops(self.project_dir, self.manifest), model)
         settings = self.manifest.firmware
         if model_id is None:
             model_id = settings.model_id if settings else "eenn"
@@ -266,7 +283,12 @@ class VirtualBoard:
             handoff_timeout_s = settings.handoff_timeout_s
         self.stages = TfliteStages(self.project_dir, self.manifest)
         self.fw = HostFirmware(self.stages, lib_path)
-        self.fw.configure(self.manifest, model_id=model_id, handoff_timeout_s=handoff_timeout_s)
+        self.fw.op_records = self._op_records
+        note = TIMING_NOTE if model is None else (
+            f"virtual: timing model {Path(model.source).name} (cycles per MAC and per call of each operator"
+            "), not measured")
+        self.fw.configure(self.manifest, model_id=model_id, handoff_timeout_s=handoff_timeout_s, timing=note,
+                          stage_s=[self.timing.stage_s(k) for k in range(len(self.manifest.stages))])
         self._banner = self.fw.start(energy_mode=energy_mode, banner=True)
         self._sel: selectors.BaseSelector | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -280,6 +302,9 @@ class VirtualBoard:
         self._pending: dict[object, bytearray] = {}
         self._sink: object | None = None
         self._thread: threading.Thread | None = None
+
+    def _op_records(self, stage: int) -> list[tuple[int, str, int]]:
+        return [(o.index, o.name, t) for o, t in zip(self.timing.ops[stage], self.timing.op_ticks[stage])]
 
     # ---------------------------------------------------------------- transports
     def open_pty(self) -> str:

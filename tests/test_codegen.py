@@ -220,7 +220,7 @@ def test_stage_sources_register_exactly_the_ops_used(digits_project):
                 assert call.endswith(f"(tflite::Register_{op}_INT8())"), call
             else:
                 assert call.endswith("()") and "Register_" not in call, call
-        for api in ("tflite::GetModel(", "tflite::MicroInterpreter(model, *g_resolver, g_arena, kArenaBytes)",
+        for api in ("tflite::GetModel(", "tflite::MicroInterpreter(model, *g_resolver, g_arena, kArenaBytes, nullptr, &g_profiler)",
                     "->AllocateTensors()", "->Invoke()", "TFLITE_SCHEMA_VERSION",
                     f"ee_model_stage{s.index}, EE_CFG_STAGE{s.index}_INPUT_LEN"):
             assert api in src, api

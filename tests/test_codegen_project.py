@@ -236,7 +236,7 @@ def test_layout_fits_or_fails_with_figures(kit, m0, m1, a0, a1, inp, fm, ns):
         # it really does not fit: the needs exceed a memory
         flash_need = mem.CODE_BUDGET["cm0p"] + m0 + mem.CODE_BUDGET["cm4"] + m1
         ram_need = (a0 + a1 + inp + fm + ns + sum(mem.DATA_BUDGET.values()) + sum(mem.STACK_SIZE.values())
-                    + sum(mem.HEAP_SIZE.values()))
+                    + sum(mem.HEAP_SIZE.values()) + mem.MAILBOX_BYTES + mem.IPC_SEMA_BYTES)
         assert flash_need > k.flash_bytes - mem.FLASH_ALIGN or ram_need > k.sram_usable - 4 * mem.RAM_ALIGN
         return
     lay.check()

@@ -303,10 +303,23 @@ template <unsigned N> struct MicroMutableOpResolver : MicroOpResolver {
 %REGISTRATIONS%
 }
 """,
+    "tensorflow/lite/micro/micro_profiler_interface.h": """
+#pragma once
+#include <cstdint>
+namespace tflite {
+class MicroProfilerInterface {
+ public:
+  virtual ~MicroProfilerInterface() {}
+  virtual uint32_t BeginEvent(const char *tag) = 0;
+  virtual void EndEvent(uint32_t event_handle) = 0;
+};
+}
+""",
     "tensorflow/lite/micro/micro_interpreter.h": """
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 typedef enum { kTfLiteNoType = 0, kTfLiteInt8 = 9 } TfLiteType;
@@ -316,7 +329,9 @@ struct TfLiteTensor { TfLiteType type; TfLitePtrUnion data; size_t bytes; TfLite
 namespace tflite {
 class MicroInterpreter {
  public:
-  MicroInterpreter(const Model *model, const MicroOpResolver &resolver, uint8_t *arena, size_t arena_size);
+  MicroInterpreter(const Model *model, const MicroOpResolver &resolver, uint8_t *arena, size_t arena_size,
+                   class MicroResourceVariables *resource_variables = nullptr,
+                   MicroProfilerInterface *profiler = nullptr, bool preserve_all_tensors = false);
   ~MicroInterpreter();
   TfLiteStatus AllocateTensors();
   TfLiteStatus Invoke();

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ee_handoff.h"
+#include "ee_opprof.h"
 #include "ee_quant.h"
 #include "ee_status.h"
 
@@ -32,6 +33,10 @@
 #define EE_INPUT_INT8 0u    /* the model's int8 input as is (kws01) */
 #define EE_INPUT_UINT8 1u   /* q = byte - 128 (ic01, vww01 reference firmware) */
 #define EE_INPUT_FLOAT32 2u /* little-endian float32, q = ee_quantize_f32(x, input_scale, input_zero_point) (ad01) */
+
+/* ee_runtime_t.flags (protocol switches, copied into the mailbox with every request) */
+#define EE_RT_NO_EXIT 1u      /* every exit declines: the whole chain runs (`eenn-noexit on`) */
+#define EE_RT_PROFILE_OPS 2u  /* record each operator into the op table (`eenn-profile on`) */
 
 /* One stage = one subgraph (a backbone segment and its exit), run on core `core`. */
 typedef struct {
@@ -84,6 +89,9 @@ typedef struct {
     const int8_t *input;            /* the model input, read by stage 0 when it is not on core 0 */
     uint32_t input_cap;
     volatile uint64_t ticks[EE_MAX_CORES]; /* active ticks of each core for this request */
+    volatile uint32_t flags;        /* core 0: EE_RT_* switches for this request */
+    ee_op_table_t *ops;             /* core 0: the shared op table (NULL: none, or not profiling) */
+    volatile uint64_t stage_ticks[EE_MAX_STAGES]; /* answer: ticks of each stage run off core 0 */
 } ee_mailbox_t;
 
 /* Buffers core 0's application provides (static arrays). fm[1] may be NULL with <= 2 stages. */
@@ -116,6 +124,7 @@ typedef struct {
     uint64_t elapsed_ticks;             /* core 0 ticks from start to answer (wall clock) */
     const int8_t *scores;               /* the answering classifier's scores (in the shared buffer) */
     uint32_t n_scores;
+    uint64_t stage_ticks[EE_MAX_STAGES]; /* ticks of each stage (its core's rate); 0 for a stage not run */
 } ee_result_t;
 
 typedef struct {
@@ -123,6 +132,8 @@ typedef struct {
     const ee_buffers_t *buf;
     ee_handoff_t hs;
     uint32_t seq;
+    uint32_t flags;           /* EE_RT_*; 0 after ee_runtime_init */
+    ee_op_table_t *ops;       /* per-operator table (shared memory); NULL: this build has none */
 } ee_runtime_t;
 
 /*
@@ -135,6 +146,9 @@ int ee_app_run_stage(uint32_t stage, const int8_t *in, size_t in_len, int8_t *fe
                      int8_t *scores, size_t n_scores);
 
 ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_buffers_t *buf);
+
+/* Per-operator table of this build (NULL: none; ee_runtime_init clears it). */
+void ee_runtime_set_ops(ee_runtime_t *rt, ee_op_table_t *ops);
 
 /* Core 0: one inference on `input` (len must equal stages[0].input_len). */
 ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_result_t *res);

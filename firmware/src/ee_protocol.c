@@ -255,6 +255,7 @@ static void cmd_profile(ee_proto_t *p)
     kv_end(p);
     kv_str(p, "eenn-timing", p->timing, TIMING_MAX);
     kv_u64(p, "eenn-line-max", EE_LINE_MAX);
+    kv_u64(p, "eenn-op-table", p->rt->ops != 0 ? EE_OP_MAX : 0u);
     print_mode(p);
 }
 
@@ -272,6 +273,8 @@ static void cmd_help(ee_proto_t *p)
         "results: the last inference's results",
         "eenn-mode [energy|performance]: how timestamps are given",
         "eenn-input [int8|uint8|float32]: the type of the db bytes (uint8: q = b - 128; float32: quantized)",
+        "eenn-noexit [on|off]: every exit declines, the whole chain runs",
+        "eenn-profile [on|off]: per-operator ticks after each result",
         "help: this list",
     };
     size_t i;
@@ -283,6 +286,82 @@ static void cmd_help(ee_proto_t *p)
 static void cmd_timestamp(ee_proto_t *p)
 {
     timestamp(p);
+}
+
+/* ---------------------------------------------------------------- per-stage and per-operator timing */
+
+static size_t ee_op_name_len(const char *name)
+{
+    size_t n = 0;
+    while (n + 1u < EE_OP_NAME_MAX && name[n] != '\0') {
+        ++n;
+    }
+    return n;
+}
+
+/* After the results block: the ticks of each stage and, while `eenn-profile on`, one line per operator. */
+static void print_stage_lines(ee_proto_t *p)
+{
+    const ee_config_t *cfg = p->rt->cfg;
+    const ee_result_t *r = &p->result;
+    const ee_op_table_t *t = p->rt->ops;
+    uint32_t i;
+    kv_begin(p, "eenn-stage-ticks");
+    for (i = 0; i < cfg->n_stages && i < EE_MAX_STAGES; ++i) {
+        if (i > 0u) {
+            ee_out_char(&p->out, ',');
+        }
+        ee_out_u64(&p->out, r->stage_ticks[i]);
+    }
+    kv_end(p);
+    if ((p->rt->flags & EE_RT_PROFILE_OPS) == 0u || t == 0) {
+        return;
+    }
+    for (i = 0; i < t->count && i < EE_OP_MAX; ++i) {
+        const ee_op_record_t *rec = &t->rec[i];
+        kv_begin(p, "eenn-op");
+        ee_out_u64(&p->out, rec->stage);
+        ee_out_char(&p->out, ',');
+        ee_out_u64(&p->out, rec->op_index);
+        ee_out_char(&p->out, ',');
+        ee_out_echo(&p->out, rec->name, ee_op_name_len(rec->name), EE_OP_NAME_MAX);
+        ee_out_char(&p->out, ',');
+        ee_out_u64(&p->out, rec->ticks);
+        kv_end(p);
+    }
+    kv_begin(p, "eenn-ops");
+    ee_out_u64(&p->out, t->count);
+    ee_out_char(&p->out, ',');
+    ee_out_u64(&p->out, t->dropped);
+    kv_end(p);
+}
+
+/* `eenn-noexit [on|off]` and `eenn-profile [on|off]`: a switch in rt->flags, reported as m-KEY-[on|off]. */
+static void cmd_switch(ee_proto_t *p, const tok_t *tok, uint32_t ntok, const char *cmd, const char *key,
+                       uint32_t flag)
+{
+    if (ntok > 2u) {
+        err_too_many(p, cmd);
+        return;
+    }
+    if (ntok == 2u) {
+        if (tok_is(&tok[1], "on")) {
+            if (flag == EE_RT_PROFILE_OPS && p->rt->ops == 0) {
+                err_text(p, "eenn-profile: this build has no operator profiler");
+                return;
+            }
+            p->rt->flags |= flag;
+        } else if (tok_is(&tok[1], "off")) {
+            p->rt->flags &= ~flag;
+        } else {
+            out_err_begin(p);
+            ee_out_str(&p->out, cmd);
+            ee_out_str(&p->out, ": expected 'on' or 'off'");
+            out_err_end(p);
+            return;
+        }
+    }
+    kv_str(p, key, (p->rt->flags & flag) != 0u ? "on" : "off", 4u);
 }
 
 static void print_results(ee_proto_t *p)
@@ -336,6 +415,7 @@ static void print_results(ee_proto_t *p)
     ee_out_hex32(&p->out, p->result_crc);
     kv_end(p);
     kv_str(p, "eenn-hash", cfg->solution_hash, 128u);
+    print_stage_lines(p);
 }
 
 static void cmd_results(ee_proto_t *p)
@@ -746,6 +826,10 @@ static void dispatch(ee_proto_t *p)
         cmd_mode(p, tok, ntok);
     } else if (tok_is(cmd, "eenn-input")) {
         cmd_input(p, tok, ntok);
+    } else if (tok_is(cmd, "eenn-noexit")) {
+        cmd_switch(p, tok, ntok, "eenn-noexit", "eenn-noexit", EE_RT_NO_EXIT);
+    } else if (tok_is(cmd, "eenn-profile")) {
+        cmd_switch(p, tok, ntok, "eenn-profile", "eenn-profile", EE_RT_PROFILE_OPS);
     } else if (tok_is(cmd, "name") || tok_is(cmd, "profile") || tok_is(cmd, "help") ||
                tok_is(cmd, "timestamp") || tok_is(cmd, "results")) {
         if (ntok > 1u) {

@@ -189,6 +189,8 @@ ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_b
     rt->cfg = 0;
     rt->buf = 0;
     rt->seq = 0;
+    rt->flags = 0;
+    rt->ops = 0;
     if (ee_config_check(cfg, buf) != 0) {
         return EE_ERR_CONFIG;
     }
@@ -217,9 +219,36 @@ ee_status_t ee_runtime_init(ee_runtime_t *rt, const ee_config_t *cfg, const ee_b
         for (k = 0; k < EE_MAX_CORES; ++k) {
             mb->ticks[k] = 0;
         }
+        mb->flags = 0;
+        mb->ops = 0;
+        for (k = 0; k < EE_MAX_STAGES; ++k) {
+            mb->stage_ticks[k] = 0;
+        }
         ee_port_barrier();
     }
     return EE_OK;
+}
+
+void ee_runtime_set_ops(ee_runtime_t *rt, ee_op_table_t *ops)
+{
+    if (rt != 0) {
+        rt->ops = ops;
+        ee_op_table_clear(ops);
+    }
+}
+
+/* Stage s through the application hook, timed (and its operators recorded when `ops` is set). */
+static int run_stage_timed(uint32_t s, const int8_t *in, const ee_stage_config_t *st, int8_t *fm, int8_t *scores,
+                           int last, ee_op_table_t *ops, volatile uint64_t *ticks)
+{
+    uint64_t t;
+    int rc;
+    ee_op_stage_begin(ops, s);
+    t = ee_port_ticks();
+    rc = ee_app_run_stage(s, in, st->input_len, last ? 0 : fm, last ? 0u : st->fm_len, scores, st->n_scores);
+    *ticks = ee_port_ticks() - t;
+    ee_op_stage_end();
+    return rc;
 }
 
 static void result_clear(ee_result_t *res)
@@ -236,6 +265,9 @@ static void result_clear(ee_result_t *res)
     res->elapsed_ticks = 0;
     res->scores = 0;
     res->n_scores = 0;
+    for (k = 0; k < EE_MAX_STAGES; ++k) {
+        res->stage_ticks[k] = 0;
+    }
 }
 
 /* Stage k's input: the model input for stage 0, else the previous stage's feature map
@@ -264,6 +296,8 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     uint32_t k;
     uint32_t s;
     int rc;
+    int no_exit;
+    ee_op_table_t *ops;
 
     if (rt == 0 || rt->cfg == 0 || res == 0 || input == 0) {
         return EE_ERR_ARG;
@@ -271,6 +305,9 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     result_clear(res);
     cfg = rt->cfg;
     buf = rt->buf;
+    no_exit = (rt->flags & EE_RT_NO_EXIT) != 0u;
+    ops = (rt->flags & EE_RT_PROFILE_OPS) != 0u ? rt->ops : 0;
+    ee_op_table_clear(ops);
     if (len != cfg->stages[0].input_len) {
         res->status = EE_ERR_SIZE;
         return res->status;
@@ -288,8 +325,7 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
         const ee_stage_config_t *st = &cfg->stages[s];
         int last = (s + 1u == cfg->n_stages);
         const int8_t *in = stage_input(cfg, s, buf->fm, input);
-        rc = ee_app_run_stage(s, in, st->input_len, last ? 0 : buf->fm[s & 1u], last ? 0u : st->fm_len,
-                              buf->scores, st->n_scores);
+        rc = run_stage_timed(s, in, st, buf->fm[s & 1u], buf->scores, last, ops, &res->stage_ticks[s]);
         if (rc != 0) {
             (void)ee_hs_event(&rt->hs, EE_HS_EV_FAIL, ee_port_ticks(), EE_OK);
             now = ee_port_ticks();
@@ -299,7 +335,7 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
             res->elapsed_ticks = now - t0;
             return res->status;
         }
-        if (last || ee_exit_taken(buf->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
+        if (last || (!no_exit && ee_exit_taken(buf->scores, st->n_scores, st->threshold_q, cfg->confidence))) {
             (void)ee_hs_event(&rt->hs, EE_HS_EV_EXIT, ee_port_ticks(), EE_OK);
             res->cls = ee_argmax(buf->scores, st->n_scores);
             res->exit_stage = s;
@@ -329,6 +365,11 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
     mb->handoffs = 1u;
     for (k = 0; k < EE_MAX_CORES; ++k) {
         mb->ticks[k] = 0;
+    }
+    mb->flags = rt->flags;
+    mb->ops = ops;
+    for (k = 0; k < EE_MAX_STAGES; ++k) {
+        mb->stage_ticks[k] = 0;
     }
     mb->req_seq = seq;
     ee_port_barrier();
@@ -367,6 +408,9 @@ ee_status_t ee_infer(ee_runtime_t *rt, const int8_t *input, uint32_t len, ee_res
         res->handoffs = mb->handoffs;
         for (k = 1; k < ee_n_cores(cfg); ++k) {
             res->ticks[k] = mb->ticks[k];
+        }
+        for (k = s; k <= ex && k < EE_MAX_STAGES; ++k) {
+            res->stage_ticks[k] = mb->stage_ticks[k];
         }
         res->cls = mb->cls;
         res->exit_stage = ex;
@@ -436,12 +480,13 @@ ee_status_t ee_serve(const ee_config_t *cfg, uint32_t core, ee_mailbox_t *mb)
             const ee_stage_config_t *st = &cfg->stages[s];
             int last = (s + 1u == cfg->n_stages);
             const int8_t *in = stage_input(cfg, s, mb->fm, mb->input);
-            if (ee_app_run_stage(s, in, st->input_len, last ? 0 : mb->fm[s & 1u], last ? 0u : st->fm_len,
-                                 mb->scores, st->n_scores) != 0) {
+            ee_op_table_t *ops = (mb->flags & EE_RT_PROFILE_OPS) != 0u ? mb->ops : 0;
+            if (run_stage_timed(s, in, st, mb->fm[s & 1u], mb->scores, last, ops, &mb->stage_ticks[s]) != 0) {
                 mb->exit_stage = s;
                 answer = EE_ERR_STAGE;
                 done = 1;
-            } else if (last || ee_exit_taken(mb->scores, st->n_scores, st->threshold_q, cfg->confidence)) {
+            } else if (last || ((mb->flags & EE_RT_NO_EXIT) == 0u &&
+                                ee_exit_taken(mb->scores, st->n_scores, st->threshold_q, cfg->confidence))) {
                 mb->cls = ee_argmax(mb->scores, st->n_scores);
                 mb->exit_stage = s;
                 mb->confidence = ee_confidence_q(mb->scores, st->n_scores, cfg->confidence);

@@ -10,6 +10,8 @@
  * is a request sent); core 0's ticks follow the wall clock (its SysTick keeps counting
  * while it sleeps), the other cores' ticks count only their active time.
  * The configuration is set field by field (no struct layout shared with Python).
+ * Per-operator timing: the runtime attaches a table; while `eenn-profile on`, the stage
+ * callback sees ee_op_active() and reports each operator with ee_op_record() (ee_opprof.h).
  */
 #ifndef EE_HOST_H
 #define EE_HOST_H
@@ -20,7 +22,7 @@
 #include "ee_protocol.h"
 #include "ee_runtime.h"
 
-#define EE_HOST_ABI_VERSION 3u
+#define EE_HOST_ABI_VERSION 4u /* 3: input types and placement; 4: per-operator table (ee_op_active / ee_op_record) */
 #define EE_HOST_INPUT_CAP (4u * 1024u * 1024u)
 #define EE_HOST_FM_CAP (8u * 1024u * 1024u)
 #define EE_HOST_SCORES_CAP 65536u

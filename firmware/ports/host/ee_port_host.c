@@ -17,6 +17,7 @@ static int8_t g_fm0[EE_HOST_FM_CAP];
 static int8_t g_fm1[EE_HOST_FM_CAP];
 static int8_t g_scores[EE_HOST_SCORES_CAP];
 static ee_mailbox_t g_mailbox;
+static ee_op_table_t g_ops; /* per-operator records: the stage callback fills them (ee_op_record) */
 static const ee_buffers_t g_buffers = {
     g_input, EE_HOST_INPUT_CAP, &g_mailbox, {g_fm0, g_fm1}, EE_HOST_FM_CAP, g_scores, EE_HOST_SCORES_CAP,
 };
@@ -169,6 +170,7 @@ const char *ee_host_start(int energy_mode, int banner)
     if (ee_runtime_init(&g_rt, &g_cfg, &g_buffers) != EE_OK) {
         return "runtime init failed";
     }
+    ee_runtime_set_ops(&g_rt, &g_ops);
     ee_proto_init(&g_proto, &g_rt, energy_mode, g_timing[0] != '\0' ? g_timing : 0);
     g_started = 1;
     if (banner) {
