@@ -114,3 +114,37 @@ def test_streaming_trains_the_exits_the_int8_cache_trains(ecg):
         assert not ref[c][0].aborted and not got[c][0].aborted
         assert ref[c][0].cal_accuracy > 0.6, ref[c][0].cal_accuracy  # trained on int8 maps, the exits learn
         assert_same_exit(ref[c], got[c], control[c])
+
+
+class _Lines:
+    def __init__(self):
+        self.lines = []
+
+    def say(self, message):
+        self.lines.append(message)
+
+    def bar(self, *a, **k):
+        from eenn.augment.progress import Progress
+
+        return Progress(enabled=False).bar(*a, **k)
+
+
+def test_search_under_tight_limits_streams_and_says_so(trained_digits, tmp_path):
+    """With neither memory nor disk for the maps, the search streams (said in one line, with the
+    passes), trains every needed exit and stores them under their own keys: a re-run trains none."""
+    from eenn.augment.features import AugmentConfig
+    from eenn.augment.search import SearchConfig, run_search
+
+    model, data = trained_digits
+    cfg = dict(latency_bound_s=2.5, seed=0, cache_dir=tmp_path / "c", train=TrainConfig(epochs=3),
+               augment=AugmentConfig(copies=1), memory_limit=1 << 10, disk_limit=1 << 10)
+    lines = _Lines()
+    res = run_search(model, data, SearchConfig(**cfg), progress=lines)
+    assert res.stats["feature_store"] == "stream" and res.stats["backbone_passes"] == 4
+    assert res.stats["exits_trained"] == res.stats["exits_needed"] > 0
+    said = [l for l in lines.lines if l.startswith("features: streaming")]
+    assert len(said) == 1 and "4 times" in said[0], lines.lines
+    again = run_search(model, data, SearchConfig(**cfg))
+    assert again.stats["exits_trained"] == 0
+    roomy = run_search(model, data, SearchConfig(**{**cfg, "memory_limit": 1 << 30}))
+    assert roomy.stats["feature_store"] == "float" and roomy.stats["exits_trained"] == roomy.stats["exits_needed"]
