@@ -120,6 +120,9 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
               show_default=True,
               help="How feature maps are kept: auto (float, else int8, in memory, else int8 on disk, else "
                    "streamed), or one of them forced.")
+@click.option("--ray", "ray", default=None, metavar="ADDRESS",
+              help="Train the exits on a Ray cluster (its address, or local:N for N local worker processes); "
+                   "needs eenn[ray].")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the solution bundle.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle in --out.")
@@ -129,7 +132,7 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
            max_drop: float | None, efficiency: str, confidence: str, steps: int, threshold_method: str, calibration: str,
            correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, copies: int, finetune: bool,
            seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int,
-           disk_limit: int | None, feature_store: str, out: Path,
+           disk_limit: int | None, feature_store: str, ray: str | None, out: Path,
            force: bool, as_json: bool, quiet: bool) -> None:
     """Search early exits for MODEL on DATA and write a solution bundle to --out."""
     from eenn.augment.exits import ExitConfig
@@ -151,7 +154,7 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
         seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
         augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune,
-        disk_limit=None if disk_limit is None else disk_limit << 20, feature_store=feature_store)
+        disk_limit=None if disk_limit is None else disk_limit << 20, feature_store=feature_store, ray=ray)
     progress = Progress(enabled=not quiet, err=True)
     result = run_search(model, data, config, progress=progress)
     bundle_hash = write_result(result, out, force=force)

@@ -91,6 +91,7 @@ class SearchConfig:
     memory_limit: int = 2 << 30  # bytes of cached feature maps kept in memory; beyond, numpy.memmap
     disk_limit: int | None = None  # bytes of memory-mapped maps allowed on disk; beyond, streaming (streaming.py)
     feature_store: str = "auto"  # auto | float | int8 | stream (streaming.choose_storage)
+    ray: str | None = None  # train exits on Ray: an address or local:N (distributed.py)
     finetune: bool = False
     fine_steps: int = 101
     batch_size: int = 64  # inference batch of the feature pass
@@ -266,16 +267,21 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     missing = [c for c in needed if c not in exits]
     progress.say(f"exits: {len(needed)} needed, {len(exits)} from the cache, {len(missing)} to train")
     stream = storage.mode == "stream" and config.feature_cache and bool(missing)
+    remote = config.ray is not None and config.feature_cache and bool(missing)
+    if remote and stream:
+        raise EennError("--ray: the feature maps fit neither --memory-limit nor --disk-limit, and streaming runs in "
+                        "one process only; raise a limit (each worker caches the maps itself)")
     if missing and config.feature_cache:
         progress.say(storage.describe())
     inputs = {"cal": dataset.x_cal, "test": dataset.x_test}
-    if missing and not stream:
+    if missing and not stream and not remote:
         inputs = {"train": x_aug, **inputs}
     t_feat = time.monotonic()
-    locs = [bg.candidates[c].after_layer for c in missing] if config.feature_cache else []
+    locs = [bg.candidates[c].after_layer for c in missing] if config.feature_cache and not remote else []
     tmp_root = config.cache_dir / "tmp" if config.cache_dir is not None else None
     trained_now = 0
-    heads = {loc: h for loc, h in heads.items() if loc in locs}
+    pending_locs = {plans[c].location for c in missing}
+    heads = {loc: h for loc, h in heads.items() if loc in pending_locs}
     with FeatureCache(model, locs, inputs, logits=logits, batch_size=config.batch_size,
                       memory_limit=config.memory_limit, directory=tmp_root, progress=progress,
                       heads=heads, int8=storage.int8 and config.feature_cache) as cache:
@@ -297,6 +303,16 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                 on_exit_trained(trained)
 
         with progress.bar("training exits", len(missing)) as step:
+            if remote:
+                from eenn.augment.distributed import train_on_ray
+
+                arrays = {"x_train": x_aug, "y_train": y_aug, "x_cal": dataset.x_cal, "y_cal": dataset.y_cal,
+                          "x_test": dataset.x_test}
+                for c, trained, exported in train_on_ray(
+                        config.ray, model_path, {c: plans[c] for c in missing}, heads, arrays, bg.num_classes, logits,
+                        storage.int8, config.memory_limit, config.train, config.seed, config.batch_size,
+                        say=progress.say):
+                    finished(c, trained, exported)
             if stream:
                 from eenn.augment.streaming import train_streaming
 
@@ -304,7 +320,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                         model, {c: plans[c] for c in missing}, heads, x_aug, y_aug, cache, dataset.y_cal,
                         bg.num_classes, logits, config.train, config.seed, config.batch_size):
                     finished(c, trained, exported)
-            for c in missing if not stream else []:
+            for c in missing if not (stream or remote) else []:
                 plan = plans[c]
                 loc = plan.location
                 evaluate_split = {"cal": dataset.x_cal, "test": dataset.x_test}
