@@ -122,6 +122,14 @@ class SearchConfig:
             raise EennError(f"exit budget {self.exits.budget_share}: expected a share of the backbone in (0, 1)")
         if self.feature_store not in ("auto", "float", "int8", "stream"):
             raise EennError(f"feature storage '{self.feature_store}': expected auto, float, int8 or stream")
+        if self.ray is not None:
+            import importlib.util
+
+            from eenn.augment.distributed import parse_address
+
+            parse_address(self.ray)
+            if importlib.util.find_spec("ray") is None:
+                raise EennError(f"--ray {self.ray}: Ray is not installed (pip install 'eenn[ray]')")
         if self.train.epochs < 1:
             raise EennError("exit training needs at least one epoch")
         if not 0 <= self.train.quant_aware <= 1:

@@ -148,3 +148,12 @@ def test_search_under_tight_limits_streams_and_says_so(trained_digits, tmp_path)
     assert again.stats["exits_trained"] == 0
     roomy = run_search(model, data, SearchConfig(**{**cfg, "memory_limit": 1 << 30}))
     assert roomy.stats["feature_store"] == "float" and roomy.stats["exits_trained"] == roomy.stats["exits_needed"]
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:x", ""])
+def test_bad_ray_addresses_fail_before_any_work(spec):
+    from eenn.augment.search import SearchConfig
+    from eenn.errors import EennError
+
+    with pytest.raises(EennError, match="--ray"):
+        SearchConfig(ray=spec, cache_dir=None).checked()
