@@ -34,6 +34,7 @@ class StoragePlan:
     float_bytes: int  # what float maps would have taken
     passes: int  # backbone passes over the training split
     int8_all: int = 0  # int8 bytes of every split (stream: what did not fit)
+    over_disk: bool = False  # stream: even the calibration and test maps exceed the disk budget (kept anyway)
 
     @property
     def int8(self) -> bool:
@@ -46,7 +47,8 @@ class StoragePlan:
             return (f"features: streaming (float maps would take {self.float_bytes / mib:.0f} MiB, int8 "
                     f"{self.int8_all / mib:.0f} MiB, over both limits): calibration and test maps cached as int8 "
                     f"({self.nbytes / mib:.0f} MiB {where}), the training split through the backbone "
-                    f"{self.passes} times (once, then once per epoch)")
+                    f"{self.passes} times (once, then once per epoch)"
+                    + ("; the calibration and test maps alone exceed --disk-limit" if self.over_disk else ""))
         extra = "" if self.mode == "float" else f" (float: {self.float_bytes / mib:.0f} MiB)"
         return (f"features: {self.nbytes / mib:.0f} MiB of {self.mode} maps {where}{extra}; "
                 f"the training split through the backbone once")
@@ -76,7 +78,8 @@ def choose_storage(shapes: dict[str, tuple[int, ...]], counts: dict[str, int], m
         return StoragePlan("float", as_float > memory_limit, as_float, as_float, 1, as_int8)
     if mode == "int8" or (mode == "auto" and (as_int8 <= memory_limit or fits_disk)):
         return StoragePlan("int8", as_int8 > memory_limit, as_int8, as_float, 1, as_int8)
-    return StoragePlan("stream", evaluation > memory_limit, evaluation, as_float, 1 + epochs, as_int8)
+    over = evaluation > memory_limit and disk_limit is not None and evaluation > disk_limit
+    return StoragePlan("stream", evaluation > memory_limit, evaluation, as_float, 1 + epochs, as_int8, over)
 
 
 class _Sums:

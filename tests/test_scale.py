@@ -77,8 +77,10 @@ def test_the_storage_ladder_float_int8_disk_stream():
     plan = choose_storage(shapes, counts, memory_limit=as_int8 - 1, disk_limit=as_int8 - 1, epochs=5)
     assert (plan.mode, plan.on_disk, plan.nbytes, plan.passes) == ("stream", False, 200 * 576, 6)
     assert "streaming" in plan.describe() and "6 times" in plan.describe()
+    assert not plan.over_disk
     plan = choose_storage(shapes, counts, memory_limit=100, disk_limit=100, epochs=5)
-    assert (plan.mode, plan.on_disk) == ("stream", True)
+    assert (plan.mode, plan.on_disk, plan.over_disk) == ("stream", True, True)
+    assert "exceed --disk-limit" in plan.describe()
     assert choose_storage(shapes, counts, 1 << 40, None, 5, mode="stream").mode == "stream"
     assert choose_storage(shapes, counts, 0, 0, 5, mode="int8").on_disk
 
