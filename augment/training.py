@@ -626,16 +626,16 @@ class ExitRun:
         fold_at = foldable_layer(plan)
         # A training-only BatchNormalization before each Dense, when every Dense has a bias to take it.
         bn_ok = all(l["config"].get("use_bias", True) for l in plan.layers if l["class_name"] == "Dense")
-        if grid is not None:  # int8 cache: evaluation maps (small, one location) dequantized once
-            evaluate = {k: grid.dequantize_numpy(v) for k, v in evaluate.items()}
-        eval_in = evaluate
+        # int8 cache: the evaluation maps stay int8 and are dequantized where used (`_evaluation`):
+        # the streaming mode holds every pending exit at once, float32 copies of all would not fit
+        self._raw_eval, self._eval_grid, self._pooled_eval = evaluate, grid, None
         tplan = plan
         lead = leading_pooling(plan) if prefix is None else 0
         if prefix is None and input_range is None:
             if pooled:
                 raise ValueError(f"the exit at '{plan.location}': pooled maps need input_range, the (min, max) of the "
                                  "unpooled map on the calibration split (FeatureCache.ranges)")
-            cal = np.asarray(_as_float32(evaluate["cal"]))
+            cal = np.asarray(_as_float32(self._evaluation("cal")))
             input_range = (float(cal.min(initial=0.0)), float(cal.max(initial=0.0)))
         if lead:
             # The exit's leading pooling has no weights: it is applied to the cached maps once (by the
@@ -648,7 +648,7 @@ class ExitRun:
                     x_train, grid = grid.dequantize_numpy(x_train).astype(np.float16), None
                 pool = build_exit(head, name="pool")
                 x_train = _apply(pool, x_train, np.float16)
-                eval_in = {k: _apply(pool, v, np.float32) for k, v in evaluate.items()}
+                self._pooled_eval = {k: _apply(pool, self._evaluation(k), np.float32) for k in evaluate}
         elif pooled:
             raise ValueError(f"the exit at '{plan.location}' has no leading pooling to have applied")
         if stats is None and fold_at is not None:
@@ -667,10 +667,7 @@ class ExitRun:
         if prefix is None:  # the exit's input rounding and standardisation are applied to the cache (_ExitInput)
             entry = _ExitInput(input_range, norm, grid)
             model = logits_model
-            plain = _ExitInput(input_range, norm)  # evaluation maps are dequantized already
-            cal_in = {False: plain.numpy(eval_in["cal"], False)}
-            if quant_aware:
-                cal_in[True] = plain.numpy(eval_in["cal"], True)
+            self._plain = _ExitInput(input_range, norm)  # for evaluation maps, dequantized by then
         else:
             inp = keras.Input(prefix.input_shape[1:])
             h = prefix(inp, training=False)
@@ -681,7 +678,6 @@ class ExitRun:
                 h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
             model = keras.Model(inp, logits_model(h))
             prefix.trainable = False
-            cal_in = {False: eval_in["cal"], True: eval_in["cal"]}
         steps = -(-len(y_train) // config.batch_size)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps * config.epochs))
         optimizer = keras.optimizers.Adam(schedule)
@@ -717,7 +713,7 @@ class ExitRun:
         self.chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
         self.source, self.run_epoch, self.model, self.train_model = source, run_epoch, model, train_model
         self.export, self.export_logits, self.norm, self.lead, self.tplan = export, export_logits, norm, lead, tplan
-        self.pooled, self.evaluate, self.cal_in = pooled, evaluate, cal_in
+        self.pooled = pooled
         self.aborted = False
         self.cal_acc = 0.0
         self.epochs = 0
@@ -727,10 +723,20 @@ class ExitRun:
         self.rounding_from = (config.epochs - int(round(config.quant_aware * config.epochs)) if quant_aware
                               else config.epochs)
 
+    def _evaluation(self, split: str) -> np.ndarray:
+        """The evaluation maps (or model inputs) of `split`, as floats."""
+        a = self._raw_eval[split]
+        return self._eval_grid.dequantize_numpy(a) if self._eval_grid is not None else a
+
+    def cal_in(self, rounding: bool) -> np.ndarray:
+        """What the training model reads for the calibration split (in the rounding epochs or not)."""
+        x = self._pooled_eval["cal"] if self._pooled_eval is not None else self._evaluation("cal")
+        return x if self.prefix is not None else self._plain.numpy(x, rounding)
+
     def begin_epoch(self, epoch: int) -> None:
         if epoch >= self.rounding_from:  # ranges as the converter will calibrate them, then round
             model = self.model
-            calibrate(model, lambda: _predict(model, self.cal_in[False]))
+            calibrate(model, lambda: _predict(model, self.cal_in(False)))
             set_active(model, True)
             self.rounding = True
             self.source.set_phase(True)
@@ -751,7 +757,7 @@ class ExitRun:
         config = self.config
         if not self.checked and (self.steps_done >= config.abort_min_steps or epoch == config.epochs - 1):
             self.checked = True
-            cal_logits = _predict(self.model, self.cal_in[self.rounding])
+            cal_logits = _predict(self.model, self.cal_in(self.rounding))
             self.cal_acc = float(np.mean(cal_logits.argmax(1) == self.y_cal))
             if self.cal_acc < self.chance + config.abort_margin:
                 self.aborted = True
@@ -782,9 +788,9 @@ class ExitRun:
             runner, runner_logits = (_after_leading(m, self.lead, self.tplan.input_shape) for m in (export, export_logits))
         temperature_fit = 1.0
         if config.temperature_scaling and _scalable(plan):
-            temperature_fit = fit_temperature(_predict(runner_logits, self.evaluate["cal"]), y_cal)
+            temperature_fit = fit_temperature(_predict(runner_logits, self._evaluation("cal")), y_cal)
             _scale_last_layer(export, 1.0 / temperature_fit)
-        probs = {split: _predict(runner, x) for split, x in self.evaluate.items()}
+        probs = {split: _predict(runner, self._evaluation(split)) for split in self._raw_eval}
         cal_acc = float(np.mean(probs["cal"].argmax(1) == y_cal))
         trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=False, cal_accuracy=cal_acc,
                               epochs=self.epochs, path=None, seconds=time.monotonic() - self.start,
