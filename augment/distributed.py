@@ -105,6 +105,15 @@ class ExitWorker:
             self.graphs = ExitGraphs()
         return self.cache
 
+    def close(self) -> None:
+        """Remove the feature cache and the worker's files (its maps can be gigabytes on disk)."""
+        import shutil
+
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def train(self, c: int) -> tuple[int, dict[str, Any], bytes | None]:
         import os
         from dataclasses import asdict
@@ -138,6 +147,7 @@ def train_on_ray(spec: str, model_path: str | Path, plans: dict[int, ExitPlan], 
 
     address, local = parse_address(spec)
     started = not ray.is_initialized()
+    workers: list[Any] = []
     if started:
         if local is not None:
             ray.init(num_cpus=local, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -170,5 +180,10 @@ def train_on_ray(spec: str, model_path: str | Path, plans: dict[int, ExitPlan], 
                 trained = TrainedExit(plan=plans[c], probs=probs, path=None, **fields)
                 yield c, trained, exported
     finally:
+        for w in workers:  # best effort: a lost worker's files stay in its temp dir
+            try:
+                ray.get(w.close.remote(), timeout=60)
+            except Exception:  # noqa: BLE001 - the worker is gone already
+                pass
         if started:
             ray.shutdown()

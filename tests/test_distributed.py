@@ -18,9 +18,14 @@ def _config(cache, **kw):
 
 
 def test_ray_local_cluster_trains_the_in_process_exits(trained_digits, tmp_path):
+    import tempfile
+    from pathlib import Path
+
     model, data = trained_digits
     here = run_search(model, data, _config(tmp_path / "a"))
+    before = set(Path(tempfile.gettempdir()).glob("eenn-worker-*"))
     there = run_search(model, data, _config(tmp_path / "b", ray="local:2"))
+    assert set(Path(tempfile.gettempdir()).glob("eenn-worker-*")) <= before  # the workers' maps are removed
     other = run_search(model, data, _config(tmp_path / "c", seed=1))
     assert set(here.exits) == set(there.exits) and there.stats["exits_trained"] == len(there.exits) >= 2
     for c, e in here.exits.items():
