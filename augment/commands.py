@@ -137,6 +137,16 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.option("--no-feature-cache", is_flag=True, help="Train exits through the frozen backbone (slow; for comparison).")
 @click.option("--memory-limit", type=click.IntRange(min=0), default=2048, show_default=True,
               help="MiB of cached feature maps kept in memory; beyond that they are memory-mapped on disk.")
+@click.option("--disk-limit", type=click.IntRange(min=0), default=None,
+              help="MiB of memory-mapped feature maps allowed on disk; beyond that the training split is streamed "
+                   "through the backbone once per epoch [default: no limit].")
+@click.option("--features", "feature_store", type=click.Choice(["auto", "float", "int8", "stream"]), default="auto",
+              show_default=True,
+              help="How feature maps are kept: auto (float, else int8, in memory, else int8 on disk, else "
+                   "streamed), or one of them forced.")
+@click.option("--ray", "ray", default=None, metavar="ADDRESS",
+              help="Train the exits on a Ray cluster (its address, or local:N for N local worker processes); "
+                   "needs eenn[ray].")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the solution bundle.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle in --out.")
@@ -146,7 +156,8 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
            w: float | None, max_drop: float | None, efficiency: str, placement: str, max_exits: int, confidence: str,
            steps: int, threshold_method: str, calibration: str,
            correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, scoring: str, copies: int, finetune: bool,
-           seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int, out: Path,
+           seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int,
+           disk_limit: int | None, feature_store: str, ray: str | None, out: Path,
            force: bool, as_json: bool, quiet: bool) -> None:
     """Search early exits for MODEL on DATA and write a solution bundle to --out."""
     from eenn.augment.exits import ExitConfig
@@ -168,7 +179,8 @@ def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: s
         threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
         seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
         augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune, scoring=scoring)
+        feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune, scoring=scoring,
+        disk_limit=None if disk_limit is None else disk_limit << 20, feature_store=feature_store, ray=ray)
     progress = Progress(enabled=not quiet, err=True)
     result = run_search(model, data, config, progress=progress)
     bundle_hash = write_result(result, out, force=force)

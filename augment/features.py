@@ -13,6 +13,12 @@ hundred labelled samples only, and the base model labels each shifted copy for f
 softmax is the distillation target). Arrays live in memory up to `memory_limit` bytes and in
 `numpy.memmap` files past it; training features are float16 (half the space; exits do not
 need more), calibration and test features float32 (their softmax is what gets reported).
+
+With `int8=True` every split is stored as the int8 codes the board will see (`Int8Grid`: the
+calibration split's min/max of the backbone's map, 0 included, nudged as TFLite does): a
+quarter of float32's bytes. The grid must be known before the first map is stored, so the
+calibration split is run once more beforehand for its range alone. Exit training dequantizes
+on the fly (`Int8Grid.dequantize`); quantization-aware epochs round to this grid anyway.
 """
 from __future__ import annotations
 
@@ -78,6 +84,68 @@ def _traced_once(model: Any):
     return run
 
 
+@dataclass(frozen=True)
+class Int8Grid:
+    """The int8 grid of one feature map: value = (q + 128) * scale + low, q in [-128, 127].
+
+    Spans [min(0, lo), max(0, hi)] with 0 exactly on the grid: the arithmetic of TensorFlow's
+    `fake_quant_with_min_max_vars` (8 bits, not narrow), which `round_int8` and the converter use."""
+
+    scale: float
+    low: float
+
+    @staticmethod
+    def spanning(lo: float, hi: float) -> Int8Grid:
+        lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
+        hi = max(hi, lo + 1e-6)
+        scale = np.float32((hi - lo) / 255.0)
+        zero = float(np.clip(-lo / scale, 0.0, 255.0))
+        zero = float(np.floor(zero + 0.5))  # round half away from zero (zero >= 0)
+        return Int8Grid(scale=float(scale), low=float(np.float32(-zero * scale)))
+
+    def quantize(self, x: Any) -> Any:
+        """int8 codes of `x` (a tensor or array), clamped to the grid."""
+        import tensorflow as tf
+
+        q = tf.round((tf.cast(x, tf.float32) - np.float32(self.low)) / np.float32(self.scale))
+        return tf.cast(tf.clip_by_value(q, 0.0, 255.0) - 128.0, tf.int8)
+
+    def dequantize(self, q: Any) -> Any:
+        import tensorflow as tf
+
+        return (tf.cast(q, tf.float32) + 128.0) * np.float32(self.scale) + np.float32(self.low)
+
+    def dequantize_numpy(self, q: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        out = np.empty(q.shape, dtype=np.float32)
+        for lo in range(0, len(q), chunk):
+            out[lo:lo + chunk] = np.asarray(self.dequantize(np.asarray(q[lo:lo + chunk])))
+        return out
+
+
+def map_bytes(shapes: dict[str, tuple[int, ...]], counts: dict[str, int], int8: bool) -> int:
+    """Bytes of the cache for maps of `shapes` (per location) and `counts` samples (per split)."""
+    size = {s: (1 if int8 else (2 if s == "train" else 4)) for s in counts}
+    return sum(n * prod(shp) * size[s] for s, n in counts.items() for shp in shapes.values())
+
+
+def feature_extractor(model: Any, locations: Sequence[str], heads: dict[str, ExitPlan] | None = None):
+    """(Keras model x → maps + per-sample (min, max) of each map + final outputs, map shapes):
+    the one graph of the feature pass; a location's map goes through its head, if any."""
+    import keras
+
+    maps, extremes = [], []
+    for i, loc in enumerate(locations):
+        out = model.get_layer(loc).output
+        axes = tuple(range(1, len(out.shape)))
+        extremes += [keras.ops.min(out, axis=axes), keras.ops.max(out, axis=axes)]
+        head = (heads or {}).get(loc)
+        if head is not None and head.layers:
+            out = build_exit(head, name=f"head_{i}")(out)
+        maps.append(out)
+    shapes = {loc: tuple(int(d) for d in m.shape[1:]) for loc, m in zip(locations, maps)}
+    return keras.Model(model.inputs, maps + extremes + list(model.outputs)), shapes
+
+
 class FeatureCache:
     """features[split][location] and probs[split] (the base model's softmax) for each split.
 
@@ -88,28 +156,23 @@ class FeatureCache:
 
     def __init__(self, model: Any, locations: Sequence[str], inputs: dict[str, np.ndarray], logits: bool = False,
                  batch_size: int = 64, memory_limit: int = 2 << 30, directory: str | Path | None = None,
-                 progress: Progress | None = None, heads: dict[str, ExitPlan] | None = None):
-        import keras
+                 progress: Progress | None = None, heads: dict[str, ExitPlan] | None = None,
+                 int8: bool = False):
         import tensorflow as tf
 
         self.locations = list(locations)
         self.features: dict[str, dict[str, np.ndarray]] = {s: {} for s in inputs}
         self.probs: dict[str, np.ndarray] = {}
         self.ranges: dict[str, dict[str, tuple[float, float]]] = {s: {} for s in inputs}
+        self.grids: dict[str, Int8Grid] = {}  # location → the int8 grid its maps are stored on (int8 only)
+        self.int8 = int8
         self._tmp: Path | None = None
-        maps, extremes = [], []
-        for i, loc in enumerate(self.locations):
-            out = model.get_layer(loc).output
-            axes = tuple(range(1, len(out.shape)))
-            extremes += [keras.ops.min(out, axis=axes), keras.ops.max(out, axis=axes)]
-            head = (heads or {}).get(loc)
-            if head is not None and head.layers:
-                out = build_exit(head, name=f"head_{i}")(out)
-            maps.append(out)
-        shapes = {loc: tuple(int(d) for d in m.shape[1:]) for loc, m in zip(self.locations, maps)}
-        dtypes = {s: (np.float16 if s == "train" else np.float32) for s in inputs}
-        total = sum(len(x) * prod(shapes[loc]) * np.dtype(dtypes[s]).itemsize
-                    for s, x in inputs.items() for loc in self.locations)
+        extractor, shapes = feature_extractor(model, self.locations, heads)
+        if int8:
+            dtypes = {s: np.int8 for s in inputs}
+        else:
+            dtypes = {s: (np.float16 if s == "train" else np.float32) for s in inputs}
+        total = map_bytes(shapes, {s: len(x) for s, x in inputs.items()}, int8) if self.locations else 0
         self.on_disk = total > memory_limit
         self.nbytes = total
         if self.on_disk:
@@ -126,11 +189,22 @@ class FeatureCache:
                         self._tmp / f"{s}-{i}.npy", mode="w+", dtype=dtypes[s], shape=shape)
                 else:
                     self.features[s][loc] = np.empty(shape, dtype=dtypes[s])
-        extractor = keras.Model(model.inputs, maps + extremes + list(model.outputs))
         n_loc = len(self.locations)
         run = _traced_once(extractor)
         progress = progress or Progress(enabled=False)
         batches = sum(-(-len(x) // batch_size) for x in inputs.values())
+        if int8 and n_loc:
+            first = "cal" if "cal" in inputs else next(iter(inputs))
+            x = inputs[first]
+            lows, highs = np.full(n_loc, np.inf), np.full(n_loc, -np.inf)
+            with progress.bar("int8 ranges of the feature maps", -(-len(x) // batch_size)) as step:
+                for lo in range(0, len(x), batch_size):
+                    outs = run(np.asarray(x[lo:lo + batch_size], dtype=np.float32))
+                    for k in range(n_loc):
+                        lows[k] = min(lows[k], float(np.min(outs[n_loc + 2 * k])))
+                        highs[k] = max(highs[k], float(np.max(outs[n_loc + 2 * k + 1])))
+                    step(1)
+            self.grids = {loc: Int8Grid.spanning(lows[k], highs[k]) for k, loc in enumerate(self.locations)}
         with progress.bar(f"caching features at {len(self.locations)} location(s)", batches) as step:
             for s, x in inputs.items():
                 out_probs = np.empty((len(x), int(model.outputs[0].shape[-1])), dtype=np.float32)
@@ -143,7 +217,11 @@ class FeatureCache:
                         highs[k] = max(highs[k], float(np.max(outs[n_loc + 2 * k + 1])))
                     for loc, o in zip(self.locations, outs[:n_loc]):
                         # float16 rounding in TensorFlow: the same values as numpy's, many times faster.
-                        self.features[s][loc][lo:lo + batch_size] = np.asarray(tf.cast(o, tf.float16) if half else o)
+                        if int8:
+                            self.features[s][loc][lo:lo + batch_size] = np.asarray(self.grids[loc].quantize(o))
+                        else:
+                            self.features[s][loc][lo:lo + batch_size] = np.asarray(
+                                tf.cast(o, tf.float16) if half else o)
                     final = np.asarray(outs[-1], dtype=np.float32)
                     out_probs[lo:lo + batch_size] = softmax(final) if logits else final
                     step(1)

@@ -42,6 +42,7 @@ from eenn.augment.cost import CostModel, MappingCost, Measured, StageLoad
 from eenn.augment.data import Dataset, load_dataset
 from eenn.augment.exits import ExitConfig, ExitPlan, leading_pooling, plan_exit, split_plan
 from eenn.augment.features import AugmentConfig, FeatureCache, augment
+from eenn.augment.streaming import choose_storage, map_shapes
 from eenn.augment.hardware import HardwareProfile, load_profile
 from eenn.augment.layer_graph import build_layer_graph
 from eenn.augment.metrics import Metrics, cascade_metrics
@@ -99,6 +100,9 @@ class SearchConfig:
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no disk cache
     feature_cache: bool = True  # False: train exits through the frozen backbone (the benchmark's baseline)
     memory_limit: int = 2 << 30  # bytes of cached feature maps kept in memory; beyond, numpy.memmap
+    disk_limit: int | None = None  # bytes of memory-mapped maps allowed on disk; beyond, streaming (streaming.py)
+    feature_store: str = "auto"  # auto | float | int8 | stream (streaming.choose_storage)
+    ray: str | None = None  # train exits on Ray: an address or local:N (distributed.py)
     finetune: bool = False
     fine_steps: int = 101
     batch_size: int = 64  # inference batch of the feature pass
@@ -140,6 +144,16 @@ class SearchConfig:
             raise EennError(f"threshold method '{self.threshold_method}': expected auto, exact or graph")
         if not 0 < self.exits.budget_share < 1:
             raise EennError(f"exit budget {self.exits.budget_share}: expected a share of the backbone in (0, 1)")
+        if self.feature_store not in ("auto", "float", "int8", "stream"):
+            raise EennError(f"feature storage '{self.feature_store}': expected auto, float, int8 or stream")
+        if self.ray is not None:
+            import importlib.util
+
+            from eenn.augment.distributed import parse_address
+
+            parse_address(self.ray)
+            if importlib.util.find_spec("ray") is None:
+                raise EennError(f"--ray {self.ray}: Ray is not installed (pip install 'eenn[ray]')")
         if self.train.epochs < 1:
             raise EennError("exit training needs at least one epoch")
         if not 0 <= self.train.quant_aware <= 1:
@@ -320,7 +334,18 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     x_aug, y_aug = augment(dataset.x_train, dataset.y_train, config.augment, config.seed)
     store = ExitStore(config.cache_dir, warn=progress.say)
     aug_info = config.augment.to_dict()
-    keys = {c: exit_key(model_sha, plans[c], dataset.sha256, config.seed, config.train, aug_info) for c in needed}
+    # Where an exit starts with weightless pooling, the cache keeps the pooled map.
+    heads = {}
+    for c in needed if config.feature_cache else []:
+        if n := leading_pooling(plans[c]):
+            heads[plans[c].location] = split_plan(plans[c], n)[0]
+    counts = {"train": len(x_aug), "cal": len(dataset.x_cal), "test": len(dataset.x_test)}
+    storage = choose_storage(map_shapes([plans[c] for c in needed], heads), counts, config.memory_limit,
+                             config.disk_limit, config.train.epochs, config.feature_store)
+    # int8 maps (and the streaming mode's shared batch order) change what an exit learns: their own keys
+    mode_extra = None if storage.mode == "float" or not config.feature_cache else {"features": storage.mode}
+    keys = {c: exit_key(model_sha, plans[c], dataset.sha256, config.seed, config.train, aug_info, mode_extra)
+            for c in needed}
     exits: dict[int, TrainedExit] = {}
     for c in needed:
         hit = store.load(keys[c], plans[c])
@@ -328,21 +353,25 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
             exits[c] = hit
     missing = [c for c in needed if c not in exits]
     progress.say(f"exits: {len(needed)} needed, {len(exits)} from the cache, {len(missing)} to train")
+    stream = storage.mode == "stream" and config.feature_cache and bool(missing)
+    remote = config.ray is not None and config.feature_cache and bool(missing)
+    if remote and stream:
+        raise EennError("--ray: the feature maps fit neither --memory-limit nor --disk-limit, and streaming runs in "
+                        "one process only; raise a limit (each worker caches the maps itself)")
+    if missing and config.feature_cache:
+        progress.say(storage.describe())
     inputs = {"cal": dataset.x_cal, "test": dataset.x_test}
-    if missing:
+    if missing and not stream and not remote:
         inputs = {"train": x_aug, **inputs}
     t_feat = time.monotonic()
-    locs = [bg.candidates[c].after_layer for c in missing] if config.feature_cache else []
+    locs = [bg.candidates[c].after_layer for c in missing] if config.feature_cache and not remote else []
     tmp_root = config.cache_dir / "tmp" if config.cache_dir is not None else None
     trained_now = 0
-    # Where an exit starts with weightless pooling, the cache keeps the pooled map.
-    heads = {}
-    for c in missing if config.feature_cache else []:
-        if n := leading_pooling(plans[c]):
-            heads[plans[c].location] = split_plan(plans[c], n)[0]
+    pending_locs = {plans[c].location for c in missing}
+    heads = {loc: h for loc, h in heads.items() if loc in pending_locs}
     with FeatureCache(model, locs, inputs, logits=logits, batch_size=config.batch_size,
                       memory_limit=config.memory_limit, directory=tmp_root, progress=progress,
-                      heads=heads) as cache:
+                      heads=heads, int8=storage.int8 and config.feature_cache) as cache:
         timings["features_s"] = time.monotonic() - t_feat
         if cache.on_disk:
             progress.say(f"features: {cache.nbytes / 2**20:.0f} MiB memory-mapped on disk")
@@ -350,8 +379,35 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         teacher = cache.probs.get("train")
         t_train = time.monotonic()
         graphs = ExitGraphs()
+
+        def finished(c: int, trained: TrainedExit, exported: Any) -> None:
+            nonlocal trained_now
+            trained = store.save(keys[c], trained, exported)
+            exits[c] = trained
+            trained_now += 1
+            step(1)
+            if on_exit_trained is not None:
+                on_exit_trained(trained)
+
         with progress.bar("training exits", len(missing)) as step:
-            for c in missing:
+            if remote:
+                from eenn.augment.distributed import train_on_ray
+
+                arrays = {"x_train": x_aug, "y_train": y_aug, "x_cal": dataset.x_cal, "y_cal": dataset.y_cal,
+                          "x_test": dataset.x_test}
+                for c, trained, exported in train_on_ray(
+                        config.ray, model_path, {c: plans[c] for c in missing}, heads, arrays, bg.num_classes, logits,
+                        storage.int8, config.memory_limit, config.train, config.seed, config.batch_size,
+                        say=progress.say):
+                    finished(c, trained, exported)
+            if stream:
+                from eenn.augment.streaming import train_streaming
+
+                for c, trained, exported in train_streaming(
+                        model, {c: plans[c] for c in missing}, heads, x_aug, y_aug, cache, dataset.y_cal,
+                        bg.num_classes, logits, config.train, config.seed, config.batch_size):
+                    finished(c, trained, exported)
+            for c in missing if not (stream or remote) else []:
                 plan = plans[c]
                 loc = plan.location
                 evaluate_split = {"cal": dataset.x_cal, "test": dataset.x_test}
@@ -359,7 +415,8 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                     trained, exported = train_exit(
                         plan, bg.num_classes, cache.features["train"][loc], teacher, y_aug,
                         {s: cache.features[s][loc] for s in ("cal", "test")}, dataset.y_cal, config.train,
-                        config.seed, pooled=loc in heads, input_range=cache.ranges["cal"][loc], graphs=graphs)
+                        config.seed, pooled=loc in heads, input_range=cache.ranges["cal"][loc], graphs=graphs,
+                        grid=cache.grids.get(loc))
                 else:
                     from eenn.augment.segments import frozen_prefix
 
@@ -369,12 +426,7 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                     trained, exported = train_exit(plan, bg.num_classes, x_aug, teacher, y_aug, evaluate_split,
                                                    dataset.y_cal, config.train, config.seed, prefix=prefix,
                                                    stats=stats)
-                trained = store.save(keys[c], trained, exported)
-                exits[c] = trained
-                trained_now += 1
-                step(1)
-                if on_exit_trained is not None:
-                    on_exit_trained(trained)
+                finished(c, trained, exported)
         timings["training_s"] = time.monotonic() - t_train
     aborted = [c for c in needed if exits[c].aborted]
     for c in aborted:
@@ -490,6 +542,8 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         "fastest_worst_latency_s": pruning.fastest_worst_latency_s,
         "exits_needed": len(needed), "exits_trained": trained_now, "exits_from_cache": len(needed) - trained_now,
         "exits_aborted": len(aborted), "exits_over_budget": over_budget, "feature_cache": config.feature_cache,
+        "feature_store": storage.mode if config.feature_cache else "none", "feature_bytes": storage.nbytes,
+        "backbone_passes": storage.passes,
         "graph_gap_max": max(gaps) if gaps else None, "graph_compared": len(gaps),
         "seconds": time.monotonic() - t0, **timings,
     }

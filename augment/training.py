@@ -346,7 +346,8 @@ class _Source:
 
         self.raw, self.transform = x, transform
         self.t = tf.constant(targets, dtype=tf.float32)
-        self.in_memory = not isinstance(x, np.memmap) or x.nbytes <= IN_MEMORY_BYTES
+        # (no samples: a streamed source, whose batches come from the backbone one at a time)
+        self.in_memory = len(x) > 0 and (not isinstance(x, np.memmap) or x.nbytes <= IN_MEMORY_BYTES)
         # Transformed maps are float32 when that still fits (no cast in the step), else they keep x's type.
         wide = transform is not None and x.size * 4 <= IN_MEMORY_BYTES
         self.dtype = tf.float32 if wide or x.dtype != np.float16 else tf.float16
@@ -394,8 +395,10 @@ class _ExitInput:
     included: what the converter finds for the exit's input, measured on the backbone's own map
     (before the exit's leading pooling: the board pools int8 values on that map's grid)."""
 
-    def __init__(self, value_range: tuple[float, float], stats: tuple[np.ndarray, np.ndarray] | None):
+    def __init__(self, value_range: tuple[float, float], stats: tuple[np.ndarray, np.ndarray] | None,
+                 grid: Any = None):
         self.lo, self.hi = float(min(0.0, value_range[0])), float(max(0.0, value_range[1]))
+        self.grid = grid  # an Int8Grid: the maps given are int8 codes on it (the int8 cache)
         self.mean = self.var = None
         if stats is not None:  # as the prefix path's keras Normalization holds them
             self.mean, self.var = np.float32(stats[0]), np.float32(stats[1] ** 2)
@@ -404,7 +407,7 @@ class _ExitInput:
         import keras
         import tensorflow as tf
 
-        t = tf.cast(x, tf.float32)
+        t = tf.cast(x, tf.float32) if self.grid is None else self.grid.dequantize(x)
         if rounding:
             t = round_int8(t, self.lo, self.hi)
         if self.mean is not None:  # keras Normalization's arithmetic, to the last bit
@@ -575,7 +578,8 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
                evaluate: dict[str, np.ndarray], y_cal: np.ndarray, config: TrainConfig, seed: int,
                prefix: Any = None, stats: tuple[np.ndarray, np.ndarray] | None = None,
                pooled: bool = False, input_range: tuple[float, float] | None = None,
-               graphs: ExitGraphs | None = None) -> tuple[TrainedExit, Any]:
+               graphs: ExitGraphs | None = None, grid: Any = None,
+               order_seed: int | None = None) -> tuple[TrainedExit, Any]:
     """Train one exit; return it with its exported (folded) Keras model, or None when aborted.
 
     Without `prefix`, `x_train` and `evaluate[...]` are feature maps (the cache); `pooled` says
@@ -583,140 +587,212 @@ def train_exit(plan: ExitPlan, num_classes: int, x_train: np.ndarray, teacher: n
     `heads`), and then `input_range` is the calibration split's (min, max) of the map before it
     (the cache's `ranges`; without it, the range of the maps given). `graphs` lends the training
     graph of an earlier exit of the same structure. With `prefix`, they are model inputs and
-    `prefix` (a frozen Keras model: input → feature map) runs every step.
+    `prefix` (a frozen Keras model: input → feature map) runs every step. `grid` (an
+    `Int8Grid`): the maps are int8 codes on it (the int8 cache), dequantized on the fly.
+    `order_seed` seeds the mini-batch order (default: the exit's own seed; the streaming mode
+    gives every exit the same order, the one batch the backbone computes).
     """
-    import time
-
-    import keras
-
-    start = time.monotonic()
-    s = exit_seed(seed, plan.location)
-    keras.utils.set_random_seed(s)
-    export, export_logits = build_exit(plan, name="exit", with_logits=True)
-    fold_at = foldable_layer(plan)
-    # A training-only BatchNormalization before each Dense, when every Dense has a bias to take it.
-    bn_ok = all(l["config"].get("use_bias", True) for l in plan.layers if l["class_name"] == "Dense")
-    eval_in = evaluate
-    tplan = plan
-    lead = leading_pooling(plan) if prefix is None else 0
-    if prefix is None and input_range is None:
-        if pooled:
-            raise ValueError(f"the exit at '{plan.location}': pooled maps need input_range, the (min, max) of the "
-                             "unpooled map on the calibration split (FeatureCache.ranges)")
-        cal = np.asarray(_as_float32(evaluate["cal"]))
-        input_range = (float(cal.min(initial=0.0)), float(cal.max(initial=0.0)))
-    if lead:
-        # The exit's leading pooling has no weights: it is applied to the cached maps once (by the
-        # cache itself when `pooled`), not in every step.
-        head, tplan = split_plan(plan, lead)
-        if not pooled:
-            pool = build_exit(head, name="pool")
-            x_train = _apply(pool, x_train, np.float16)
-            eval_in = {k: _apply(pool, v, np.float32) for k, v in evaluate.items()}
-    elif pooled:
-        raise ValueError(f"the exit at '{plan.location}' has no leading pooling to have applied")
-    if stats is None and fold_at is not None:
-        if prefix is not None:
-            raise ValueError("stats must be given when training through a prefix")
-        feats = x_train
-        stats = channel_stats(lambda: (np.asarray(_as_float32(feats[lo:lo + 512])) for lo in range(0, len(feats), 512)),
-                              plan.input_shape[-1])
-    norm = stats if fold_at is not None else None
-    keras.utils.set_random_seed(s)
-    quant_aware = config.quant_aware > 0
-    train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok,
-                                           fake_quant=quant_aware, pointwise_dense=True)
-    entry = None
-    if prefix is None:  # the exit's input rounding and standardisation are applied to the cache (_ExitInput)
-        entry = _ExitInput(input_range, norm)
-        model = logits_model
-        cal_in = {False: entry.numpy(eval_in["cal"], False)}
-        if quant_aware:
-            cal_in[True] = entry.numpy(eval_in["cal"], True)
-    else:
-        inp = keras.Input(prefix.input_shape[1:])
-        h = prefix(inp, training=False)
-        if quant_aware:  # the int8 feature map the exit receives on the board (fake_quant.py)
-            h = fake_quant_layer("exit_input")(h)
-        if norm is not None:
-            mean, std = norm
-            h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
-        model = keras.Model(inp, logits_model(h))
-        prefix.trainable = False
-        cal_in = {False: eval_in["cal"], True: eval_in["cal"]}
-    steps = -(-len(y_train) // config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps * config.epochs))
-    optimizer = keras.optimizers.Adam(schedule)
-    temperature, alpha = config.temperature, config.distill
-
-    def loss_fn(t, logits):
-        hard = keras.losses.categorical_crossentropy(t[:, :num_classes], logits, from_logits=True)
-        if alpha <= 0:
-            return hard
-        soft = keras.losses.categorical_crossentropy(t[:, num_classes:], logits / temperature, from_logits=True)
-        return (1 - alpha) * hard + alpha * temperature ** 2 * soft
-
-    targets = _targets(y_train, teacher, num_classes, temperature)
-    source = _Source(x_train, targets, entry)
-    key = None
-    if prefix is None and graphs is not None:  # the graph depends on the exit's structure, not its location
-        key = json.dumps({"input": list(tplan.input_shape), "layers": list(tplan.layers), "bn": bn_ok,
-                          "quant": quant_aware, "classes": num_classes, "train": config.to_dict(), "n": len(targets),
-                          "dtype": source.dtype.name}, sort_keys=True, default=str)
-    kept = graphs.reuse(key, train_model, optimizer) if graphs is not None and key is not None else None
-    if kept is not None:
-        train_model, model, run_epoch = kept
-    else:
-        run_epoch = _train_epoch(model, optimizer, loss_fn, tuple(int(d) for d in model.input_shape[1:]),
-                                 source.dtype, targets.shape[1], config.batch_size)
-        if graphs is not None and key is not None:
-            graphs.keep(key, train_model, model, optimizer, run_epoch)
-    batches = _Batches(len(targets), config.batch_size, s)
-    chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
-    aborted = False
-    cal_acc = 0.0
-    epochs = 0
-    steps_done = 0
-    checked = False
-    rounding = False
-    rounding_from = config.epochs - int(round(config.quant_aware * config.epochs)) if quant_aware else config.epochs
+    run = ExitRun(plan, num_classes, x_train, teacher, y_train, evaluate, y_cal, config, seed, prefix=prefix,
+                  stats=stats, pooled=pooled, input_range=input_range, graphs=graphs, grid=grid,
+                  order_seed=order_seed)
     for epoch in range(config.epochs):
-        if epoch >= rounding_from:  # ranges as the converter will calibrate them, then round
-            calibrate(model, lambda: _predict(model, cal_in[False]))
+        run.begin_epoch(epoch)
+        run.steps_done += run.source.run(run.run_epoch, run.batches.epoch())
+        if not run.end_epoch(epoch):
+            break
+    return run.finish()
+
+
+class ExitRun:
+    """One exit's training, epoch by epoch: `train_exit` drives it over its own cached maps; the
+    streaming mode (`streaming.py`) drives many at once, each taking its step (`step`) from the
+    batch the backbone has just computed for all. Everything else (seeds, standardisation, abort
+    check, int8 epochs, temperature, export) is the same code for both."""
+
+    def __init__(self, plan: ExitPlan, num_classes: int, x_train: np.ndarray | None, teacher: np.ndarray,
+                 y_train: np.ndarray, evaluate: dict[str, np.ndarray], y_cal: np.ndarray, config: TrainConfig,
+                 seed: int, prefix: Any = None, stats: tuple[np.ndarray, np.ndarray] | None = None,
+                 pooled: bool = False, input_range: tuple[float, float] | None = None,
+                 graphs: ExitGraphs | None = None, grid: Any = None, order_seed: int | None = None):
+        import time
+
+        import keras
+
+        self.start = time.monotonic()
+        self.plan, self.num_classes, self.config, self.y_cal, self.prefix = plan, num_classes, config, y_cal, prefix
+        s = exit_seed(seed, plan.location)
+        keras.utils.set_random_seed(s)
+        export, export_logits = build_exit(plan, name="exit", with_logits=True)
+        fold_at = foldable_layer(plan)
+        # A training-only BatchNormalization before each Dense, when every Dense has a bias to take it.
+        bn_ok = all(l["config"].get("use_bias", True) for l in plan.layers if l["class_name"] == "Dense")
+        # int8 cache: the evaluation maps stay int8 and are dequantized where used (`_evaluation`):
+        # the streaming mode holds every pending exit at once, float32 copies of all would not fit
+        self._raw_eval, self._eval_grid, self._pooled_eval = evaluate, grid, None
+        tplan = plan
+        lead = leading_pooling(plan) if prefix is None else 0
+        if prefix is None and input_range is None:
+            if pooled:
+                raise ValueError(f"the exit at '{plan.location}': pooled maps need input_range, the (min, max) of the "
+                                 "unpooled map on the calibration split (FeatureCache.ranges)")
+            cal = np.asarray(_as_float32(self._evaluation("cal")))
+            input_range = (float(cal.min(initial=0.0)), float(cal.max(initial=0.0)))
+        if lead:
+            # The exit's leading pooling has no weights: it is applied to the cached maps once (by the
+            # cache itself when `pooled`), not in every step.
+            head, tplan = split_plan(plan, lead)
+            if not pooled:
+                if x_train is None:
+                    raise ValueError(f"the exit at '{plan.location}': streamed maps must come pooled")
+                if grid is not None:
+                    x_train, grid = grid.dequantize_numpy(x_train).astype(np.float16), None
+                pool = build_exit(head, name="pool")
+                x_train = _apply(pool, x_train, np.float16)
+                self._pooled_eval = {k: _apply(pool, self._evaluation(k), np.float32) for k in evaluate}
+        elif pooled:
+            raise ValueError(f"the exit at '{plan.location}' has no leading pooling to have applied")
+        if stats is None and fold_at is not None:
+            if prefix is not None or x_train is None:
+                raise ValueError("stats must be given when training through a prefix or on streamed maps")
+            feats, g = x_train, grid
+            widen = (lambda a: g.dequantize_numpy(a)) if g is not None else (lambda a: np.asarray(_as_float32(a)))
+            stats = channel_stats(lambda: (widen(feats[lo:lo + 512]) for lo in range(0, len(feats), 512)),
+                                  plan.input_shape[-1])
+        norm = stats if fold_at is not None else None
+        keras.utils.set_random_seed(s)
+        quant_aware = config.quant_aware > 0
+        train_model, logits_model = build_exit(tplan, name="exit", with_logits=True, training_bn=bn_ok,
+                                               fake_quant=quant_aware, pointwise_dense=True)
+        entry = None
+        if prefix is None:  # the exit's input rounding and standardisation are applied to the cache (_ExitInput)
+            entry = _ExitInput(input_range, norm, grid)
+            model = logits_model
+            self._plain = _ExitInput(input_range, norm)  # for evaluation maps, dequantized by then
+        else:
+            inp = keras.Input(prefix.input_shape[1:])
+            h = prefix(inp, training=False)
+            if quant_aware:  # the int8 feature map the exit receives on the board (fake_quant.py)
+                h = fake_quant_layer("exit_input")(h)
+            if norm is not None:
+                mean, std = norm
+                h = keras.layers.Normalization(axis=-1, mean=mean, variance=std ** 2, name="exit_norm")(h)
+            model = keras.Model(inp, logits_model(h))
+            prefix.trainable = False
+        steps = -(-len(y_train) // config.batch_size)
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps * config.epochs))
+        optimizer = keras.optimizers.Adam(schedule)
+        temperature, alpha = config.temperature, config.distill
+
+        def loss_fn(t, logits):
+            hard = keras.losses.categorical_crossentropy(t[:, :num_classes], logits, from_logits=True)
+            if alpha <= 0:
+                return hard
+            soft = keras.losses.categorical_crossentropy(t[:, num_classes:], logits / temperature, from_logits=True)
+            return (1 - alpha) * hard + alpha * temperature ** 2 * soft
+
+        targets = _targets(y_train, teacher, num_classes, temperature)
+        if x_train is None:  # streamed: batches arrive through `step`
+            source = _Source(np.zeros((0,) + tuple(tplan.input_shape), dtype=np.int8 if grid is not None
+                                      else np.float16), targets, entry)
+        else:
+            source = _Source(x_train, targets, entry)
+        key = None
+        if prefix is None and graphs is not None:  # the graph depends on the exit's structure, not its location
+            key = json.dumps({"input": list(tplan.input_shape), "layers": list(tplan.layers), "bn": bn_ok,
+                              "quant": quant_aware, "classes": num_classes, "train": config.to_dict(),
+                              "n": len(targets), "dtype": source.dtype.name}, sort_keys=True, default=str)
+        kept = graphs.reuse(key, train_model, optimizer) if graphs is not None and key is not None else None
+        if kept is not None:
+            train_model, model, run_epoch = kept
+        else:
+            run_epoch = _train_epoch(model, optimizer, loss_fn, tuple(int(d) for d in model.input_shape[1:]),
+                                     source.dtype, targets.shape[1], config.batch_size)
+            if graphs is not None and key is not None:
+                graphs.keep(key, train_model, model, optimizer, run_epoch)
+        self.batches = _Batches(len(targets), config.batch_size, s if order_seed is None else order_seed)
+        self.chance = float(np.bincount(y_cal, minlength=num_classes).max() / len(y_cal))
+        self.source, self.run_epoch, self.model, self.train_model = source, run_epoch, model, train_model
+        self.export, self.export_logits, self.norm, self.lead, self.tplan = export, export_logits, norm, lead, tplan
+        self.pooled = pooled
+        self.aborted = False
+        self.cal_acc = 0.0
+        self.epochs = 0
+        self.steps_done = 0
+        self.checked = False
+        self.rounding = False
+        self.rounding_from = (config.epochs - int(round(config.quant_aware * config.epochs)) if quant_aware
+                              else config.epochs)
+
+    def _evaluation(self, split: str) -> np.ndarray:
+        """The evaluation maps (or model inputs) of `split`, as floats."""
+        a = self._raw_eval[split]
+        return self._eval_grid.dequantize_numpy(a) if self._eval_grid is not None else a
+
+    def cal_in(self, rounding: bool) -> np.ndarray:
+        """What the training model reads for the calibration split (in the rounding epochs or not)."""
+        x = self._pooled_eval["cal"] if self._pooled_eval is not None else self._evaluation("cal")
+        return x if self.prefix is not None else self._plain.numpy(x, rounding)
+
+    def begin_epoch(self, epoch: int) -> None:
+        if epoch >= self.rounding_from:  # ranges as the converter will calibrate them, then round
+            model = self.model
+            calibrate(model, lambda: _predict(model, self.cal_in(False)))
             set_active(model, True)
-            rounding = True
-            source.set_phase(True)
-        steps_done += source.run(run_epoch, batches.epoch())
-        epochs += 1
-        if not checked and (steps_done >= config.abort_min_steps or epoch == config.epochs - 1):
-            checked = True
-            cal_logits = _predict(model, cal_in[rounding])
-            cal_acc = float(np.mean(cal_logits.argmax(1) == y_cal))
-            if cal_acc < chance + config.abort_margin:
-                aborted = True
-                break
-    if aborted:
-        trained = TrainedExit(location=plan.location, plan=plan, probs={}, aborted=True, cal_accuracy=cal_acc,
-                              epochs=epochs, path=None, seconds=time.monotonic() - start,
-                              notes=[f"abandoned after epoch {epochs}: calibration accuracy {cal_acc:.3f} is not above "
-                                     f"chance ({chance:.3f}) by {config.abort_margin}"])
-        return trained, None
-    fold_into_export(train_model, export, norm)
-    runner, runner_logits = export, export_logits
-    if prefix is not None:
-        x_in = keras.Input(prefix.input_shape[1:])
-        feats_in = prefix(x_in, training=False)
-        runner = keras.Model(x_in, export(feats_in))
-        runner_logits = keras.Model(x_in, export_logits(feats_in))
-    elif pooled:  # `evaluate` holds pooled maps: run the exported exit from after its pooling
-        runner, runner_logits = (_after_leading(m, lead, tplan.input_shape) for m in (export, export_logits))
-    temperature_fit = 1.0
-    if config.temperature_scaling and _scalable(plan):
-        temperature_fit = fit_temperature(_predict(runner_logits, evaluate["cal"]), y_cal)
-        _scale_last_layer(export, 1.0 / temperature_fit)
-    probs = {split: _predict(runner, x) for split, x in evaluate.items()}
-    cal_acc = float(np.mean(probs["cal"].argmax(1) == y_cal))
-    trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=False, cal_accuracy=cal_acc,
-                          epochs=epochs, path=None, seconds=time.monotonic() - start,
-                          notes=[f"softmax temperature {temperature_fit:.3f} (fitted on the calibration split)"])
-    return trained, export
+            self.rounding = True
+            self.source.set_phase(True)
+
+    def step(self, xb: Any, idx: np.ndarray) -> None:
+        """One optimizer step on the maps `xb` of the training samples `idx` (as the source stores
+        them: int8 codes on the int8 cache), for a driver that computes them itself."""
+        import tensorflow as tf
+
+        xb = self.source.transform(xb, self.rounding) if self.source.transform is not None else xb
+        self.run_epoch(tf.cast(xb, self.source.dtype), tf.gather(self.source.t, tf.constant(idx, dtype=tf.int32)),
+                       tf.range(len(idx), dtype=tf.int32))
+        self.steps_done += 1
+
+    def end_epoch(self, epoch: int) -> bool:
+        """The abort check after the first epoch past `abort_min_steps`; False: stop (abandoned)."""
+        self.epochs += 1
+        config = self.config
+        if not self.checked and (self.steps_done >= config.abort_min_steps or epoch == config.epochs - 1):
+            self.checked = True
+            cal_logits = _predict(self.model, self.cal_in(self.rounding))
+            self.cal_acc = float(np.mean(cal_logits.argmax(1) == self.y_cal))
+            if self.cal_acc < self.chance + config.abort_margin:
+                self.aborted = True
+                return False
+        return True
+
+    def finish(self) -> tuple[TrainedExit, Any]:
+        import time
+
+        import keras
+
+        plan, config, y_cal, prefix = self.plan, self.config, self.y_cal, self.prefix
+        if self.aborted:
+            trained = TrainedExit(location=plan.location, plan=plan, probs={}, aborted=True, cal_accuracy=self.cal_acc,
+                                  epochs=self.epochs, path=None, seconds=time.monotonic() - self.start,
+                                  notes=[f"abandoned after epoch {self.epochs}: calibration accuracy {self.cal_acc:.3f} "
+                                         f"is not above chance ({self.chance:.3f}) by {config.abort_margin}"])
+            return trained, None
+        export, export_logits = self.export, self.export_logits
+        fold_into_export(self.train_model, export, self.norm)
+        runner, runner_logits = export, export_logits
+        if prefix is not None:
+            x_in = keras.Input(prefix.input_shape[1:])
+            feats_in = prefix(x_in, training=False)
+            runner = keras.Model(x_in, export(feats_in))
+            runner_logits = keras.Model(x_in, export_logits(feats_in))
+        elif self.pooled:  # `evaluate` holds pooled maps: run the exported exit from after its pooling
+            runner, runner_logits = (_after_leading(m, self.lead, self.tplan.input_shape) for m in (export, export_logits))
+        temperature_fit = 1.0
+        if config.temperature_scaling and _scalable(plan):
+            temperature_fit = fit_temperature(_predict(runner_logits, self._evaluation("cal")), y_cal)
+            _scale_last_layer(export, 1.0 / temperature_fit)
+        probs = {split: _predict(runner, self._evaluation(split)) for split in self._raw_eval}
+        cal_acc = float(np.mean(probs["cal"].argmax(1) == y_cal))
+        trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=False, cal_accuracy=cal_acc,
+                              epochs=self.epochs, path=None, seconds=time.monotonic() - self.start,
+                              notes=[f"softmax temperature {temperature_fit:.3f} (fitted on the calibration split)"])
+        return trained, export

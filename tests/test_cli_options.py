@@ -29,6 +29,8 @@ BAD_OPTIONS = [
     (["search", "m.keras", "--data", "d.npz", "--out", "o", "--exit-width", "-8"], "--exit-width"),
     (["search", "m.keras", "--data", "d.npz", "--out", "o", "--seed", "-1"], "--seed"),
     (["search", "m.keras", "--data", "d.npz", "--out", "o", "--memory-limit", "-1"], "--memory-limit"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--disk-limit", "-1"], "--disk-limit"),
+    (["search", "m.keras", "--data", "d.npz", "--out", "o", "--features", "fp8"], "--features"),
     (["deploy", "--example", "digits", "--out", "o", "--latency", "0"], "--latency"),
     (["deploy", "--example", "digits", "--out", "o", "--w", "2"], "--w"),
     (["deploy", "--example", "digits", "--out", "o", "--max-drop", "101"], "--max-drop"),

@@ -1,0 +1,269 @@
+"""Benchmark: a search on a 74-location bottleneck ResNet, in one process and on Ray, and the
+threshold phase of 2,776 architectures × 169 configurations.
+
+    python benchmarks/scale.py [--quick] [--work runs/scale] [--memory-limit MiB] [--disk-limit MiB]
+
+The network: a CIFAR-style bottleneck ResNet on 32×32×3 inputs (stem, three stages of
+bottleneck blocks of widths 8/16/32 (`--widths`) with 4× expansion, 24 + 25 + 25 = 74 blocks). A residual
+block is one node of eenn's block graph, so 74 blocks after the stem give 74 candidate
+locations (ResNet-152's 50 blocks would give 50). It is trained for `--train-minutes` on a
+synthetic 10-class task whose first five classes differ in colour (early layers can tell them)
+and the other five in stripe frequency (they need depth), so early exits are partly useful.
+
+Then `run_search` on `rk3588-cloud` (three processors: up to two exits, 2,776 architectures at
+74 locations), once in this process and once with `--ray local:2`, each with its own exit
+cache. Printed per run: wall time per phase, peak RSS (this process; Ray's workers are other
+processes, their peak is printed apart), peak disk under the work directory, exits trained and
+abandoned, the feature storage chosen and the bytes and backbone passes it implies. Last, the
+batched threshold phase (`cascade_batch`) on 74 synthetic exits × 1,000 calibration samples.
+
+`--quick` (a 6-block network, 800 samples, 3 epochs) shows that the script works in a few
+minutes; it measures nothing about scale.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def bottleneck_resnet(blocks: tuple[int, ...], widths: tuple[int, ...], classes: int = 10):
+    import keras
+    from keras import layers as L
+
+    inp = keras.Input((32, 32, 3), name="img")
+    x = L.Conv2D(widths[0] * 4, 3, padding="same", use_bias=False, name="stem")(inp)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(name="stem_relu")(x)
+    k = 0
+    for stage, (n, w) in enumerate(zip(blocks, widths)):
+        for i in range(n):
+            stride = 2 if stage > 0 and i == 0 else 1
+            y = L.Conv2D(w, 1, use_bias=False, name=f"b{k}_a")(x)
+            y = L.ReLU(name=f"b{k}_a_relu")(L.BatchNormalization(name=f"b{k}_a_bn")(y))
+            y = L.Conv2D(w, 3, strides=stride, padding="same", use_bias=False, name=f"b{k}_b")(y)
+            y = L.ReLU(name=f"b{k}_b_relu")(L.BatchNormalization(name=f"b{k}_b_bn")(y))
+            y = L.Conv2D(w * 4, 1, use_bias=False, name=f"b{k}_c")(y)
+            y = L.BatchNormalization(name=f"b{k}_c_bn")(y)
+            s = x
+            if stride != 1 or x.shape[-1] != w * 4:
+                s = L.BatchNormalization(name=f"b{k}_p_bn")(
+                    L.Conv2D(w * 4, 1, strides=stride, use_bias=False, name=f"b{k}_p")(x))
+            x = L.ReLU(name=f"b{k}_out")(L.Add(name=f"b{k}_add")([s, y]))
+            k += 1
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(classes, name="fc")(x)  # logits
+    return keras.Model(inp, out, name="bottleneck_resnet")
+
+
+def synthetic_task(n: int, seed: int):
+    """Classes 0-4: a colour tint (easy); 5-9: one tint, stripes of five frequencies (harder)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, size=n)
+    x = rng.normal(0, 0.6, size=(n, 32, 32, 3)).astype(np.float32)
+    tints = np.eye(3)[[0, 1, 2, 0, 1]] * np.array([1, 1, 1, -1, -1])[:, None]
+    easy = y < 5
+    x[easy] += 0.8 * tints[y[easy]][:, None, None, :]
+    cols = np.arange(32)
+    for f in range(5):
+        sel = y == 5 + f
+        stripe = np.sin(2 * np.pi * (f + 1) * cols / 32 + rng.uniform(0, 6.3, size=(sel.sum(), 1)))
+        x[sel] += 0.8 * stripe[:, None, :, None]
+    return x, y.astype(np.int64)
+
+
+class _Disk:
+    """Peak bytes under a directory, sampled every half second in a thread."""
+
+    def __init__(self, root: Path):
+        self.root, self.peak, self._stop = root, 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _size(self) -> int:
+        total = 0
+        for dirpath, _, files in os.walk(self.root):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._size())
+            self._stop.wait(0.5)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._size())
+
+
+def _rss_mib(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def threshold_phase(n_loc: int = 74, n: int = 1000, steps: int = 13) -> dict:
+    """The batched threshold phase on synthetic exits: 1 + L + L(L-1)/2 architectures × G**K."""
+    import numpy as np
+
+    from eenn.augment import thresholds as T
+    from eenn.augment.cascade_batch import best_choices, evaluate_batch
+
+    rng = np.random.default_rng(0)
+    correct = np.vstack([rng.random((n_loc, n)) < np.linspace(0.3, 0.9, n_loc)[:, None], rng.random((1, n)) < 0.95])
+    conf = np.clip(rng.beta(2, 2, size=(n_loc, n)) + 0.3 * correct[:-1], 0, 1)
+    archs = [()] + [(a,) for a in range(n_loc)] + [(a, b) for a in range(n_loc) for b in range(a + 1, n_loc)]
+    depth = np.linspace(0.02, 0.98, n_loc)
+    costs = [np.diff([0.0] + [depth[a] for a in arch] + [1.0]) * 100 + 1 for arch in archs]
+    grid = T.default_grid("max", steps)
+    objective = T.Objective(kind="weighted", base_cost=100.0, base_accuracy=float(correct[-1].mean()), w=0.9)
+    t0 = time.perf_counter()
+    result = evaluate_batch(conf, correct, archs, costs, grid)
+    t1 = time.perf_counter()
+    best_choices(result, objective)
+    t2 = time.perf_counter()
+    # the per-architecture exact simulation on a sample of 100 two-exit architectures, for scale
+    two = [i for i, a in enumerate(archs) if len(a) == 2][:100]
+    t3 = time.perf_counter()
+    for i in two:
+        a = archs[i]
+        T.search(T.CascadeData(conf[list(a)], correct[list(a) + [n_loc]], costs[i]), grid, objective, "exact")
+    t4 = time.perf_counter()
+    for i in two:  # the search also runs the paper's graph search per architecture (its gap check)
+        a = archs[i]
+        T.graph_search(T.CascadeData(conf[list(a)], correct[list(a) + [n_loc]], costs[i]), grid, objective)
+    t5 = time.perf_counter()
+    configs = sum(int(np.size(a)) for a in result.accuracy)
+    return {"architectures": len(archs), "configurations": configs, "samples": n, "batch_s": t1 - t0,
+            "best_s": t2 - t1, "exact_per_arch_s_estimate": (t4 - t3) / len(two) * len(archs),
+            "graph_per_arch_s_estimate": (t5 - t4) / len(two) * len(archs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a 6-block network on 800 samples: proves the script only")
+    ap.add_argument("--work", type=Path, default=Path("runs/scale"))
+    ap.add_argument("--samples", type=int, default=None, help="training samples [10,000; --quick: 800]")
+    ap.add_argument("--blocks", default=None, help="blocks per stage, e.g. 8,8,8 [24,25,25; --quick: 2,2,2]")
+    ap.add_argument("--widths", default="8,16,32", help="bottleneck widths per stage (4x expansion) [8,16,32]")
+    ap.add_argument("--train-minutes", type=float, default=4.0)
+    ap.add_argument("--epochs", type=int, default=10, help="exit training epochs")
+    ap.add_argument("--augment", type=int, default=1)
+    ap.add_argument("--memory-limit", type=int, default=2048, help="MiB (search --memory-limit)")
+    ap.add_argument("--disk-limit", type=int, default=8192, help="MiB (search --disk-limit)")
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        blocks, widths, samples, minutes, epochs = (2, 2, 2), (8, 16, 32), 800, 0.5, 3
+    else:
+        blocks, widths, samples, minutes, epochs = (24, 25, 25), tuple(int(w) for w in args.widths.split(",")), 10_000, args.train_minutes, args.epochs
+    if args.blocks:
+        blocks = tuple(int(b) for b in args.blocks.split(","))
+    samples = args.samples or samples
+
+    import keras
+    import numpy as np
+
+    from eenn.augment.block_graph import build_block_graph
+    from eenn.augment.features import AugmentConfig
+    from eenn.augment.layer_graph import build_layer_graph
+    from eenn.augment.search import SearchConfig, run_search
+    from eenn.augment.training import TrainConfig
+    from eenn.errors import EennError
+
+    work = args.work
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    figures: dict = {"quick": args.quick, "blocks": list(blocks), "samples": samples}
+    t0 = time.monotonic()
+    keras.utils.set_random_seed(0)
+    model = bottleneck_resnet(blocks, widths)
+    x, y = synthetic_task(samples + 2000, 0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    deadline = time.monotonic() + minutes * 60
+    epochs_run = 0
+    while time.monotonic() < deadline or epochs_run == 0:
+        model.fit(x[:samples], y[:samples], batch_size=64, epochs=1, verbose=0)
+        epochs_run += 1
+    acc = float(np.mean(model.predict(x[samples:], verbose=0).argmax(1) == y[samples:]))
+    model.save(work / "model.keras")
+    half = samples + 1000
+    np.savez(work / "data.npz", x_train=x[:samples], y_train=y[:samples], x_val=x[samples:half], y_val=y[samples:half],
+             x_test=x[half:], y_test=y[half:])
+    bg = build_block_graph(build_layer_graph(model))
+    figures["backbone"] = {"candidates": len(bg.candidates), "macs": int(bg.total_macs), "epochs": epochs_run,
+                           "test_accuracy": acc, "train_s": time.monotonic() - t0}
+    print(f"backbone: {len(bg.candidates)} candidate locations, {bg.total_macs / 1e6:.1f} M MACs, "
+          f"{epochs_run} epoch(s) in {time.monotonic() - t0:.0f} s, test accuracy {acc:.3f}", flush=True)
+
+    class Say:
+        def __init__(self, tag):
+            self.tag = tag
+
+        def say(self, m):
+            print(f"  [{self.tag}] {m}", flush=True)
+
+        def bar(self, *a, **k):
+            from eenn.augment.progress import Progress
+
+            return Progress(enabled=False).bar(*a, **k)
+
+    runs = [("one process", None)] + ([] if args.no_ray else [("ray local:2", "local:2")])
+    for tag, ray in runs:
+        cache = work / ("cache-" + ("ray" if ray else "local"))
+        cfg = SearchConfig(hardware="rk3588-cloud", latency_bound_s=None, seed=0, cache_dir=cache,
+                           train=TrainConfig(epochs=epochs), augment=AugmentConfig(copies=args.augment),
+                           memory_limit=args.memory_limit << 20, disk_limit=args.disk_limit << 20, ray=ray)
+        start = time.monotonic()
+        try:
+            with _Disk(work) as disk:
+                res = run_search(work / "model.keras", work / "data.npz", cfg, progress=Say(tag))
+        except EennError as exc:  # e.g. --ray where the maps must be streamed
+            figures[tag] = {"not_run": str(exc)}
+            print(f"{tag}: not run: {exc}", flush=True)
+            continue
+        s = res.stats
+        row = {"wall_s": time.monotonic() - start, "features_s": s.get("features_s"), "training_s": s.get("training_s"),
+               "thresholds_s": s.get("thresholds_s"), "peak_rss_mib": _rss_mib(resource.RUSAGE_SELF),
+               "peak_rss_children_mib": _rss_mib(resource.RUSAGE_CHILDREN), "peak_disk_mib": disk.peak / 2**20,
+               "architectures": s["architectures"], "exits_needed": s["exits_needed"],
+               "exits_trained": s["exits_trained"], "exits_aborted": s["exits_aborted"],
+               "feature_store": s["feature_store"], "feature_mib": s["feature_bytes"] / 2**20,
+               "backbone_passes": s["backbone_passes"], "chosen": res.chosen.arch.key(res.block_graph),
+               "test_accuracy_base": res.base_test.accuracy, "test_accuracy_eenn": res.eenn_test.accuracy,
+               "mean_macs_base": res.base_test.mean_macs, "mean_macs_eenn": res.eenn_test.mean_macs}
+        figures[tag] = row
+        print(f"{tag}: " + json.dumps(row), flush=True)
+    thr = threshold_phase()
+    figures["threshold_phase"] = thr
+    print(f"threshold phase: {thr['architectures']} architectures, {thr['configurations']} configurations on "
+          f"{thr['samples']} samples: batched {thr['batch_s']:.2f} s (+ {thr['best_s']:.2f} s picking the best); "
+          f"per architecture, extrapolated from 100: exact simulation {thr['exact_per_arch_s_estimate']:.1f} s, "
+          f"graph search {thr['graph_per_arch_s_estimate']:.1f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
