@@ -205,6 +205,10 @@ def test_distributed_profile_reports_the_device_energy(digits, cache):
     for part in ("base", "eenn"):
         assert 0 < m[part]["mean_device_energy_j"] < m[part]["mean_energy_j"]
     assert "mean energy on rk3588-cpu" in format_summary(res.solution)
+    # against the named base, the chosen network is no slower and costs the device no more
+    assert not res.no_exit
+    assert m["eenn"]["mean_latency_s"] <= m["base"]["mean_latency_s"]
+    assert m["eenn"]["mean_device_energy_j"] <= m["base"]["mean_device_energy_j"]
 
 
 def _old_choice(res):
