@@ -392,7 +392,7 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
 
 def copy_runtime(tree: _Tree) -> None:
     """The firmware runtime (include/, src/, ports/psoc6/) into shared/eenn_runtime/."""
-    from eenn.hil.host_build import firmware_dir
+    from eenn.paths import firmware_dir
 
     root = firmware_dir()
     for sub, pattern in (("include", "*.h"), ("src", "*.c"), ("ports/psoc6", "*.[ch]")):

@@ -15,16 +15,10 @@ import tempfile
 from pathlib import Path
 
 from eenn.errors import EennError
+from eenn.paths import firmware_dir
 
 LIB_NAME = "libeenn_host.so"
 HOST_FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror")
-
-
-def firmware_dir() -> Path:
-    """The firmware source tree (the repository's `firmware/`, installed as `eenn.firmware`)."""
-    import eenn.firmware
-
-    return Path(eenn.firmware.__file__).resolve().parent
 
 
 def cache_dir() -> Path:
