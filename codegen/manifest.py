@@ -187,6 +187,16 @@ class ProjectManifest:
         )
 
 
+def check_same_bundle(project_dir: str | Path, project_hash: str | None, bundle_dir: str | Path,
+                      bundle_hash: str) -> None:
+    """The one check that a project (its `eenn/project.json` bundle_hash) belongs to a bundle;
+    raises EennError, saying how to regenerate, when it does not."""
+    if project_hash != bundle_hash:
+        raise EennError(f"{project_dir} was generated from bundle {str(project_hash or '?')[:12]}, not from "
+                        f"{bundle_dir} ({bundle_hash[:12]}); regenerate it: "
+                        f"`eenn generate {bundle_dir} --out {project_dir} --force`")
+
+
 def load_manifest(project_dir: str | Path) -> ProjectManifest:
     """Read and check `eenn/project.json` of a generated project."""
     path = Path(project_dir) / MANIFEST_PATH

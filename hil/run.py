@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from eenn.augment.model_io import file_sha256
-from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
+from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest
 from eenn.codegen.quant import quantize
 from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
@@ -109,9 +109,8 @@ def resolve_inputs(opts: RunOptions) -> Inputs:
         project = find_project(Path(opts.bundle), bundle.hash)
     project = Path(project)
     manifest = load_manifest(project)
-    if bundle is not None and manifest.bundle_hash != bundle.hash:
-        raise EennError(f"{project} was generated from bundle {manifest.bundle_hash[:12]}, not from {opts.bundle} "
-                        f"({bundle.hash[:12]}); regenerate it: `eenn generate {opts.bundle} --out {project} --force`")
+    if bundle is not None:
+        check_same_bundle(project, manifest.bundle_hash, opts.bundle, bundle.hash)
     data_path = opts.data
     if data_path is None:
         if bundle is None:
