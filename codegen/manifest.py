@@ -14,6 +14,7 @@ from eenn.errors import EennError
 
 SCHEMA_VERSION = 1
 MANIFEST_PATH = Path("eenn") / "project.json"
+REFERENCE_PATH = Path("eenn") / "reference.json"  # the Python int8 chain's answers, written by `eenn generate`
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,24 @@ class ProjectManifest:
             memory=d.get("memory"),
             cores=None if d.get("cores") is None else [Core(**c) for c in d["cores"]],
         )
+
+
+def stage_handoff_s(stage: Stage) -> float:
+    """The seconds a hand-off to `stage` adds (link and wake-up; 0 without a hand-off)."""
+    h = stage.handoff
+    return 0.0 if h is None else float(h.link_s) + float(h.wakeup_s)
+
+
+def handoff_timeout_s(stages: list[Stage], stage_s: list[float], cores: list[int]) -> float:
+    """How long core 0 waits for the other cores' answer: ten times the seconds of every stage
+    off core 0 (its run, `stage_s`, and its hand-off), at least one second."""
+    downstream = sum(t + stage_handoff_s(s) for s, t, c in zip(stages, stage_s, cores) if c != 0)
+    return max(1.0, 10.0 * downstream)
+
+
+def handoff_timeout_us(timeout_s: float) -> int:
+    """`timeout_s` as the firmware's uint32 microseconds (saturated)."""
+    return min(int(round(timeout_s * 1e6)), 2**32 - 1)
 
 
 def check_same_bundle(project_dir: str | Path, project_hash: str | None, bundle_dir: str | Path,

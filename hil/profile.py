@@ -120,10 +120,10 @@ def fit_measured(stages: list[StageSample], keras: list[tuple[int, int]] | None)
 
 
 def _find_bundle(project: Path, bundle_hash: str) -> Path | None:
-    from eenn.augment.bundle import load_bundle
+    from eenn.augment.bundle import SOLUTION_FILE, load_bundle
 
     for cand in (project, project.parent):
-        if (cand / "solution.json").is_file():
+        if (cand / SOLUTION_FILE).is_file():
             try:
                 if load_bundle(cand, verify=False).hash == bundle_hash:
                     return cand

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from eenn.augment.model_io import file_sha256
-from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest
+from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH, ProjectManifest, check_same_bundle, load_manifest
 from eenn.codegen.quant import quantize
 from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
@@ -28,7 +28,6 @@ from eenn.hil.session import LOG, SUMMARY, Session, write_json_atomic
 from eenn.hil.summary import summarize
 
 log = logging.getLogger("eenn.hil")
-REFERENCE_PATH = Path("eenn") / "reference.json"
 
 
 @dataclass
