@@ -17,7 +17,6 @@ in fixed orders and nothing records a time or an absolute path.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from eenn.codegen.manifest import (
     TensorQuant,
     handoff_timeout_s,
     handoff_timeout_us,
+    reference_json_bytes,
 )
 from eenn.codegen.quant import threshold_q
 from eenn.codegen.sizes import SubgraphSizes, subgraph_sizes
@@ -451,7 +451,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         eenn_m = bundle.solution.metrics.get("eenn", {})  # int8-scored bundles keep the float figure beside
         float_acc = eenn_m.get("float_accuracy", eenn_m.get("accuracy"))
         reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
-        tree.add(REFERENCE_PATH.as_posix(), (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
+        tree.add(REFERENCE_PATH.as_posix(), reference_json_bytes(reference))
         render_project(tree, manifest, kit, layout, stages, sizes, apps, clock)
         copy_runtime(tree)
         tree.add(MARKER, f"{GENERATOR}\nbundle {bundle.hash}\nkit {kit.name}\n".encode())

@@ -216,6 +216,22 @@ def handoff_timeout_us(timeout_s: float) -> int:
     return min(int(round(timeout_s * 1e6)), 2**32 - 1)
 
 
+def reference_json_bytes(reference: dict[str, Any]) -> bytes:
+    """eenn/reference.json as `eenn generate` writes it (the Python int8 chain's answers)."""
+    return (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode()
+
+
+def read_reference(project_dir: str | Path) -> dict[str, Any] | None:
+    """eenn/reference.json of a generated project; None when the project has none."""
+    path = Path(project_dir) / REFERENCE_PATH
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise EennError(f"{path}: not valid JSON ({exc})") from None
+
+
 def check_same_bundle(project_dir: str | Path, project_hash: str | None, bundle_dir: str | Path,
                       bundle_hash: str) -> None:
     """The one check that a project (its `eenn/project.json` bundle_hash) belongs to a bundle;

@@ -17,7 +17,7 @@ from typing import Any
 from eenn import __version__
 from eenn.augment.bundle import load_bundle
 from eenn.augment.report import rejected_line
-from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH, check_same_bundle
+from eenn.codegen.manifest import MANIFEST_PATH, check_same_bundle, read_reference
 from eenn.errors import EennError
 from eenn.hil.session import SUMMARY
 
@@ -242,7 +242,7 @@ def build_context(src: ReportSources) -> dict[str, Any]:
     bundle = load_bundle(src.bundle)
     sol = bundle.solution
     manifest = _read_json(src.project / MANIFEST_PATH) if src.project else None
-    reference = _read_json(src.project / REFERENCE_PATH) if src.project else None
+    reference = read_reference(src.project) if src.project else None
     summary = _read_json(src.session / SUMMARY) if src.session else None
     if manifest:
         check_same_bundle(src.project, manifest.get("bundle_hash"), src.bundle, bundle.hash)
