@@ -12,7 +12,6 @@ exit locations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import prod
 from typing import Any
 
 import networkx as nx
@@ -85,12 +84,6 @@ class BlockGraph:
     @property
     def num_classes(self) -> int:
         return int(self.layer_graph.output_shape[-1])
-
-    def block_of_layer(self, layer: str) -> int:
-        for b in self.blocks:
-            if layer in b.layers:
-                return b.index
-        raise KeyError(layer)
 
     def candidate(self, after_layer: str) -> Candidate:
         for c in self.candidates:
@@ -250,7 +243,3 @@ def build_block_graph(lg: LayerGraph) -> BlockGraph:
     chain.add_edges_from(zip(names, names[1:]))
     return BlockGraph(layer_graph=lg, blocks=blocks, head=head, candidates=candidates, blueprint=blueprint,
                       graph=chain)
-
-
-def feature_map_bytes(shape: tuple[int, ...]) -> int:
-    return int(prod(shape))

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from eenn.atomic import staged_directory, writing
 from eenn.augment.model_io import file_sha256
 from eenn.errors import EennError
+from eenn.fields import known_fields as _fields
 
 SCHEMA_VERSION = 1
 SOLUTION_FILE = "solution.json"
@@ -130,20 +131,6 @@ def content_sha256(raw: dict[str, Any]) -> str:
 
 def _json_bytes(raw: dict[str, Any]) -> bytes:
     return (json.dumps(raw, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _fields(cls: type, d: Any, where: str) -> dict[str, Any]:
-    """The entries of `d` that are fields of the dataclass `cls`, after checking that every
-    required one is there: `where` lacks 'threshold', not a TypeError from the constructor."""
-    known = [f.name for f in fields(cls)]
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-    if not isinstance(d, dict):
-        raise EennError(f"{where}: expected an object with the fields {', '.join(required)}, got {type(d).__name__}")
-    missing = [name for name in required if name not in d]
-    if missing:
-        raise EennError(f"{where} lacks the field{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(repr(m) for m in missing)} (required: {', '.join(required)})")
-    return {k: v for k, v in d.items() if k in known}
 
 
 def solution_json_bytes(solution: Solution) -> bytes:

@@ -1,6 +1,6 @@
 """The cost model: latency, energy and memory of segments and of whole mappings.
 
-Simple on purpose (DESIGN §2): a block's time on a processor is MACs / MAC rate plus a fixed
+Simple on purpose (README "Cost model"): a block's time on a processor is MACs / MAC rate plus a fixed
 overhead per layer; energy is time × the active processor's power plus the sleeping ones';
 memory is int8 weights in flash and the peak activation arena in SRAM. Every formula lives
 here, and measured numbers (from the HIL harness) replace the estimates per processor or per

@@ -1,7 +1,7 @@
 """Early-exit construction: a rule-based head at a candidate location, built from the blueprint.
 
 Why a rule and not a search: the exits are trained once and reused by every architecture, so
-their shape must follow from the location alone (DESIGN §3). The rule, per location with a
+their shape must follow from the location alone (README "Search early exits"). The rule, per location with a
 feature map of spatial size S and C channels:
 
 1. a 1×1 convolution with ReLU to `width` channels (the bottleneck: it cuts wide maps and

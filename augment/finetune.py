@@ -1,4 +1,4 @@
-"""Optional joint fine-tuning of the chosen EENN (DESIGN §4, the paper's last step).
+"""Optional joint fine-tuning of the chosen EENN (`--finetune`, README "Search early exits"; the paper's last step).
 
 Why only for the chosen one: the exits were trained on a frozen backbone so that they could
 be reused across architectures; once one architecture is chosen, one epoch with the backbone

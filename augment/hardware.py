@@ -15,7 +15,7 @@ written, as before.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -306,8 +306,3 @@ def read_profile(name_or_path: str | Path) -> HardwareProfile:
     except tomllib.TOMLDecodeError as exc:
         raise EennError(f"{source}: not valid TOML ({exc})") from exc
     return _validate(data, source)
-
-
-def profile_fields_doc() -> str:
-    """The processor and link fields, for help texts."""
-    return ", ".join(f.name for f in fields(Processor))

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from eenn.errors import EennError
+from eenn.quiet_tf import quiet_log_level
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_log_level()
 
 
 def file_sha256(path: str | Path) -> str:

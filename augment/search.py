@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eenn import __version__
+from eenn.paths import cache_dir as default_cache_dir
 from eenn.augment import int8_scoring as I8
 from eenn.augment import thresholds as T
 from eenn.augment.architectures import (
@@ -64,12 +64,6 @@ def stage_costs(efficiency: str, stage_macs: list[int], mapping: MappingCost) ->
         return [float(m) for m in stage_macs]
     cum = mapping.latency_s if efficiency == "latency" else mapping.energy_j
     return [float(c - p) for c, p in zip(cum, [0.0, *cum[:-1]])]
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("EENN_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                            os.path.expanduser("~/.cache"), "eenn")
-    return Path(root)
 
 
 @dataclass

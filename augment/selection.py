@@ -7,22 +7,10 @@ other trade-off between mean MACs and accuracy would have given (`pareto.csv`, `
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
-
-@dataclass(frozen=True)
-class Point:
-    """One evaluated configuration, on the calibration split."""
-
-    arch: int  # index into the list of evaluated architectures
-    thresholds: tuple[float, ...]
-    mean_macs: float
-    accuracy: float
-    cost: float
 
 
 def pareto_mask(mean_macs: np.ndarray, accuracy: np.ndarray) -> np.ndarray:

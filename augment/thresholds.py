@@ -4,7 +4,7 @@ Everything here works on cached per-sample outputs (never on a model): for one a
 the confidence of each exit, whether each classifier is right, and what each stage costs (MACs,
 seconds or joules: the search's efficiency measure).
 
-Two searches over the same grid (DESIGN §4):
+Two searches over the same grid (README "Search early exits", step 5):
 - `exact_grid` simulates the cascade sample by sample for every configuration at once
   (numpy broadcasting over a (G,)*K grid, chunked over samples). It is the ground truth and the
   default while G**K stays small.
@@ -22,7 +22,6 @@ threshold >= 1 never answers (int8 scores cannot exceed 127/128 of full scale).
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -143,11 +142,6 @@ class GridResult:
         zeros = np.zeros(term.shape[:-1] + (1,))
         reach = self.n - np.concatenate([zeros, np.cumsum(term[..., :-1], axis=-1)], axis=-1)
         return replace(self, mean_cost=(reach * cost).sum(-1) / self.n)
-
-    def configs(self) -> np.ndarray:
-        """(G**K, K) grid indices, in the flattened order of the metric arrays."""
-        k = self.mean_cost.ndim
-        return np.array(list(itertools.product(range(len(self.grid)), repeat=k)), dtype=np.int64).reshape(-1, k)
 
 
 def exact_grid(data: CascadeData, grid: Sequence[float], max_cells: int = 1 << 24) -> GridResult:

@@ -25,9 +25,9 @@ def generate(bundle: str, kit: str, out_dir: str, force: bool, model_id: str | N
     the operators of each subgraph. Nothing is written when an input is bad or a subgraph
     does not fit the kit.
     """
-    import os
+    from eenn.quiet_tf import quiet_log_level
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+    quiet_log_level("3")  # TensorFlow's start-up chatter
     from eenn.codegen.generate import generate as run, report_lines
 
     res = run(bundle, kit, out_dir, force=force, model_id=model_id, log=lambda s: click.echo(s, err=True),

@@ -17,7 +17,6 @@ in fixed orders and nothing records a time or an absolute path.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from eenn.codegen.clocks import bundle_clock_plan, check_clock_plan
 from eenn.codegen.kits import BSP_DEFAULT, CLK_PERI_MAX_HZ, IMO_HZ, ClockTree, Kit, get_kit
 from eenn.codegen.manifest import (
     MANIFEST_PATH,
+    REFERENCE_PATH,
     SCHEMA_VERSION,
     BaseModel,
     Energy,
@@ -49,6 +49,9 @@ from eenn.codegen.manifest import (
     Requant,
     Stage,
     TensorQuant,
+    handoff_timeout_s,
+    handoff_timeout_us,
+    reference_json_bytes,
 )
 from eenn.codegen.quant import threshold_q
 from eenn.codegen.sizes import SubgraphSizes, subgraph_sizes
@@ -217,8 +220,8 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
             requant=None if st.requant is None else Requant(**st.requant),
             threshold=thr, threshold_q=thr_q, arena_bytes=sz.arena_bytes, weights_bytes=sz.weights_bytes,
             ops=list(sz.ops), handoff=handoff, core_index=proc_idx[k]))
-    downstream = sum(s.predicted_s + (s.handoff.link_s + s.handoff.wakeup_s if s.handoff else 0.0)
-                     for s in out_stages if s.core_index != 0)
+    handoff_timeout = handoff_timeout_s(out_stages, [s.predicted_s for s in out_stages],
+                                        [s.core_index for s in out_stages])
     cores = [Core(index=i, processor=p.name, core=p.core, tick_hz=kit.core_clock_hz(p.core, bundle_clock_plan(profile)),
                   stages=[k for k, c in enumerate(proc_idx) if c == i]) for i, p in enumerate(profile.processors)]
     # the comparison point: the processor the search named (older bundles: the last one)
@@ -237,7 +240,7 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
         energy=Energy(active_w=[float(p.active_w) for p in profile.processors],
                       sleep_w=[float(p.sleep_w) for p in profile.processors]),
         base=base,
-        firmware=FirmwareSettings(handoff_timeout_s=float(max(1.0, 10.0 * downstream)), model_id=model_id),
+        firmware=FirmwareSettings(handoff_timeout_s=float(handoff_timeout), model_id=model_id),
         memory=layout.to_dict(),
         cores=cores,
     )
@@ -332,7 +335,7 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
     last = len(stages) - 1
     fm_max = max((s.feature_map.size for s in stages if s.feature_map is not None), default=0)
     scores_max = max(s.scores.size for s in stages)
-    timeout_us = min(int(round(manifest.firmware.handoff_timeout_s * 1e6)), 2**32 - 1)
+    timeout_us = handoff_timeout_us(manifest.firmware.handoff_timeout_s)
     ctx = dict(m=manifest, kit=kit, layout=layout, last_stage=last, fm_max=fm_max, scores_max=scores_max,
                clock=clock or kit.clock_tree(BSP_DEFAULT),
                timeout_us=timeout_us, pins=PINS, tflm_ignore=_tflm_ignore(), cmsis_nn_ignore=_cmsis_nn_ignore(),
@@ -392,7 +395,7 @@ def render_project(tree: _Tree, manifest: ProjectManifest, kit: Kit, layout: mem
 
 def copy_runtime(tree: _Tree) -> None:
     """The firmware runtime (include/, src/, ports/psoc6/) into shared/eenn_runtime/."""
-    from eenn.hil.host_build import firmware_dir
+    from eenn.paths import firmware_dir
 
     root = firmware_dir()
     for sub, pattern in (("include", "*.h"), ("src", "*.c"), ("ports/psoc6", "*.[ch]")):
@@ -448,7 +451,7 @@ def generate(bundle_dir: str | Path, kit_name: str, out_dir: str | Path, *, forc
         eenn_m = bundle.solution.metrics.get("eenn", {})  # int8-scored bundles keep the float figure beside
         float_acc = eenn_m.get("float_accuracy", eenn_m.get("accuracy"))
         reference = reference_answers(tmp, manifest, whole, base, x_test, y_test, float_acc)
-        tree.add("eenn/reference.json", (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode())
+        tree.add(REFERENCE_PATH.as_posix(), reference_json_bytes(reference))
         render_project(tree, manifest, kit, layout, stages, sizes, apps, clock)
         copy_runtime(tree)
         tree.add(MARKER, f"{GENERATOR}\nbundle {bundle.hash}\nkit {kit.name}\n".encode())

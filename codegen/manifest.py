@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from eenn.errors import EennError
+from eenn.fields import known_fields
 
 SCHEMA_VERSION = 1
 MANIFEST_PATH = Path("eenn") / "project.json"
+REFERENCE_PATH = Path("eenn") / "reference.json"  # the Python int8 chain's answers, written by `eenn generate`
 
 
 @dataclass(frozen=True)
@@ -157,34 +159,87 @@ class ProjectManifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProjectManifest:
-        def out(x: dict | None) -> OutputTensor | None:
-            return None if x is None else OutputTensor(**x)
+    def from_dict(cls, d: dict[str, Any], where: str = "project.json") -> ProjectManifest:
+        """Keys this eenn does not know are ignored; a missing required one is named (EennError)."""
+        def obj(c: type, x: Any, w: str) -> Any:
+            return c(**known_fields(c, x, w))
 
+        def opt(c: type, x: Any, w: str) -> Any:
+            return None if x is None else obj(c, x, w)
+
+        top = known_fields(cls, d, where)
+        if not isinstance(top["stages"], list):
+            raise EennError(f"{where}: 'stages' must be a list, got {type(top['stages']).__name__}")
         stages = []
-        for s in d["stages"]:
-            s = dict(s)
-            s["input"] = TensorQuant(**s["input"])
-            s["scores"] = out(s["scores"])
-            s["feature_map"] = out(s.get("feature_map"))
-            s["requant"] = None if s.get("requant") is None else Requant(**s["requant"])
-            s["handoff"] = None if s.get("handoff") is None else Handoff(**s["handoff"])
+        for k, s in enumerate(top["stages"]):
+            w = f"{where}: stages[{k}]"
+            s = known_fields(Stage, s, w)
+            s["input"] = obj(TensorQuant, s["input"], f"{w}.input")
+            s["scores"] = obj(OutputTensor, s["scores"], f"{w}.scores")
+            s["feature_map"] = opt(OutputTensor, s.get("feature_map"), f"{w}.feature_map")
+            s["requant"] = opt(Requant, s.get("requant"), f"{w}.requant")
+            s["handoff"] = opt(Handoff, s.get("handoff"), f"{w}.handoff")
             stages.append(Stage(**s))
+        cores = top.get("cores")
         return cls(
-            schema_version=d["schema_version"],
-            generator=d["generator"],
-            bundle_hash=d["bundle_hash"],
-            kit=d["kit"],
-            num_classes=d["num_classes"],
-            confidence=d["confidence"],
-            input=TensorQuant(**d["input"]),
+            schema_version=top["schema_version"],
+            generator=top["generator"],
+            bundle_hash=top["bundle_hash"],
+            kit=top["kit"],
+            num_classes=top["num_classes"],
+            confidence=top["confidence"],
+            input=obj(TensorQuant, top["input"], f"{where}: input"),
             stages=stages,
-            energy=Energy(**d["energy"]),
-            base=None if d.get("base") is None else BaseModel(**d["base"]),
-            firmware=None if d.get("firmware") is None else FirmwareSettings(**d["firmware"]),
-            memory=d.get("memory"),
-            cores=None if d.get("cores") is None else [Core(**c) for c in d["cores"]],
+            energy=obj(Energy, top["energy"], f"{where}: energy"),
+            base=opt(BaseModel, top.get("base"), f"{where}: base"),
+            firmware=opt(FirmwareSettings, top.get("firmware"), f"{where}: firmware"),
+            memory=top.get("memory"),
+            cores=None if cores is None else [obj(Core, c, f"{where}: cores[{i}]") for i, c in enumerate(cores)],
         )
+
+
+def stage_handoff_s(stage: Stage) -> float:
+    """The seconds a hand-off to `stage` adds (link and wake-up; 0 without a hand-off)."""
+    h = stage.handoff
+    return 0.0 if h is None else float(h.link_s) + float(h.wakeup_s)
+
+
+def handoff_timeout_s(stages: list[Stage], stage_s: list[float], cores: list[int]) -> float:
+    """How long core 0 waits for the other cores' answer: ten times the seconds of every stage
+    off core 0 (its run, `stage_s`, and its hand-off), at least one second."""
+    downstream = sum(t + stage_handoff_s(s) for s, t, c in zip(stages, stage_s, cores) if c != 0)
+    return max(1.0, 10.0 * downstream)
+
+
+def handoff_timeout_us(timeout_s: float) -> int:
+    """`timeout_s` as the firmware's uint32 microseconds (saturated)."""
+    return min(int(round(timeout_s * 1e6)), 2**32 - 1)
+
+
+def reference_json_bytes(reference: dict[str, Any]) -> bytes:
+    """eenn/reference.json as `eenn generate` writes it (the Python int8 chain's answers)."""
+    return (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode()
+
+
+def read_reference(project_dir: str | Path) -> dict[str, Any] | None:
+    """eenn/reference.json of a generated project; None when the project has none."""
+    path = Path(project_dir) / REFERENCE_PATH
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise EennError(f"{path}: not valid JSON ({exc})") from None
+
+
+def check_same_bundle(project_dir: str | Path, project_hash: str | None, bundle_dir: str | Path,
+                      bundle_hash: str) -> None:
+    """The one check that a project (its `eenn/project.json` bundle_hash) belongs to a bundle;
+    raises EennError, saying how to regenerate, when it does not."""
+    if project_hash != bundle_hash:
+        raise EennError(f"{project_dir} was generated from bundle {str(project_hash or '?')[:12]}, not from "
+                        f"{bundle_dir} ({bundle_hash[:12]}); regenerate it: "
+                        f"`eenn generate {bundle_dir} --out {project_dir} --force`")
 
 
 def load_manifest(project_dir: str | Path) -> ProjectManifest:
@@ -200,7 +255,7 @@ def load_manifest(project_dir: str | Path) -> ProjectManifest:
     if version != SCHEMA_VERSION:
         raise EennError(f"{path}: schema_version {version!r}, this eenn reads {SCHEMA_VERSION}")
     try:
-        manifest = ProjectManifest.from_dict(raw)
+        manifest = ProjectManifest.from_dict(raw, str(path))
     except (KeyError, TypeError) as exc:
         raise EennError(f"{path}: malformed manifest ({exc})") from exc
     if not manifest.stages or not manifest.stages[-1].is_last:

@@ -24,8 +24,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-import numpy as np
-
 from eenn.codegen.tflite_model import TfliteModel
 from eenn.errors import EennError
 
@@ -192,13 +190,3 @@ def subgraph_sizes(data: bytes, int8_kernels: bool = False) -> SubgraphSizes:
     return SubgraphSizes(ops=list(ops), resolver_calls=resolver_calls(list(ops), int8_kernels), model_bytes=len(data),
                          weights_bytes=model.weights_bytes, arena_measured=measured, cmsis_scratch=scratch,
                          arena_bytes=target_arena(measured, scratch))
-
-
-def invoke_once(data: bytes, arena: int) -> None:
-    """Allocate and run once with zeros at `arena` bytes (proves the measured size is usable)."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    interp = runtime.Interpreter.from_bytes(data, arena_size=arena)
-    d = interp.get_input_details(0)
-    interp.set_input(np.zeros(d["shape"], dtype=np.int8), 0)
-    interp.invoke()

@@ -28,7 +28,6 @@ the second is the comparison point.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from eenn.augment.bundle import Bundle
 from eenn.codegen.quant import quantize_multiplier
 from eenn.codegen.tflite_model import TfliteModel, TensorInfo, set_input_quantization
 from eenn.errors import EennError
-from eenn.quiet_tf import captured_output
+from eenn.quiet_tf import captured_output, quiet_log_level
 
 ALIGN_RTOL = 2.0**-16  # relative scale difference below which the consumer adopts the producer's scale
 
@@ -67,7 +66,7 @@ class StageSubgraph:
 
 @contextlib.contextmanager
 def _quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_log_level("3")
     import warnings
 
     with warnings.catch_warnings():

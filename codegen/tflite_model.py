@@ -131,10 +131,6 @@ class TfliteModel:
                             "TFLite Micro builds here register builtins only")
         return op_name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
 
-    @property
-    def n_operators(self) -> int:
-        return self._g.OperatorsLength()
-
     @cached_property
     def weights_bytes(self) -> int:
         """Bytes of constant data (kernels, biases, quantization tables) in the model's buffers."""

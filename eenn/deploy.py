@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from eenn import __version__
+from eenn.augment.bundle import SOLUTION_FILE
 from eenn.augment.model_io import file_sha256
+from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH
 from eenn.errors import EennError
 
 STATE = "deploy.json"
@@ -171,7 +173,7 @@ def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
 def _bundle_ok(path: Path, expected_hash: str | None) -> bool:
     from eenn.augment.bundle import load_bundle
 
-    if expected_hash is None or not (path / "solution.json").is_file():
+    if expected_hash is None or not (path / SOLUTION_FILE).is_file():
         return False
     try:
         return load_bundle(path).hash == expected_hash
@@ -180,12 +182,12 @@ def _bundle_ok(path: Path, expected_hash: str | None) -> bool:
 
 
 def _project_ok(path: Path, bundle_hash: str, kit: str) -> bool:
-    mf = path / "eenn" / "project.json"
+    mf = path / MANIFEST_PATH
     try:
         m = json.loads(mf.read_text())
     except (OSError, ValueError):
         return False
-    return m.get("bundle_hash") == bundle_hash and m.get("kit") == kit and (path / "eenn" / "reference.json").is_file()
+    return m.get("bundle_hash") == bundle_hash and m.get("kit") == kit and (path / REFERENCE_PATH).is_file()
 
 
 def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployResult:
@@ -251,7 +253,7 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
 
     t0 = time.monotonic()
     prev_hil = previous.get("hil", {})
-    project_sha = file_sha256(res.project / "eenn" / "project.json")
+    project_sha = file_sha256(res.project / MANIFEST_PATH)
     if res.session.exists() and (prev_hil.get("project_sha256") != project_sha or prev_hil.get("port") != opts.port):
         shutil.rmtree(res.session)  # results of another project or board are not continued
     say(f"[3/4] HIL: test split on {'the virtual board' if opts.port == 'virtual' else opts.port}")

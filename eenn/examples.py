@@ -6,12 +6,13 @@ stratified, so every figure derived from it is reproducible.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from eenn.quiet_tf import quiet_log_level
+
+quiet_log_level()
 
 EXAMPLES = ("digits",)
 

@@ -69,11 +69,17 @@ def captured_output() -> Iterator[Callable[[], str]]:
         sink.close()
 
 
+def quiet_log_level(level: str = "2") -> None:
+    """`TF_CPP_MIN_LOG_LEVEL` for TensorFlow's C++ logging, unless the user set it (the one place
+    eenn sets it; call before TensorFlow is imported). "2" drops info and warnings, "3" errors too."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
+
+
 def import_tensorflow() -> Any:
     """`import tensorflow` (once) with its start-up lines dropped; returns the module."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_log_level()
     text = ""
     try:
         with captured_output() as output:

@@ -17,7 +17,9 @@ from typing import Any
 from eenn import __version__
 from eenn.augment.bundle import load_bundle
 from eenn.augment.report import rejected_line
+from eenn.codegen.manifest import MANIFEST_PATH, check_same_bundle, read_reference
 from eenn.errors import EennError
+from eenn.hil.session import SUMMARY
 
 
 @dataclass(frozen=True)
@@ -239,12 +241,11 @@ def _plot(path: Path, caption: str) -> dict[str, str]:
 def build_context(src: ReportSources) -> dict[str, Any]:
     bundle = load_bundle(src.bundle)
     sol = bundle.solution
-    manifest = _read_json(src.project / "eenn" / "project.json") if src.project else None
-    reference = _read_json(src.project / "eenn" / "reference.json") if src.project else None
-    summary = _read_json(src.session / "summary.json") if src.session else None
-    if manifest and manifest.get("bundle_hash") != bundle.hash:
-        raise EennError(f"{src.project}: generated from another bundle (hash {manifest.get('bundle_hash', '?')[:12]}, "
-                        f"bundle {bundle.hash[:12]}): regenerate it with `eenn generate`")
+    manifest = _read_json(src.project / MANIFEST_PATH) if src.project else None
+    reference = read_reference(src.project) if src.project else None
+    summary = _read_json(src.session / SUMMARY) if src.session else None
+    if manifest:
+        check_same_bundle(src.project, manifest.get("bundle_hash"), src.bundle, bundle.hash)
     if summary and summary.get("bundle_hash") not in (None, bundle.hash):
         raise EennError(f"{src.session}: a HIL session of another bundle")
 

@@ -1,7 +1,8 @@
 """Build the firmware runtime for the host: the shared library behind the virtual board.
 
 `firmware/src` + `firmware/ports/host` compiled with the system C compiler into one shared
-library, cached under `$EENN_CACHE_DIR/firmware-host/<hash>/` (default `~/.cache/eenn`). The
+library, cached under `firmware-host/<hash>/` of `eenn.paths.cache_dir()` (`$EENN_CACHE_DIR`, else
+`$XDG_CACHE_HOME/eenn`, else `~/.cache/eenn`). The
 hash covers every source and header, the flags and the compiler's identity, so an edited
 source or another compiler builds afresh and an unchanged tree never compiles twice.
 """
@@ -15,20 +16,10 @@ import tempfile
 from pathlib import Path
 
 from eenn.errors import EennError
+from eenn.paths import cache_dir, firmware_dir
 
 LIB_NAME = "libeenn_host.so"
 HOST_FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror")
-
-
-def firmware_dir() -> Path:
-    """The firmware source tree (the repository's `firmware/`, installed as `eenn.firmware`)."""
-    import eenn.firmware
-
-    return Path(eenn.firmware.__file__).resolve().parent
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EENN_CACHE_DIR", "~/.cache/eenn")).expanduser()
 
 
 def host_sources(root: Path | None = None) -> tuple[list[Path], list[Path]]:

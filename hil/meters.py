@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import abc
 import importlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,10 +58,6 @@ class Window:
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
-
-    @property
-    def mean_power_w(self) -> float:
-        return self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
 
 
 class EdgeWindows:

@@ -120,10 +120,10 @@ def fit_measured(stages: list[StageSample], keras: list[tuple[int, int]] | None)
 
 
 def _find_bundle(project: Path, bundle_hash: str) -> Path | None:
-    from eenn.augment.bundle import load_bundle
+    from eenn.augment.bundle import SOLUTION_FILE, load_bundle
 
     for cand in (project, project.parent):
-        if (cand / "solution.json").is_file():
+        if (cand / SOLUTION_FILE).is_file():
             try:
                 if load_bundle(cand, verify=False).hash == bundle_hash:
                     return cand
@@ -147,7 +147,7 @@ def _switch(client, command: str, what: str) -> None:
 
 def profile(opts: ProfileOptions) -> dict:
     """Run `opts.samples` whole-chain inferences with per-operator timing; write and return the measured JSON."""
-    from eenn.codegen.manifest import load_manifest
+    from eenn.codegen.manifest import check_same_bundle, load_manifest
     from eenn.hil.client import BoardClient, resolve_port
     from eenn.hil.session import write_json_atomic
     from eenn.hil.timing import project_ops
@@ -163,8 +163,7 @@ def profile(opts: ProfileOptions) -> dict:
     if bundle is not None and opts.bundle is not None:
         from eenn.augment.bundle import load_bundle
 
-        if load_bundle(bundle, verify=False).hash != manifest.bundle_hash:
-            raise EennError(f"{project} was generated from bundle {manifest.bundle_hash[:12]}, not from {bundle}")
+        check_same_bundle(project, manifest.bundle_hash, bundle, load_bundle(bundle, verify=False).hash)
 
     target, vport = resolve_port(opts.port, project, **({"timing": opts.virtual_timing} if opts.virtual_timing else {}))
     client = BoardClient(target, expected_hash=manifest.bundle_hash, timeout=opts.timeout,

@@ -47,7 +47,8 @@ class EennBoard:
     """A connected, identified board and what it was generated from."""
 
     def __init__(self, port: str, bundle: str | None, project: str | None, timeout: float):
-        from eenn.codegen.manifest import load_manifest
+        from eenn.codegen.manifest import check_same_bundle, load_manifest
+        from eenn.errors import EennError
         from eenn.hil.client import BoardClient, resolve_port
         from eenn.hil.run import find_project
 
@@ -65,8 +66,11 @@ class EennBoard:
             project = find_project(Path(bundle), self.bundle.hash)
         self.project = Path(project)
         self.manifest = load_manifest(self.project)
-        if self.bundle is not None and self.manifest.bundle_hash != self.bundle.hash:
-            raise pytest.UsageError(f"{self.project} was not generated from {bundle}")
+        if self.bundle is not None:
+            try:
+                check_same_bundle(self.project, self.manifest.bundle_hash, bundle, self.bundle.hash)
+            except EennError as exc:
+                raise pytest.UsageError(str(exc)) from exc
         target, self._vport = resolve_port(port, self.project)
         self.client = BoardClient(target, expected_hash=self.manifest.bundle_hash, timeout=timeout)
         self.info = self.client.open()

@@ -36,6 +36,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from eenn.errors import EennError
+from eenn.hil.session import SUMMARY
 from eenn.hil.summary import scalar_metrics
 
 DEFAULTS = {"quality_abs": 0.01, "rates_abs": 0.02, "latency_rel": 0.05, "latency_abs": 2e-6,
@@ -255,7 +256,7 @@ def check_same_model(baseline: dict, now: dict, *, allow_other_model: bool = Fal
 def load_summary(path: str | Path, what: str) -> dict:
     p = Path(path)
     if p.is_dir():
-        p = p / "summary.json"
+        p = p / SUMMARY
     try:
         d = json.loads(p.read_text())
     except FileNotFoundError:

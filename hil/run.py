@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from eenn.augment.model_io import file_sha256
-from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
+from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest, read_reference
 from eenn.codegen.quant import quantize
 from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
@@ -28,7 +28,6 @@ from eenn.hil.session import LOG, SUMMARY, Session, write_json_atomic
 from eenn.hil.summary import summarize
 
 log = logging.getLogger("eenn.hil")
-REFERENCE_PATH = Path("eenn") / "reference.json"
 
 
 @dataclass
@@ -109,9 +108,8 @@ def resolve_inputs(opts: RunOptions) -> Inputs:
         project = find_project(Path(opts.bundle), bundle.hash)
     project = Path(project)
     manifest = load_manifest(project)
-    if bundle is not None and manifest.bundle_hash != bundle.hash:
-        raise EennError(f"{project} was generated from bundle {manifest.bundle_hash[:12]}, not from {opts.bundle} "
-                        f"({bundle.hash[:12]}); regenerate it: `eenn generate {opts.bundle} --out {project} --force`")
+    if bundle is not None:
+        check_same_bundle(project, manifest.bundle_hash, opts.bundle, bundle.hash)
     data_path = opts.data
     if data_path is None:
         if bundle is None:
@@ -130,13 +128,7 @@ def resolve_inputs(opts: RunOptions) -> Inputs:
     if int(np.prod(x.shape[1:])) != manifest.input.size:
         raise EennError(f"{data_path}: samples of shape {list(x.shape[1:])}, the model input is "
                         f"{manifest.input.shape} ({manifest.input.size} values)")
-    reference = None
-    ref_path = project / REFERENCE_PATH
-    if ref_path.is_file():
-        try:
-            reference = json.loads(ref_path.read_text())
-        except ValueError as exc:
-            raise EennError(f"{ref_path}: not valid JSON ({exc})") from None
+    reference = read_reference(project)
     return Inputs(bundle_hash=manifest.bundle_hash, solution=bundle.solution if bundle else None, project=project,
                   manifest=manifest, data_path=data_path, x=x, y=np.asarray(y).astype(int), reference=reference)
 

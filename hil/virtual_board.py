@@ -23,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest
+from eenn.augment.bundle import SOLUTION_FILE
+from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, load_manifest, stage_handoff_s
+from eenn.codegen.manifest import handoff_timeout_s as default_handoff_timeout_s
+from eenn.codegen.manifest import handoff_timeout_us
 from eenn.errors import EennError
 from eenn.hil.host_build import build_host_library
 from eenn.hil.input_types import INPUT_TYPE_CODE, start_input_type
@@ -147,9 +150,8 @@ class HostFirmware:
             raise EennError(f"project.json: confidence {manifest.confidence!r}, expected 'max' or 'margin'")
         cores = manifest.stage_cores()
         if handoff_timeout_s is None:
-            downstream = sum(t + _handoff_s(s) for s, t, c in zip(stages, run_s, cores) if c != 0)
-            handoff_timeout_s = max(1.0, 10.0 * downstream)
-        timeout_us = min(int(round(handoff_timeout_s * 1e6)), 2**32 - 1)
+            handoff_timeout_s = default_handoff_timeout_s(stages, run_s, cores)
+        timeout_us = handoff_timeout_us(handoff_timeout_s)
         rc = lib.ee_host_set_model(len(stages), CONFIDENCE[manifest.confidence], timeout_us,
                                    manifest.bundle_hash.encode(), model_id.encode(), timing.encode())
         if rc != 0:
@@ -167,7 +169,7 @@ class HostFirmware:
                 k, st.input.size, 0 if last else st.feature_map.size, st.scores.size, thr,
                 float(st.scores.scale), int(st.scores.zero_point),
                 int(rq is not None), *(_requant_ints(rq) if rq is not None else (0, 0, 0, 0)),
-                int(st.tick_hz), int(round(run_s[k] * 1e9)), int(round(_handoff_s(st) * 1e9)),
+                int(st.tick_hz), int(round(run_s[k] * 1e9)), int(round(stage_handoff_s(st) * 1e9)),
             )
             if rc != 0:
                 raise EennError(f"project.json: stages[{k}] rejected by the firmware")
@@ -212,11 +214,6 @@ class HostFirmware:
         self._tmp.cleanup()
 
 
-def _handoff_s(stage) -> float:
-    h = stage.handoff
-    return 0.0 if h is None else float(h.link_s) + float(h.wakeup_s)
-
-
 def _requant_ints(rq) -> tuple[int, int, int, int]:
     vals = (int(rq.multiplier), int(rq.shift), int(rq.in_zero_point), int(rq.out_zero_point))
     if not 0 <= vals[0] < 2**31:
@@ -255,7 +252,7 @@ def resolve_project(path: str | Path) -> Path:
     p = Path(path)
     if (p / MANIFEST_PATH).is_file():
         return p
-    if (p / "solution.json").is_file():
+    if (p / SOLUTION_FILE).is_file():
         raise EennError(
             f"{p} is a solution bundle, not a generated project; the virtual board runs the int8 models "
             f"of a project: run `eenn generate {p} --kit KIT --out PROJECT_DIR`, then `eenn hil virtual PROJECT_DIR`"

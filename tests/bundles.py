@@ -8,7 +8,6 @@ exactly as docs/interfaces.md §2 describes (base.keras, calibration.npz `x`, te
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from eenn.augment.bundle import BaseModelInfo, ExitSpec, SegmentSpec, Solution, write_bundle
 from eenn.augment.hardware import load_profile
+from eenn.quiet_tf import quiet_log_level
 
 METRIC_KEYS = ("accuracy", "precision", "recall", "mean_macs", "mean_latency_s", "worst_latency_s", "mean_energy_j")
 
@@ -84,7 +84,7 @@ def write_test_bundle(out: Path, base, segments, exits, thresholds, x_calib, x_t
                       confidence: str = "max", placement: str | None = None, hardware: dict | None = None) -> str:
     """Write a schema-1 bundle; return its hash. `processors[k]` is segment k's processor (its exit's
     too); `placement` ("any" / "boundary") is written as search.placement when given."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_log_level("3")
     num_classes = int(base.outputs[0].shape[-1])
     cls, ex = float_eenn(segments, exits, thresholds, x_test)
     acc = float(np.mean(cls == y_test))

@@ -122,3 +122,13 @@ def hil_session(tmp_path_factory) -> Path:
     run(RunOptions(port="virtual", out=out, bundle=pair.bundle, project=pair.project, progress=False, plots=False))
     _built["session"] = out
     return out
+
+
+def project_of_another_bundle(project: Path, dst: Path, bundle_hash: str) -> Path:
+    """A copy of `project` at `dst` whose eenn/project.json names the bundle `bundle_hash`."""
+    shutil.copytree(project, dst)
+    mf = dst / "eenn" / "project.json"
+    raw = json.loads(mf.read_text())
+    raw["bundle_hash"] = bundle_hash
+    mf.write_text(json.dumps(raw))
+    return dst

@@ -17,13 +17,13 @@ session (module-level memo, so every test module shares it).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from eenn.codegen.quant import quantize_multiplier, threshold_q
+from eenn.quiet_tf import quiet_log_level
 
 VARIANTS = ("plain", "requant", "margin")
 N_CLASSES = 3
@@ -88,7 +88,7 @@ def _stage0_scores(tflite: bytes, xq: np.ndarray, scores_index: int) -> np.ndarr
 
 
 def _build(root: Path, seed: int = 0) -> dict[str, Path]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_log_level("3")
     import keras
 
     from eenn.codegen.quant import quantize

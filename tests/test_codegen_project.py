@@ -388,7 +388,8 @@ def test_generated_config_runs_on_the_host_and_says_what_project_json_says(reque
     firmware boots with are those of eenn/project.json, and they pass the runtime's check."""
     import json
 
-    from eenn.hil.host_build import find_compiler, firmware_dir
+    from eenn.hil.host_build import find_compiler
+    from eenn.paths import firmware_dir
 
     res = request.getfixturevalue(which)
     out, m = res.out, res.manifest

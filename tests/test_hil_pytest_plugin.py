@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests.hil_fixture import hil_pair
+from tests.hil_fixture import hil_pair, project_of_another_bundle
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "ci" / "test_hil_example.py"
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
@@ -34,16 +34,8 @@ def test_example_hil_tests_pass_on_the_virtual_board(tmp_path_factory, tmp_path)
 
 
 def test_a_board_from_another_bundle_fails_the_fixture(tmp_path_factory, tmp_path):
-    import json
-    import shutil
-
     pair = hil_pair(tmp_path_factory)
-    proj = tmp_path / "wrong_project"
-    shutil.copytree(pair.project, proj)
-    mf = proj / "eenn" / "project.json"
-    d = json.loads(mf.read_text())
-    d["bundle_hash"] = "12" * 32
-    mf.write_text(json.dumps(d))
+    proj = project_of_another_bundle(pair.project, tmp_path / "wrong_project", "12" * 32)
     # the virtual board of another solution behind the port: identification must refuse it
     proc, cases = _pytest(tmp_path, EXAMPLE, "--eenn-port", f"virtual:{proj}", "--eenn-project", pair.project, "-k",
                           "runs_the_bundle")

@@ -20,7 +20,7 @@ from eenn.errors import BoardError, EennError
 from eenn.hil.run import RunOptions, run
 from eenn.hil.session import RESULTS
 from eenn.hil.virtual_board import TIMING_NOTE, VirtualBoard
-from tests.hil_fixture import hil_pair, path_energy_j, path_latency_s
+from tests.hil_fixture import hil_pair, path_energy_j, path_latency_s, project_of_another_bundle
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
 LINK_J = 8 * 8 * 4 * 0.00000000005  # psoc6 link J/byte x the 256-byte feature map
@@ -99,14 +99,7 @@ def test_run_on_the_virtual_board_equals_the_int8_chain_and_the_cost_model(pair,
 
 
 def test_a_project_from_another_bundle_is_refused(pair, tmp_path):
-    import shutil
-
-    proj = tmp_path / "other"
-    shutil.copytree(pair.project, proj)
-    mf = proj / "eenn" / "project.json"
-    d = json.loads(mf.read_text())
-    d["bundle_hash"] = "0" * 64
-    mf.write_text(json.dumps(d))
+    proj = project_of_another_bundle(pair.project, tmp_path / "other", "0" * 64)
     res = CliRunner().invoke(main, ["hil", "run", "--port", "virtual", "--bundle", str(pair.bundle),
                                     "--project", str(proj), "--out", str(tmp_path / "s")])
     assert res.exit_code == 2

@@ -192,7 +192,8 @@ def test_generated_c_of_the_new_layouts_compiles_for_both_cores(placed, tmp_path
 def test_generated_config_boots_on_the_host(placed, tmp_path):
     """The project's ee_config.c with its runtime copy, on the host: the check passes and the
     placement is the manifest's."""
-    from eenn.hil.host_build import find_compiler, firmware_dir
+    from eenn.hil.host_build import find_compiler
+    from eenn.paths import firmware_dir
 
     name, info, res = placed
     out = res.out

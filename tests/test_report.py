@@ -6,7 +6,7 @@ import pytest
 
 from eenn.errors import EennError
 from eenn.report import ReportSources, paper_table, write_report
-from tests.hil_fixture import HilPair
+from tests.hil_fixture import HilPair, project_of_another_bundle
 from tests.hil_fixture import hil_pair as build_hil_pair
 
 
@@ -65,13 +65,6 @@ def test_report_from_bundle_project_and_session(hil_pair, hil_session, tmp_path)
 
 
 def test_report_refuses_a_project_of_another_bundle(hil_pair, tmp_path):
-    import shutil
-
-    other = tmp_path / "project"
-    shutil.copytree(hil_pair.project, other)
-    manifest = other / "eenn" / "project.json"
-    raw = json.loads(manifest.read_text())
-    raw["bundle_hash"] = "f" * 64
-    manifest.write_text(json.dumps(raw))
-    with pytest.raises(EennError, match="generated from another bundle"):
+    other = project_of_another_bundle(hil_pair.project, tmp_path / "project", "f" * 64)
+    with pytest.raises(EennError, match="was generated from bundle ffffffffffff, not from .*eenn generate"):
         write_report(ReportSources(hil_pair.bundle, other), tmp_path / "r.html")
