@@ -286,13 +286,13 @@ def _pct(x: float | None) -> str:
 
 
 def agreement_lines(summary: dict[str, Any]) -> list[str]:
-    """Board vs its int8 prediction (and the float search): the check a user reads first."""
+    """Board vs its int8 prediction (and the search's own figure): the check a user reads first."""
     m = summary.get("metrics", {})
     lines = []
     for key, name in (("accuracy", "accuracy"), ("early_termination", "early termination")):
         v = m.get(key) or {}
         lines.append(f"{name}: board {_pct(v.get('measured'))}, int8 prediction {_pct(v.get('reference'))} "
-                     f"(float search {_pct(v.get('predicted'))})")
+                     f"(search {_pct(v.get('predicted'))})")
     agree = (m.get("reference_agreement") or {}).get("measured")
     if agree is not None:
         lines.append(f"board and int8 prediction agree (class and exit) on {_pct(agree)} of the samples")

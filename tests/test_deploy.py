@@ -74,8 +74,9 @@ def test_board_agrees_with_the_int8_reference_exactly(deployed):
     assert m["early_termination"]["measured"] == m["early_termination"]["reference"]
     assert m["termination_rates"]["measured"] == m["termination_rates"]["reference"]
     assert m["reference_agreement"]["measured"] == 1.0
-    # and the float search's prediction is close (int8 vs float)
-    assert abs(m["accuracy"]["measured"] - m["accuracy"]["predicted"]) <= 0.02
+    # and the search, which scores the int8 outputs, predicted the board within half a point
+    # (the TFLite kernels it runs may round a score 1 LSB apart from TFLite Micro's)
+    assert abs(m["accuracy"]["measured"] - m["accuracy"]["predicted"]) <= 0.005
 
 
 def test_second_run_keeps_every_stage(deployed, digits):
