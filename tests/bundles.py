@@ -276,3 +276,29 @@ def with_hardware(src: Path, out: Path, hardware: dict) -> str:
             shutil.copy2(b.file(name), tmp / name)
 
     return write_bundle(out, sol, populate)
+
+
+def fixed_weights_bundle(out: Path, seed: int = 7) -> str:
+    """A two-stage bundle whose weights come from a seeded numpy generator, not from training, so
+    the same seed writes the same models on every machine (the golden-project test's input)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    L = keras.layers
+    inp = keras.Input((8, 8, 1), name="pixels")
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = L.MaxPooling2D(name="pool1")(x)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    base = keras.Model(inp, L.Dense(3, activation="softmax", name="classifier")(x), name="fixed")
+    ex_in = keras.Input((4, 4, 4), name="exit_0_in")
+    ex = keras.Model(ex_in, L.Dense(3, activation="softmax", name="exit_0_fc")(L.Flatten(name="exit_0_flat")(ex_in)),
+                     name="exit_0")
+    for model in (base, ex):
+        model.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    segments = split_chain(base, ["pool1"])
+    x_calib = rng.uniform(0.0, 1.0, (32, 8, 8, 1)).astype(np.float32)
+    x_test = rng.uniform(0.0, 1.0, (16, 8, 8, 1)).astype(np.float32)
+    y_test = rng.integers(0, 3, 16)
+    return write_test_bundle(out, base, segments, [ex], [0.5], x_calib, x_test, y_test, cuts=["pool1"],
+                             source="fixed-weights")
