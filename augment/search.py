@@ -275,6 +275,93 @@ def _candidate_summary(e: Evaluated, bg: BlockGraph, names: list[str], objective
             "mean_macs": float(np.dot(rates, np.cumsum(np.asarray(e.stage_macs, dtype=np.float64))))}
 
 
+@dataclass
+class Problem:
+    """What the search starts from: the model analysed, the data split, the target's cost model."""
+
+    model_path: str | Path  # as given (solution.json's base_model.source)
+    model: Any
+    model_sha: str
+    layer_graph: Any
+    bg: BlockGraph
+    logits: bool
+    profile: HardwareProfile
+    cost: CostModel
+    dataset: Dataset
+
+    @property
+    def names(self) -> list[str]:
+        return [q.name for q in self.profile.processors]
+
+
+@dataclass
+class ExitSpace:
+    """An exit planned at every candidate location and the architectures that survive pruning
+    (worst-case latency, memory) before anything is trained."""
+
+    plans: dict[int, ExitPlan]
+    over_budget: list[str]
+    expected: int  # architectures in the space
+    pruning: Any  # architectures.Pruning
+    efficiency: str  # the measure actually used (energy falls back to latency without power figures)
+    needed: list[int]  # candidates some kept architecture has an exit at
+
+    @property
+    def costs(self) -> dict[int, Any]:
+        return {i: p.cost for i, p in self.plans.items()}
+
+
+@dataclass
+class TrainedExits:
+    """Every needed exit, trained now or loaded from the exit store, and the base model's softmax."""
+
+    exits: dict[int, TrainedExit]
+    store: ExitStore
+    final: dict[str, np.ndarray]  # split (cal, test) → the base model's float softmax
+    storage: Any  # streaming.Storage: where the feature maps were kept
+    trained_now: int
+
+    @property
+    def aborted(self) -> list[int]:
+        return [c for c, e in self.exits.items() if e.aborted]
+
+
+@dataclass
+class Scores:
+    """Per split, the softmax every live exit and the final classifier give, as the choice is
+    made on (int8 or float), with the float ones beside for the report."""
+
+    probs: dict[str, dict[str, np.ndarray]]  # split → location → scores
+    final: dict[str, np.ndarray]
+    float_probs: dict[str, dict[str, np.ndarray]]  # split → location | "final" | "base" → float softmax
+
+
+@dataclass
+class Decision:
+    """The comparison point, every scored architecture and the one chosen, with its thresholds."""
+
+    bases: list[dict[str, Any]]  # base_candidates, best first
+    objective: T.Objective
+    grid: np.ndarray
+    evaluated: list[Evaluated]
+    chosen: Evaluated
+    thresholds: tuple[float, ...]  # the chosen ones, with the correction applied
+    rejected: dict[str, Any] | None  # the best early-exit candidate, when the base model won
+
+    @property
+    def base(self) -> dict[str, Any]:
+        return self.bases[0]
+
+
+@dataclass
+class Tested:
+    """Test-split figures of the base model alone and of the EENN; the EENN on calibration."""
+
+    base: Metrics
+    eenn: Metrics
+    eenn_cal: Metrics
+
+
 def run_search(model_path: str | Path, data_path: str | Path | None, config: SearchConfig,
                progress: Progress | None = None, dataset: Dataset | None = None,
                on_exit_trained: Callable[[TrainedExit], None] | None = None) -> SearchResult:
@@ -283,14 +370,29 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     progress = progress or Progress(enabled=False)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
+    problem = load_problem(model_path, data_path, config, dataset, progress)
+    space = plan_exits(problem, config, progress)
+    trained = train_exits(problem, space, config, progress, timings, on_exit_trained)
+    scores = score_exits(problem, space, trained, config, progress, timings)
+    decision = choose(problem, space, trained, scores, config, progress, timings)
+    base_final = dict(scores.final)  # the base model's own softmax: the comparison point stays the original
+    finetuned: dict[str, Any] = {}
+    if config.finetune and decision.chosen.arch.n_exits > 0:
+        decision, scores, finetuned = fine_tune(problem, trained, scores, decision, config, progress, timings)
+    tested = evaluate_on_test(problem, decision, scores, base_final, config)
+    stats = _stats(space, trained, decision, config, time.monotonic() - t0, timings)
+    return _result(problem, space, trained, scores, decision, tested, base_final, stats, finetuned, config)
+
+
+def load_problem(model_path: str | Path, data_path: str | Path | None, config: SearchConfig,
+                 dataset: Dataset | None, progress: Progress) -> Problem:
+    """Model, its graphs, the target's cost model and the data split; every input checked here."""
     profile = load_profile(config.hardware, config.clock_plan)
     cost = CostModel(profile, Measured.load(config.measured) if config.measured else None)
     model = load_model(model_path)
-    model_sha = file_sha256(model_path)
     lg = build_layer_graph(model)
     bg = build_block_graph(lg)
     cost.measured.check(profile, [b.name for b in bg.blocks])
-    logits = _is_logits(model)
     if dataset is None:
         if data_path is None:
             raise EennError("no data given: pass --data DATA.npz")
@@ -300,34 +402,44 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
         progress.say(f"data: {note}")
     progress.say(f"data: {dataset.sizes()['train']} training, {dataset.sizes()['calibration']} calibration "
                  f"({dataset.calibration}), {dataset.sizes()['test']} test samples")
+    return Problem(model_path, model, file_sha256(model_path), lg, bg, _is_logits(model), profile, cost,
+                   dataset)
 
-    # -- exits and architectures, pruned before any training ---------------------------------
+
+def plan_exits(problem: Problem, config: SearchConfig, progress: Progress) -> ExitSpace:
+    """An exit at every candidate, and the architectures pruned before any training."""
+    bg, profile = problem.bg, problem.profile
     backbone_macs = sum(b.macs for b in bg.blocks)
     plans = {i: plan_exit(c, bg.blueprint, bg.num_classes, backbone_macs, config.exits)
              for i, c in enumerate(bg.candidates)}
-    costs = {i: p.cost for i, p in plans.items()}
     over_budget = [p.location for p in plans.values() if p.over_budget]
     if over_budget:
         progress.say(f"exits: {len(over_budget)} of {len(plans)} stay above the {config.exits.budget_share * 100:g} % budget "
                      f"even at their smallest ({', '.join(over_budget)}); they are kept, at the cost shown")
     n_procs = len(profile.processors)
-    space = count_architectures(len(bg.candidates), n_procs, config.placement, config.max_exits)
+    expected = count_architectures(len(bg.candidates), n_procs, config.placement, config.max_exits)
     pruning = prune(bg, iter_architectures(len(bg.candidates), n_procs, config.placement, config.max_exits),
-                    costs, cost, config.latency_bound_s)
+                    {i: p.cost for i, p in plans.items()}, problem.cost, config.latency_bound_s)
     progress.say(f"architectures: placement {config.placement}, up to {config.max_exits} exit(s) on "
-                 f"{' → '.join(p.name for p in profile.processors)}: {pruning.summary()}")
+                 f"{' → '.join(problem.names)}: {pruning.summary()}")
     efficiency = config.efficiency
     if efficiency == "energy" and not any(q.active_w or q.sleep_w for q in profile.processors):
         efficiency = "latency"
         progress.say(f"efficiency: profile '{profile.name}' has no power figures (all 0 W): measuring latency "
                      "instead of energy")
-    require_some(pruning, config.latency_bound_s, [p.name for p in profile.processors])
+    require_some(pruning, config.latency_bound_s, problem.names)
     needed = sorted({c for arch, _ in pruning.kept for c in arch.cuts})
+    return ExitSpace(plans, over_budget, expected, pruning, efficiency, needed)
 
-    # -- exit training (with reuse across architectures and runs) -----------------------------
+
+def train_exits(problem: Problem, space: ExitSpace, config: SearchConfig, progress: Progress,
+                timings: dict[str, float], on_exit_trained: Callable[[TrainedExit], None] | None) -> TrainedExits:
+    """Every needed exit once: from the exit store, or trained on the cached feature maps, in
+    streaming passes, on Ray, or through the frozen backbone (`--no-feature-cache`). Each
+    finished exit lands in the store at once, so an interrupted search loses only those in flight."""
+    bg, dataset, plans, needed = problem.bg, problem.dataset, space.plans, space.needed
     x_aug, y_aug = augment(dataset.x_train, dataset.y_train, config.augment, config.seed)
     store = ExitStore(config.cache_dir, warn=progress.say)
-    aug_info = config.augment.to_dict()
     # Where an exit starts with weightless pooling, the cache keeps the pooled map.
     heads = {}
     for c in needed if config.feature_cache else []:
@@ -338,8 +450,8 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                              config.disk_limit, config.train.epochs, config.feature_store)
     # int8 maps (and the streaming mode's shared batch order) change what an exit learns: their own keys
     mode_extra = None if storage.mode == "float" or not config.feature_cache else {"features": storage.mode}
-    keys = {c: exit_key(model_sha, plans[c], dataset.sha256, config.seed, config.train, aug_info, mode_extra)
-            for c in needed}
+    keys = {c: exit_key(problem.model_sha, plans[c], dataset.sha256, config.seed, config.train,
+                        config.augment.to_dict(), mode_extra) for c in needed}
     exits: dict[int, TrainedExit] = {}
     for c in needed:
         hit = store.load(keys[c], plans[c])
@@ -360,19 +472,17 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     t_feat = time.monotonic()
     locs = [bg.candidates[c].after_layer for c in missing] if config.feature_cache and not remote else []
     tmp_root = config.cache_dir / "tmp" if config.cache_dir is not None else None
-    trained_now = 0
     pending_locs = {plans[c].location for c in missing}
     heads = {loc: h for loc, h in heads.items() if loc in pending_locs}
-    with FeatureCache(model, locs, inputs, logits=logits, batch_size=config.batch_size,
+    trained_now = 0
+    with FeatureCache(problem.model, locs, inputs, logits=problem.logits, batch_size=config.batch_size,
                       memory_limit=config.memory_limit, directory=tmp_root, progress=progress,
                       heads=heads, int8=storage.int8 and config.feature_cache) as cache:
         timings["features_s"] = time.monotonic() - t_feat
         if cache.on_disk:
             progress.say(f"features: {cache.nbytes / 2**20:.0f} MiB memory-mapped on disk")
         final = {s: cache.probs[s] for s in ("cal", "test")}
-        teacher = cache.probs.get("train")
         t_train = time.monotonic()
-        graphs = ExitGraphs()
 
         def finished(c: int, trained: TrainedExit, exported: Any) -> None:
             nonlocal trained_now
@@ -384,62 +494,80 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
                 on_exit_trained(trained)
 
         with progress.bar("training exits", len(missing)) as step:
+            todo = {c: plans[c] for c in missing}
             if remote:
                 from eenn.augment.distributed import train_on_ray
 
                 arrays = {"x_train": x_aug, "y_train": y_aug, "x_cal": dataset.x_cal, "y_cal": dataset.y_cal,
                           "x_test": dataset.x_test}
-                for c, trained, exported in train_on_ray(
-                        config.ray, model_path, {c: plans[c] for c in missing}, heads, arrays, bg.num_classes, logits,
-                        storage.int8, config.memory_limit, config.train, config.seed, config.batch_size,
-                        say=progress.say):
-                    finished(c, trained, exported)
-            if stream:
+                results = train_on_ray(config.ray, problem.model_path, todo, heads, arrays, bg.num_classes,
+                                       problem.logits, storage.int8, config.memory_limit, config.train, config.seed,
+                                       config.batch_size, say=progress.say)
+            elif stream:
                 from eenn.augment.streaming import train_streaming
 
-                for c, trained, exported in train_streaming(
-                        model, {c: plans[c] for c in missing}, heads, x_aug, y_aug, cache, dataset.y_cal,
-                        bg.num_classes, logits, config.train, config.seed, config.batch_size):
-                    finished(c, trained, exported)
-            for c in missing if not (stream or remote) else []:
-                plan = plans[c]
-                loc = plan.location
-                evaluate_split = {"cal": dataset.x_cal, "test": dataset.x_test}
-                if config.feature_cache:
-                    trained, exported = train_exit(
-                        plan, bg.num_classes, cache.features["train"][loc], teacher, y_aug,
-                        {s: cache.features[s][loc] for s in ("cal", "test")}, dataset.y_cal, config.train,
-                        config.seed, pooled=loc in heads, input_range=cache.ranges["cal"][loc], graphs=graphs,
-                        grid=cache.grids.get(loc))
-                else:
-                    from eenn.augment.segments import frozen_prefix
-
-                    prefix = frozen_prefix(model, lg, loc)
-                    stats = channel_stats(lambda: (prefix.predict_on_batch(x_aug[lo:lo + 256])
-                                                   for lo in range(0, len(x_aug), 256)), plan.input_shape[-1])
-                    trained, exported = train_exit(plan, bg.num_classes, x_aug, teacher, y_aug, evaluate_split,
-                                                   dataset.y_cal, config.train, config.seed, prefix=prefix,
-                                                   stats=stats)
+                results = train_streaming(problem.model, todo, heads, x_aug, y_aug, cache, dataset.y_cal,
+                                          bg.num_classes, problem.logits, config.train, config.seed, config.batch_size)
+            else:
+                results = _train_here(problem, todo, heads, cache, x_aug, y_aug, config)
+            for c, trained, exported in results:
                 finished(c, trained, exported)
         timings["training_s"] = time.monotonic() - t_train
-    aborted = [c for c in needed if exits[c].aborted]
-    for c in aborted:
-        progress.say(f"exit at {bg.candidates[c].after_layer}: {exits[c].notes[0] if exits[c].notes else 'abandoned'}")
+    for c in needed:
+        if exits[c].aborted:
+            progress.say(f"exit at {bg.candidates[c].after_layer}: "
+                         f"{exits[c].notes[0] if exits[c].notes else 'abandoned'}")
+    return TrainedExits(exits, store, final, storage, trained_now)
 
-    # -- thresholds per architecture ----------------------------------------------------------
-    t_thr = time.monotonic()
-    probs = {s: {bg.candidates[c].after_layer: exits[c].probs[s] for c in needed if not exits[c].aborted}
+
+def _train_here(problem: Problem, todo: dict[int, ExitPlan], heads: dict[str, Any], cache: FeatureCache,
+                x_aug: np.ndarray, y_aug: np.ndarray, config: SearchConfig):
+    """In this process, one exit after the other: on the cached maps, or through the backbone."""
+    bg, dataset = problem.bg, problem.dataset
+    graphs = ExitGraphs()
+    teacher = cache.probs.get("train")
+    for c, plan in todo.items():
+        loc = plan.location
+        if config.feature_cache:
+            trained, exported = train_exit(
+                plan, bg.num_classes, cache.features["train"][loc], teacher, y_aug,
+                {s: cache.features[s][loc] for s in ("cal", "test")}, dataset.y_cal, config.train,
+                config.seed, pooled=loc in heads, input_range=cache.ranges["cal"][loc], graphs=graphs,
+                grid=cache.grids.get(loc))
+        else:
+            from eenn.augment.segments import frozen_prefix
+
+            prefix = frozen_prefix(problem.model, problem.layer_graph, loc)
+            stats = channel_stats(lambda: (prefix.predict_on_batch(x_aug[lo:lo + 256])
+                                           for lo in range(0, len(x_aug), 256)), plan.input_shape[-1])
+            trained, exported = train_exit(plan, bg.num_classes, x_aug, teacher, y_aug,
+                                           {"cal": dataset.x_cal, "test": dataset.x_test}, dataset.y_cal,
+                                           config.train, config.seed, prefix=prefix, stats=stats)
+        yield c, trained, exported
+
+
+def score_exits(problem: Problem, space: ExitSpace, trained: TrainedExits, config: SearchConfig,
+                progress: Progress, timings: dict[str, float]) -> Scores:
+    """The scores the choice is made on: the float softmax, or (default) the int8 subgraphs'."""
+    exits = trained.exits
+    probs = {s: {problem.bg.candidates[c].after_layer: exits[c].probs[s] for c in space.needed if not exits[c].aborted}
              for s in ("cal", "test")}
-    float_probs = {s: {**probs[s], "final": final[s], "base": final[s]} for s in ("cal", "test")}  # beside int8
+    final = trained.final
+    float_probs = {s: {**probs[s], "final": final[s], "base": final[s]} for s in ("cal", "test")}
     if config.scoring == "int8":
-        probs, final = _int8_scores(model, lg, logits, model_sha, dataset, config, needed, exits, store, timings,
-                                    progress)
+        probs, final = _int8_scores(problem, config, space.needed, exits, trained.store, timings, progress)
+    return Scores(probs, final, float_probs)
+
+
+def choose(problem: Problem, space: ExitSpace, trained: TrainedExits, scores: Scores, config: SearchConfig,
+           progress: Progress, timings: dict[str, float]) -> Decision:
+    """Each kept architecture's best thresholds on the calibration split, and the cheapest one."""
+    t_thr = time.monotonic()
+    bg, dataset, names, efficiency = problem.bg, problem.dataset, problem.names, space.efficiency
+    probs, final = scores.probs, scores.final
     base_acc_cal = float(np.mean(final["cal"].argmax(1) == dataset.y_cal))
-    bases = base_candidates(bg, cost, efficiency, config.latency_bound_s)
-    base_proc = bases[0]["index"]
-    base_map = bases[0]["mapping"]
-    base_cost = bases[0]["cost"]
-    names = [q.name for q in profile.processors]
+    bases = base_candidates(bg, problem.cost, efficiency, config.latency_bound_s)
+    base_proc, base_map, base_cost = bases[0]["index"], bases[0]["mapping"], bases[0]["cost"]
     progress.say(f"base: the base model on {names[base_proc]}, the cheapest single processor in {efficiency}"
                  + ("" if bases[0]["within_bound"] else " (none meets the latency bound)")
                  + (" (" + ", ".join(f"{names[b['index']]} {_fmt_measure(efficiency, b['cost'])}" for b in
@@ -453,31 +581,16 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
     base_arch = Architecture(cuts=(), processors=(base_proc,))
     base_choice, base_grid = T.search(_cascade(base_arch, bg, probs["cal"], final["cal"], dataset.y_cal, [base_cost],
                                                config.confidence), grid, objective, config.threshold_method)
-    base_eval = Evaluated(base_arch, base_map, [bg.total_macs], [base_cost], base_choice, base_grid)
-    evaluated: list[Evaluated] = [base_eval] if bases[0]["within_bound"] else []
-    by_cuts: dict[tuple[int, ...], list[tuple[Architecture, MappingCost]]] = {}
-    for arch, mc in pruning.kept:
-        if arch.n_exits and not any(exits[c].aborted for c in arch.cuts):
-            by_cuts.setdefault(arch.cuts, []).append((arch, mc))
-    for cuts, placed in by_cuts.items():
-        smacs = [s.macs for s in stage_loads(bg, placed[0][0], costs)]  # MACs do not depend on the processors
-        scosts = [stage_costs(efficiency, smacs, mc) for _, mc in placed]
-        data = _cascade(placed[0][0], bg, probs["cal"], final["cal"], dataset.y_cal, scosts[0], config.confidence)
-        answers = T.search_placements(data, scosts, grid, objective, config.threshold_method)
-        group = [Evaluated(arch, mc, smacs, sc, choice, result)
-                 for (arch, mc), sc, (choice, result) in zip(placed, scosts, answers)]
-        if objective.kind == "weighted" and group[0].grid is not None:
-            # the paper's graph against the exact optimum, on this cut set's best placement
-            best = min(group, key=lambda e: e.choice.cost)
-            g = T.graph_search(dataclasses.replace(data, stage_cost=np.asarray(best.stage_cost)), grid, objective)
-            best.graph_gap = (g.cost - best.choice.cost) / max(abs(best.choice.cost), 1e-12)
-        evaluated.extend(group)
+    evaluated: list[Evaluated] = []
+    if bases[0]["within_bound"]:
+        evaluated.append(Evaluated(base_arch, base_map, [bg.total_macs], [base_cost], base_choice, base_grid))
+    evaluated += _evaluate_architectures(problem, space, trained, scores, grid, objective, config)
     timings["thresholds_s"] = time.monotonic() - t_thr
     feasible = [e for e in evaluated if np.isfinite(e.choice.cost)]
     if not feasible:
         raise EennError("no architecture satisfies the accuracy-drop bound on the calibration split"
                         + ("" if bases[0]["within_bound"] else
-                           f", and the base model alone meets the latency bound on no processor"))
+                           ", and the base model alone meets the latency bound on no processor"))
     # Ties: fewer exits (the base model first), then the enumeration order.
     chosen = min(feasible, key=lambda e: (round(e.choice.cost, 12), e.arch.n_exits))
     rejected = None
@@ -488,80 +601,132 @@ def run_search(model_path: str | Path, data_path: str | Path | None, config: Sea
             best = (min(finite, key=lambda e: e.choice.cost) if finite else
                     min(candidates, key=lambda e: objective.drop(e.choice.accuracy)))
             rejected = _candidate_summary(best, bg, names, objective)
-    thresholds = tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in chosen.choice.thresholds)
+    return Decision(bases, objective, grid, evaluated, chosen, _corrected(chosen.choice.thresholds, config), rejected)
 
-    # -- optional joint fine-tuning, then a finer threshold search -----------------------------
-    base_final = dict(final)  # the base model's own softmax: the comparison point stays the original
-    finetuned: dict[str, Any] = {}
-    if config.finetune and chosen.arch.n_exits > 0:
-        from eenn.augment.finetune import finetune
 
-        t_ft = time.monotonic()
-        ft = finetune(model, lg, bg, chosen.arch, {c: exits[c] for c in chosen.arch.cuts}, dataset, logits,
-                      config, progress)
-        finetuned = ft.models
-        progress.say(f"fine-tuning: training loss {ft.loss_before:.4f} → {ft.loss_after:.4f}")
-        fine_probs = ft.probs
-        float_probs = {s: {**float_probs[s], **fine_probs[s]["exits"], "final": fine_probs[s]["final"]}
-                       for s in ("cal", "test")}
-        if config.scoring == "int8":
-            fine_probs = _int8_finetuned(ft.models, chosen.arch, bg, dataset, config, timings)
-        probs = {s: {**probs[s], **fine_probs[s]["exits"]} for s in ("cal", "test")}
-        final = {s: fine_probs[s]["final"] for s in ("cal", "test")}
-        fine_grid = np.round(np.linspace(float(grid[0]), float(grid[-1]), config.fine_steps), 6)
-        data = _cascade(chosen.arch, bg, probs["cal"], final["cal"], dataset.y_cal, chosen.stage_cost,
+def _corrected(thresholds: tuple[float, ...], config: SearchConfig) -> tuple[float, ...]:
+    return tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in thresholds)
+
+
+def _evaluate_architectures(problem: Problem, space: ExitSpace, trained: TrainedExits, scores: Scores,
+                            grid: np.ndarray, objective: T.Objective, config: SearchConfig) -> list[Evaluated]:
+    """Every kept architecture with live exits, scored. Placements of the same cuts share who
+    exits where (only their costs differ), so each cut set is simulated once."""
+    bg, y_cal = problem.bg, problem.dataset.y_cal
+    by_cuts: dict[tuple[int, ...], list[tuple[Architecture, MappingCost]]] = {}
+    for arch, mc in space.pruning.kept:
+        if arch.n_exits and not any(trained.exits[c].aborted for c in arch.cuts):
+            by_cuts.setdefault(arch.cuts, []).append((arch, mc))
+    evaluated = []
+    for cuts, placed in by_cuts.items():
+        smacs = [s.macs for s in stage_loads(bg, placed[0][0], space.costs)]  # MACs do not depend on the processors
+        scosts = [stage_costs(space.efficiency, smacs, mc) for _, mc in placed]
+        data = _cascade(placed[0][0], bg, scores.probs["cal"], scores.final["cal"], y_cal, scosts[0],
                         config.confidence)
-        choice, result = T.search(data, fine_grid, objective, config.threshold_method)
-        chosen = Evaluated(chosen.arch, chosen.mapping, chosen.stage_macs, chosen.stage_cost, choice, result, None)
-        thresholds = tuple(min(t * config.correction, 1.0) if t < 1.0 else t for t in choice.thresholds)
-        timings["finetune_s"] = time.monotonic() - t_ft
+        answers = T.search_placements(data, scosts, grid, objective, config.threshold_method)
+        group = [Evaluated(arch, mc, smacs, sc, choice, result)
+                 for (arch, mc), sc, (choice, result) in zip(placed, scosts, answers)]
+        if objective.kind == "weighted" and group[0].grid is not None:
+            # the paper's graph against the exact optimum, on this cut set's best placement
+            best = min(group, key=lambda e: e.choice.cost)
+            g = T.graph_search(dataclasses.replace(data, stage_cost=np.asarray(best.stage_cost)), grid, objective)
+            best.graph_gap = (g.cost - best.choice.cost) / max(abs(best.choice.cost), 1e-12)
+        evaluated.extend(group)
+    return evaluated
 
-    # -- test-split metrics: base model alone on its cheapest processor vs the EENN -------------
+
+def fine_tune(problem: Problem, trained: TrainedExits, scores: Scores, decision: Decision, config: SearchConfig,
+              progress: Progress, timings: dict[str, float]) -> tuple[Decision, Scores, dict[str, Any]]:
+    """Joint fine-tuning of the chosen architecture, then a finer threshold search on its scores."""
+    from eenn.augment.finetune import finetune
+
+    t_ft = time.monotonic()
+    chosen, bg, dataset = decision.chosen, problem.bg, problem.dataset
+    ft = finetune(problem.model, problem.layer_graph, bg, chosen.arch, {c: trained.exits[c] for c in chosen.arch.cuts},
+                  dataset, problem.logits, config, progress)
+    progress.say(f"fine-tuning: training loss {ft.loss_before:.4f} → {ft.loss_after:.4f}")
+    fine_probs = ft.probs
+    float_probs = {s: {**scores.float_probs[s], **fine_probs[s]["exits"], "final": fine_probs[s]["final"]}
+                   for s in ("cal", "test")}
+    if config.scoring == "int8":
+        fine_probs = _int8_finetuned(ft.models, chosen.arch, bg, dataset, config, timings)
+    probs = {s: {**scores.probs[s], **fine_probs[s]["exits"]} for s in ("cal", "test")}
+    final = {s: fine_probs[s]["final"] for s in ("cal", "test")}
+    grid = decision.grid
+    fine_grid = np.round(np.linspace(float(grid[0]), float(grid[-1]), config.fine_steps), 6)
+    data = _cascade(chosen.arch, bg, probs["cal"], final["cal"], dataset.y_cal, chosen.stage_cost, config.confidence)
+    choice, result = T.search(data, fine_grid, decision.objective, config.threshold_method)
+    chosen = Evaluated(chosen.arch, chosen.mapping, chosen.stage_macs, chosen.stage_cost, choice, result, None)
+    timings["finetune_s"] = time.monotonic() - t_ft
+    decision = dataclasses.replace(decision, chosen=chosen, thresholds=_corrected(choice.thresholds, config))
+    return decision, Scores(probs, final, float_probs), ft.models
+
+
+def evaluate_on_test(problem: Problem, decision: Decision, scores: Scores, base_final: dict[str, np.ndarray],
+         config: SearchConfig) -> Tested:
+    """Test-split figures: the base model alone on its cheapest processor against the EENN."""
+    bg, dataset, chosen, thresholds = problem.bg, problem.dataset, decision.chosen, decision.thresholds
     base_pred = base_final["test"].argmax(1)
-    base_test = cascade_metrics(dataset.y_test, base_pred, np.zeros(len(base_pred), dtype=np.int64), 1,
-                                [bg.total_macs], base_map)
-    pred, stage = _predictions(chosen.arch, bg, probs["test"], final["test"], thresholds, config.confidence)
-    eenn_test = cascade_metrics(dataset.y_test, pred, stage, chosen.arch.n_exits + 1, chosen.stage_macs,
-                                chosen.mapping)
-    pred_c, stage_c = _predictions(chosen.arch, bg, probs["cal"], final["cal"], thresholds, config.confidence)
-    eenn_cal = cascade_metrics(dataset.y_cal, pred_c, stage_c, chosen.arch.n_exits + 1, chosen.stage_macs,
-                               chosen.mapping)
+    base = cascade_metrics(dataset.y_test, base_pred, np.zeros(len(base_pred), dtype=np.int64), 1,
+                           [bg.total_macs], decision.base["mapping"])
+    figures = []
+    for split, y in (("test", dataset.y_test), ("cal", dataset.y_cal)):
+        pred, stage = _predictions(chosen.arch, bg, scores.probs[split], scores.final[split], thresholds,
+                                   config.confidence)
+        figures.append(cascade_metrics(y, pred, stage, chosen.arch.n_exits + 1, chosen.stage_macs, chosen.mapping))
+    return Tested(base, figures[0], figures[1])
 
-    pareto_rows = _pareto_rows(evaluated, bg, profile, objective, chosen)
-    gaps = [e.graph_gap for e in evaluated if e.graph_gap is not None]
-    stats = {
-        "architectures": pruning.total, "expected_architectures": space,
+
+def _stats(space: ExitSpace, trained: TrainedExits, decision: Decision, config: SearchConfig, seconds: float,
+           timings: dict[str, float]) -> dict[str, Any]:
+    """The search's own figures (solution.json `search.stats`, the CLI's summary)."""
+    pruning, storage = space.pruning, trained.storage
+    gaps = [e.graph_gap for e in decision.evaluated if e.graph_gap is not None]
+    return {
+        "architectures": pruning.total, "expected_architectures": space.expected,
         "pruned": pruning.pruned, "pruned_latency": pruning.too_slow, "pruned_memory": pruning.no_memory,
-        "kept": len(pruning.kept), "evaluated": len(evaluated),
+        "kept": len(pruning.kept), "evaluated": len(decision.evaluated),
         "fastest_worst_latency_s": pruning.fastest_worst_latency_s,
-        "exits_needed": len(needed), "exits_trained": trained_now, "exits_from_cache": len(needed) - trained_now,
-        "exits_aborted": len(aborted), "exits_over_budget": over_budget, "feature_cache": config.feature_cache,
+        "exits_needed": len(space.needed), "exits_trained": trained.trained_now,
+        "exits_from_cache": len(space.needed) - trained.trained_now,
+        "exits_aborted": len(trained.aborted), "exits_over_budget": space.over_budget,
+        "feature_cache": config.feature_cache,
         "feature_store": storage.mode if config.feature_cache else "none", "feature_bytes": storage.nbytes,
         "backbone_passes": storage.passes,
         "graph_gap_max": max(gaps) if gaps else None, "graph_compared": len(gaps),
-        "seconds": time.monotonic() - t0, **timings,
+        "seconds": seconds, **timings,
     }
-    base_rows = [_base_row(b, names) for b in sorted(bases, key=lambda b: b["index"])]
-    solution = _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, thresholds, grid, logits,
-                              base_test, eenn_test, eenn_cal, exits, plans, stats, efficiency=efficiency,
-                              base_processor=names[base_proc], base_rows=base_rows, rejected=rejected,
-                              objective=objective)
-    _add_scoring(solution, config, bg, dataset, chosen, thresholds, probs, float_probs)
-    return SearchResult(solution=solution, model=model, block_graph=bg, profile=profile, dataset=dataset,
-                        chosen=chosen, evaluated=evaluated, exits=exits, plans=plans, pareto_rows=pareto_rows,
-                        base_test=base_test, eenn_test=eenn_test, stats=stats,
-                        probs={s: {**probs[s], "final": final[s], "base": base_final[s]} for s in ("cal", "test")},
+
+
+def _result(problem: Problem, space: ExitSpace, trained: TrainedExits, scores: Scores, decision: Decision,
+            tested: Tested, base_final: dict[str, np.ndarray], stats: dict[str, Any], finetuned: dict[str, Any],
+            config: SearchConfig) -> SearchResult:
+    names = problem.names
+    base_rows = [_base_row(b, names) for b in sorted(decision.bases, key=lambda b: b["index"])]
+    solution = _solution_dict(problem, config, decision, tested, trained.exits, space.plans, stats,
+                              efficiency=space.efficiency, base_rows=base_rows)
+    _add_scoring(solution, config, problem.bg, problem.dataset, decision.chosen, decision.thresholds, scores.probs,
+                 scores.float_probs)
+    pareto_rows = _pareto_rows(decision.evaluated, problem.bg, problem.profile, decision.objective, decision.chosen)
+    return SearchResult(solution=solution, model=problem.model, block_graph=problem.bg, profile=problem.profile,
+                        dataset=problem.dataset, chosen=decision.chosen, evaluated=decision.evaluated,
+                        exits=trained.exits, plans=space.plans, pareto_rows=pareto_rows, base_test=tested.base,
+                        eenn_test=tested.eenn, stats=stats,
+                        probs={s: {**scores.probs[s], "final": scores.final[s], "base": base_final[s]}
+                               for s in ("cal", "test")},
                         finetuned_models=finetuned)
 
 
-def _int8_scores(model, lg, logits, model_sha, dataset, config, needed, exits, store, timings, progress):
+def _int8_scores(problem: Problem, config: SearchConfig, needed: list[int], exits: dict[int, TrainedExit],
+                 store: ExitStore, timings: dict[str, float], progress: Progress):
     """Every trained exit's and the final classifier's int8 scores (augment/int8_scoring.py)."""
+    dataset = problem.dataset
     live = [c for c in needed if not exits[c].aborted]
     paths = {exits[c].location: exits[c].path for c in live}
     in_store = {exits[c].location for c in live if store.root is not None}
-    sc = I8.score_search(model, lg, logits, paths, dataset.x_cal, {"cal": dataset.x_cal, "test": dataset.x_test},
-                         config.seed, config.cache_dir, I8.final_key(model_sha, dataset.sha256, config.seed, logits),
-                         in_store)
+    sc = I8.score_search(problem.model, problem.layer_graph, problem.logits, paths, dataset.x_cal,
+                         {"cal": dataset.x_cal, "test": dataset.x_test}, config.seed, config.cache_dir,
+                         I8.final_key(problem.model_sha, dataset.sha256, config.seed, problem.logits), in_store)
     timings.update(int8_s=sc.seconds, int8_convert_s=sc.convert_s, int8_run_s=sc.run_s,
                    int8_conversions=sc.conversions, int8_from_cache=sc.from_cache)
     progress.say(f"int8 scores: {len(live)} exits and the final classifier, {sc.from_cache} from the cache, "
@@ -672,9 +837,13 @@ def _segment_layers(bg: BlockGraph, arch: Architecture) -> list[tuple[str, str, 
     return out
 
 
-def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, thresholds, grid, logits,
-                   base_test, eenn_test, eenn_cal, exits, plans, stats, *, efficiency, base_processor, base_rows,
-                   rejected, objective) -> dict[str, Any]:
+def _solution_dict(problem: Problem, config: SearchConfig, decision: Decision, tested: Tested,
+                   exits: dict[int, TrainedExit], plans: dict[int, ExitPlan], stats: dict[str, Any], *,
+                   efficiency: str, base_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    bg, profile, dataset, logits = problem.bg, problem.profile, problem.dataset, problem.logits
+    chosen, thresholds, grid, objective = decision.chosen, decision.thresholds, decision.grid, decision.objective
+    base_processor, rejected = problem.names[decision.base["index"]], decision.rejected
+    base_test, eenn_test, eenn_cal = tested.base, tested.eenn, tested.eenn_cal
     arch = chosen.arch
     segs = _segment_layers(bg, arch)
     segments, exit_specs = [], []
@@ -699,7 +868,7 @@ def _solution_dict(model_path, model_sha, bg, profile, config, dataset, chosen, 
     return {
         "schema_version": 1,
         "generator": f"eenn {__version__}",
-        "base_model": {"source": str(model_path), "sha256": model_sha, "file": "base.keras",
+        "base_model": {"source": str(problem.model_path), "sha256": problem.model_sha, "file": "base.keras",
                        "input_shape": list(bg.input_shape), "num_classes": bg.num_classes,
                        "total_macs": int(bg.total_macs), "output": "logits" if logits else "softmax"},
         "hardware": profile.to_dict(),
