@@ -122,3 +122,10 @@ def best_choices(result: BatchResult, objective: T.Objective) -> list[T.Choice]:
     for acc, mean, term in zip(result.accuracy, result.mean_cost, result.termination):
         out.append(T.best_exact(T.GridResult(result.grid, mean, acc, term), objective))
     return out
+
+
+def grid_results(result: BatchResult, n: int) -> list[T.GridResult]:
+    """Each architecture's configurations as `thresholds.GridResult` over `n` samples, so that
+    `recost` prices the same cuts on other processors and `best_exact` picks as for one."""
+    return [T.GridResult(result.grid, mean, acc, term, n)
+            for acc, mean, term in zip(result.accuracy, result.mean_cost, result.termination)]

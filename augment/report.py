@@ -1,11 +1,13 @@
 """The paper-style comparison table (base model vs EENN, with deltas) and the search summary.
 
-One formatter for the CLI and the examples, reading only `solution.json`'s dictionary, so
-what a user sees is exactly what the bundle records.
+One formatter for the CLI and the examples, reading only what `solution.json` records (its
+dictionary form), so what a user sees is exactly what the bundle says.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from eenn.augment.bundle import Solution
 
 
 def _pct(x: float) -> str:
@@ -113,7 +115,8 @@ def pareto_lines(rows: list[dict[str, Any]], measure: str, limit: int = 8) -> li
     return out
 
 
-def format_summary(solution: dict[str, Any], pareto: list[dict[str, Any]] | None = None) -> str:
+def format_summary(typed: Solution, pareto: list[dict[str, Any]] | None = None) -> str:
+    solution = typed.to_dict()
     s = solution["search"]
     stats = s["stats"]
     hw = solution["hardware"]["name"]

@@ -38,6 +38,8 @@ from eenn.augment.architectures import (
     stage_loads,
 )
 from eenn.augment.block_graph import BlockGraph, build_block_graph
+from eenn.augment.cascade_batch import evaluate_batch, grid_results
+from eenn.augment.bundle import BaseModelInfo, ExitSpec, SegmentSpec, Solution
 from eenn.augment.cost import CostModel, MappingCost, Measured, StageLoad
 from eenn.augment.data import Dataset, load_dataset
 from eenn.augment.exits import ExitConfig, ExitPlan, leading_pooling, plan_exit, split_plan
@@ -54,6 +56,7 @@ from eenn.errors import EennError
 
 
 EFFICIENCIES = ("macs", "latency", "energy")
+SUMMARY_SCHEMA_VERSION = 1  # `eenn search --json`
 DEFAULT_MAX_DROP = 0.01  # the default objective: the largest saving within 1 accuracy point
 
 
@@ -172,7 +175,7 @@ class Evaluated:
 class SearchResult:
     """Everything the bundle, the CLI table and the examples report."""
 
-    solution: dict[str, Any]
+    solution: Solution  # without files: write_result (solution.py) adds them with the bundle
     model: Any
     block_graph: BlockGraph
     profile: HardwareProfile
@@ -617,22 +620,54 @@ def _evaluate_architectures(problem: Problem, space: ExitSpace, trained: Trained
     for arch, mc in space.pruning.kept:
         if arch.n_exits and not any(trained.exits[c].aborted for c in arch.cuts):
             by_cuts.setdefault(arch.cuts, []).append((arch, mc))
+    smacs = {cuts: [s.macs for s in stage_loads(bg, placed[0][0], space.costs)]  # not dependent on the processors
+             for cuts, placed in by_cuts.items()}
+    scosts = {cuts: [stage_costs(space.efficiency, smacs[cuts], mc) for _, mc in placed]
+              for cuts, placed in by_cuts.items()}
+    batched = _batched_grids(problem, scores, {cuts: c[0] for cuts, c in scosts.items()}, grid, config)
     evaluated = []
     for cuts, placed in by_cuts.items():
-        smacs = [s.macs for s in stage_loads(bg, placed[0][0], space.costs)]  # MACs do not depend on the processors
-        scosts = [stage_costs(space.efficiency, smacs, mc) for _, mc in placed]
-        data = _cascade(placed[0][0], bg, scores.probs["cal"], scores.final["cal"], y_cal, scosts[0],
-                        config.confidence)
-        answers = T.search_placements(data, scosts, grid, objective, config.threshold_method)
-        group = [Evaluated(arch, mc, smacs, sc, choice, result)
-                 for (arch, mc), sc, (choice, result) in zip(placed, scosts, answers)]
-        if objective.kind == "weighted" and group[0].grid is not None:
+        compare = objective.kind == "weighted"  # the graph is checked against the exact optimum
+        data = (_cascade(placed[0][0], bg, scores.probs["cal"], scores.final["cal"], y_cal, scosts[cuts][0],
+                         config.confidence) if compare or cuts not in batched else None)
+        if cuts in batched:
+            answers = [(T.best_exact(r, objective), r) for r in map(batched[cuts].recost, scosts[cuts])]
+        else:
+            answers = T.search_placements(data, scosts[cuts], grid, objective, config.threshold_method)
+        group = [Evaluated(arch, mc, smacs[cuts], sc, choice, result)
+                 for (arch, mc), sc, (choice, result) in zip(placed, scosts[cuts], answers)]
+        if compare and group[0].grid is not None:
             # the paper's graph against the exact optimum, on this cut set's best placement
             best = min(group, key=lambda e: e.choice.cost)
             g = T.graph_search(dataclasses.replace(data, stage_cost=np.asarray(best.stage_cost)), grid, objective)
             best.graph_gap = (g.cost - best.choice.cost) / max(abs(best.choice.cost), 1e-12)
         evaluated.extend(group)
     return evaluated
+
+
+def _batched_grids(problem: Problem, scores: Scores, first_costs: dict[tuple[int, ...], list[float]],
+                   grid: np.ndarray, config: SearchConfig) -> dict[tuple[int, ...], T.GridResult]:
+    """The exact grid of every cut set with at most two exits, all at once (cascade_batch: the
+    per-exit work shared by every architecture that contains the exit): what `search_placements`
+    would simulate one by one, as the same integer counts. Cut sets the graph search gets
+    (`--threshold-method graph`, or a grid too large for `auto`) are left to it."""
+    bg, y_cal = problem.bg, problem.dataset.y_cal
+    n = len(y_cal)
+    if config.threshold_method == "graph":
+        return {}
+    limit = T.EXACT_LIMIT if config.threshold_method == "auto" else None
+    eligible = [cuts for cuts in first_costs
+                if len(cuts) <= 2 and (limit is None or len(grid) ** len(cuts) * n <= limit)]
+    if not eligible:
+        return {}
+    locs = sorted({c for cuts in eligible for c in cuts})
+    row = {c: i for i, c in enumerate(locs)}
+    probs = [scores.probs["cal"][bg.candidates[c].after_layer] for c in locs]
+    conf = np.stack([T.confidence_of(p, config.confidence) for p in probs])
+    correct = np.stack([p.argmax(1) == y_cal for p in probs] + [scores.final["cal"].argmax(1) == y_cal])
+    archs = [tuple(row[c] for c in cuts) for cuts in eligible]
+    result = evaluate_batch(conf, correct, archs, [first_costs[cuts] for cuts in eligible], grid)
+    return dict(zip(eligible, grid_results(result, n)))
 
 
 def fine_tune(problem: Problem, trained: TrainedExits, scores: Scores, decision: Decision, config: SearchConfig,
@@ -703,10 +738,8 @@ def _result(problem: Problem, space: ExitSpace, trained: TrainedExits, scores: S
             config: SearchConfig) -> SearchResult:
     names = problem.names
     base_rows = [_base_row(b, names) for b in sorted(decision.bases, key=lambda b: b["index"])]
-    solution = _solution_dict(problem, config, decision, tested, trained.exits, space.plans, stats,
-                              efficiency=space.efficiency, base_rows=base_rows)
-    _add_scoring(solution, config, problem.bg, problem.dataset, decision.chosen, decision.thresholds, scores.probs,
-                 scores.float_probs)
+    solution = _build_solution(problem, config, decision, tested, scores, trained.exits, space.plans, stats,
+                               efficiency=space.efficiency, base_rows=base_rows)
     pareto_rows = _pareto_rows(decision.evaluated, problem.bg, problem.profile, decision.objective, decision.chosen)
     return SearchResult(solution=solution, model=problem.model, block_graph=problem.bg, profile=problem.profile,
                         dataset=problem.dataset, chosen=decision.chosen, evaluated=decision.evaluated,
@@ -743,29 +776,6 @@ def _int8_finetuned(models, arch, bg, dataset, config, timings):
                         {"cal": dataset.x_cal, "test": dataset.x_test}, config.seed)
     timings["int8_finetuned_s"] = sc.seconds
     return {s: {"exits": sc.exits[s], "final": sc.final[s]} for s in ("cal", "test")}
-
-
-def _add_scoring(solution, config, bg, dataset, chosen, thresholds, probs, float_probs):
-    """What the scores were (`metrics.scoring`), per exit its accuracy on them, and beside the
-    figures scored on int8 the float ones for the same choice (`metrics.float`)."""
-    m = solution["metrics"]
-    m["scoring"] = solution["search"]["scoring"] = config.scoring
-    arch = chosen.arch
-    for d, c in zip(solution["search"]["exit_details"], arch.cuts):
-        loc = bg.candidates[c].after_layer
-        d["calibration_accuracy"] = float(np.mean(probs["cal"][loc].argmax(1) == dataset.y_cal))
-        d["test_accuracy"] = float(np.mean(probs["test"][loc].argmax(1) == dataset.y_test))
-        d["float_calibration_accuracy"] = float(np.mean(float_probs["cal"][loc].argmax(1) == dataset.y_cal))
-        d["float_test_accuracy"] = float(np.mean(float_probs["test"][loc].argmax(1) == dataset.y_test))
-    flt = {}
-    for split, y in (("test", dataset.y_test), ("cal", dataset.y_cal)):
-        p = float_probs[split]
-        pred, stage = _predictions(arch, bg, p, p["final"], thresholds, config.confidence)
-        flt[split] = cascade_metrics(y, pred, stage, arch.n_exits + 1, chosen.stage_macs, chosen.mapping).to_dict()
-    m["float"] = {"eenn": flt["test"], "calibration": {"eenn": flt["cal"]},
-                  "base_accuracy": float(np.mean(float_probs["test"]["base"].argmax(1) == dataset.y_test))}
-    m["eenn"]["float_accuracy"] = flt["test"]["accuracy"]
-    m["base"]["float_accuracy"] = m["float"]["base_accuracy"]
 
 
 def evaluated_points(e: Evaluated) -> dict[str, Any]:
@@ -837,65 +847,87 @@ def _segment_layers(bg: BlockGraph, arch: Architecture) -> list[tuple[str, str, 
     return out
 
 
-def _solution_dict(problem: Problem, config: SearchConfig, decision: Decision, tested: Tested,
-                   exits: dict[int, TrainedExit], plans: dict[int, ExitPlan], stats: dict[str, Any], *,
-                   efficiency: str, base_rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _build_solution(problem: Problem, config: SearchConfig, decision: Decision, tested: Tested, scores: Scores,
+                    exits: dict[int, TrainedExit], plans: dict[int, ExitPlan], stats: dict[str, Any], *,
+                    efficiency: str, base_rows: list[dict[str, Any]]) -> Solution:
+    """The chosen network as the bundle describes it (docs/interfaces.md §2); the model files
+    and their hashes are added when the bundle is written (solution.py)."""
     bg, profile, dataset, logits = problem.bg, problem.profile, problem.dataset, problem.logits
     chosen, thresholds, grid, objective = decision.chosen, decision.thresholds, decision.grid, decision.objective
     base_processor, rejected = problem.names[decision.base["index"]], decision.rejected
     base_test, eenn_test, eenn_cal = tested.base, tested.eenn, tested.eenn_cal
     arch = chosen.arch
     segs = _segment_layers(bg, arch)
-    segments, exit_specs = [], []
+    segments = []
     for i, (first, last_layer, shape) in enumerate(segs):
         is_last = i == len(segs) - 1
         if is_last and logits:
             last_layer = "final_softmax"
         seg_macs = chosen.stage_macs[i] - (plans[arch.cuts[i]].cost.macs if not is_last else 0)
-        segments.append({"index": i, "processor": profile.processors[arch.processors[i]].name, "first_layer": first,
-                         "last_layer": last_layer, "file": f"segment_{i}.keras", "macs": int(seg_macs),
-                         "output_shape": [bg.num_classes] if is_last else shape})
-    for i, c in enumerate(arch.cuts):
-        exit_specs.append({"index": i, "after_layer": bg.candidates[c].after_layer,
-                           "processor": profile.processors[arch.processors[i]].name, "threshold": float(thresholds[i]),
-                           "file": f"exit_{i}.keras", "macs": int(plans[c].cost.macs)})
-    # Extra per-exit facts go under "search": bundle.Solution reads exits/segments with fixed fields.
+        segments.append(SegmentSpec(index=i, processor=profile.processors[arch.processors[i]].name, first_layer=first,
+                                    last_layer=last_layer, file=f"segment_{i}.keras", macs=int(seg_macs),
+                                    output_shape=[bg.num_classes] if is_last else shape))
+    exit_specs = [ExitSpec(index=i, after_layer=bg.candidates[c].after_layer,
+                           processor=profile.processors[arch.processors[i]].name, threshold=float(thresholds[i]),
+                           file=f"exit_{i}.keras", macs=int(plans[c].cost.macs)) for i, c in enumerate(arch.cuts)]
+    # Extra per-exit facts go under "search": ExitSpec keeps the fields codegen needs.
     exit_details = [{"after_layer": bg.candidates[c].after_layer, "structure": plans[c].describe(),
                      "calibration_accuracy": float(np.mean(exits[c].probs["cal"].argmax(1) == dataset.y_cal)),
                      "test_accuracy": float(np.mean(exits[c].probs["test"].argmax(1) == dataset.y_test))}
                     for c in arch.cuts]
     base = {**base_test.to_dict(with_termination=False), "processor": base_processor}
-    return {
-        "schema_version": 1,
-        "generator": f"eenn {__version__}",
-        "base_model": {"source": str(problem.model_path), "sha256": problem.model_sha, "file": "base.keras",
-                       "input_shape": list(bg.input_shape), "num_classes": bg.num_classes,
-                       "total_macs": int(bg.total_macs), "output": "logits" if logits else "softmax"},
-        "hardware": profile.to_dict(),
-        "search": {"objective": config.objective, "efficiency": efficiency, "w": config.w,
-                   "max_accuracy_drop": config.max_accuracy_drop, "placement": config.placement,
-                   "max_exits": config.max_exits, "base_processor": base_processor,
-                   "rejected": rejected,
-                   "latency_bound_s": config.latency_bound_s, "confidence": config.confidence,
-                   "threshold_grid": [float(t) for t in grid], "calibration": dataset.calibration,
-                   "correction": config.correction, "seed": config.seed, "fine_tuned": bool(config.finetune and arch.n_exits),
-                   "fine_threshold_steps": config.fine_steps if config.finetune and arch.n_exits else None,
-                   "threshold_method": chosen.choice.method, "exit_rule": config.exits.to_dict(),
-                   "training": config.train.to_dict(), "augmentation": config.augment.to_dict(),
-                   "splits": {**dataset.sizes(), "test_source": dataset.test_source}, "exit_details": exit_details,
-                   "stats": _jsonable(stats),
-                   # the measured rates the costs were computed with (`--measured`): codegen predicts with them too
-                   **({"measured": {n: asdict(m) for n, m in Measured.load(config.measured).processors.items()}}
-                      if config.measured else {})},
-        "segments": segments,
-        "exits": exit_specs,
-        "metrics": {"split": "test", "n": int(len(dataset.y_test)), "base": base, "eenn": eenn_test.to_dict(),
-                    "base_per_processor": base_rows,
-                    "calibration": {"n": int(len(dataset.y_cal)), "eenn": eenn_cal.to_dict(),
-                                    "cost": chosen.choice.cost,
-                                    "efficiency_gain": float(objective.gain(chosen.choice.mean_cost)),
-                                    "accuracy_drop": float(objective.drop(chosen.choice.accuracy))}},
-    }
+    search = {"objective": config.objective, "efficiency": efficiency, "w": config.w,
+              "max_accuracy_drop": config.max_accuracy_drop, "placement": config.placement,
+              "max_exits": config.max_exits, "base_processor": base_processor,
+              "rejected": rejected,
+              "latency_bound_s": config.latency_bound_s, "confidence": config.confidence,
+              "threshold_grid": [float(t) for t in grid], "calibration": dataset.calibration,
+              "correction": config.correction, "seed": config.seed, "fine_tuned": bool(config.finetune and arch.n_exits),
+              "fine_threshold_steps": config.fine_steps if config.finetune and arch.n_exits else None,
+              "threshold_method": chosen.choice.method, "exit_rule": config.exits.to_dict(),
+              "training": config.train.to_dict(), "augmentation": config.augment.to_dict(),
+              "splits": {**dataset.sizes(), "test_source": dataset.test_source}, "exit_details": exit_details,
+              "stats": _jsonable(stats),
+              # the measured rates the costs were computed with (`--measured`): codegen predicts with them too
+              **({"measured": {n: asdict(m) for n, m in Measured.load(config.measured).processors.items()}}
+                 if config.measured else {})}
+    metrics = {"split": "test", "n": int(len(dataset.y_test)), "base": base, "eenn": eenn_test.to_dict(),
+               "base_per_processor": base_rows,
+               "calibration": {"n": int(len(dataset.y_cal)), "eenn": eenn_cal.to_dict(),
+                               "cost": chosen.choice.cost,
+                               "efficiency_gain": float(objective.gain(chosen.choice.mean_cost)),
+                               "accuracy_drop": float(objective.drop(chosen.choice.accuracy))}}
+    _add_scoring(search, metrics, config, bg, dataset, chosen, thresholds, scores)
+    return Solution(
+        base_model=BaseModelInfo(source=str(problem.model_path), sha256=problem.model_sha, file="base.keras",
+                                 input_shape=list(bg.input_shape), num_classes=bg.num_classes,
+                                 total_macs=int(bg.total_macs), output="logits" if logits else "softmax"),
+        hardware=profile.to_dict(), search=search, segments=segments, exits=exit_specs, metrics=metrics,
+        generator=f"eenn {__version__}")
+
+
+def _add_scoring(search: dict[str, Any], m: dict[str, Any], config: SearchConfig, bg: BlockGraph, dataset: Dataset,
+                 chosen: Evaluated, thresholds: tuple[float, ...], scores: Scores) -> None:
+    """What the scores were (`metrics.scoring`), per exit its accuracy on them, and beside the
+    figures scored on int8 the float ones for the same choice (`metrics.float`)."""
+    probs, float_probs = scores.probs, scores.float_probs
+    m["scoring"] = search["scoring"] = config.scoring
+    arch = chosen.arch
+    for d, c in zip(search["exit_details"], arch.cuts):
+        loc = bg.candidates[c].after_layer
+        d["calibration_accuracy"] = float(np.mean(probs["cal"][loc].argmax(1) == dataset.y_cal))
+        d["test_accuracy"] = float(np.mean(probs["test"][loc].argmax(1) == dataset.y_test))
+        d["float_calibration_accuracy"] = float(np.mean(float_probs["cal"][loc].argmax(1) == dataset.y_cal))
+        d["float_test_accuracy"] = float(np.mean(float_probs["test"][loc].argmax(1) == dataset.y_test))
+    flt = {}
+    for split, y in (("test", dataset.y_test), ("cal", dataset.y_cal)):
+        p = float_probs[split]
+        pred, stage = _predictions(arch, bg, p, p["final"], thresholds, config.confidence)
+        flt[split] = cascade_metrics(y, pred, stage, arch.n_exits + 1, chosen.stage_macs, chosen.mapping).to_dict()
+    m["float"] = {"eenn": flt["test"], "calibration": {"eenn": flt["cal"]},
+                  "base_accuracy": float(np.mean(float_probs["test"]["base"].argmax(1) == dataset.y_test))}
+    m["eenn"]["float_accuracy"] = flt["test"]["accuracy"]
+    m["base"]["float_accuracy"] = m["float"]["base_accuracy"]
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -904,9 +936,9 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def summary_dict(result: SearchResult) -> dict[str, Any]:
     """The `--json` output: the solution's metrics and choices plus search statistics."""
-    s = result.solution
-    return {"schema_version": 1, "no_exit": result.no_exit, "exits": s["exits"], "segments": s["segments"],
-            "metrics": s["metrics"], "search": s["search"]}
+    s = result.solution.to_dict()
+    return {"schema_version": SUMMARY_SCHEMA_VERSION, "no_exit": result.no_exit, "exits": s["exits"],
+            "segments": s["segments"], "metrics": s["metrics"], "search": s["search"]}
 
 
 def asdict_metrics(m: Metrics) -> dict[str, Any]:

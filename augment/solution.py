@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eenn.augment.bundle import Solution, write_bundle
+from eenn.augment.bundle import write_bundle
 from eenn.augment.int8_scoring import MAX_CALIBRATION, calibration_pick  # noqa: F401  (MAX_CALIBRATION: re-exported)
 from eenn.augment.search import SearchResult
 from eenn.augment.segments import submodel
@@ -20,24 +20,23 @@ from eenn.augment.selection import write_pareto_csv
 
 def write_result(result: SearchResult, out_dir: str | Path, force: bool = False) -> str:
     """Write the bundle; return its hash (SHA-256 of solution.json)."""
-    sol = result.solution
+    solution = result.solution
     bg, arch = result.block_graph, result.chosen.arch
     model = result.model
-    logits = sol["base_model"]["output"] == "logits"
-    solution = Solution.from_dict({**sol, "files": {}})
+    logits = solution.base_model.output == "logits"
 
     def populate(tmp: Path) -> None:
         model.save(tmp / "base.keras")
-        segs = sol["segments"]
+        segs = solution.segments
         lg = bg.layer_graph
         for i, seg in enumerate(segs):
-            name = seg["file"]
+            name = seg.file
             if name in result.finetuned_models:
                 result.finetuned_models[name].save(tmp / name)
                 continue
-            start = segs[i - 1]["last_layer"] if i > 0 else None
+            start = segs[i - 1].last_layer if i > 0 else None
             is_last = i == len(segs) - 1
-            end = lg.output_name if is_last else seg["last_layer"]
+            end = lg.output_name if is_last else seg.last_layer
             m = submodel(model, lg, start, end, name=f"segment_{i}", add_softmax=is_last and logits)
             m.save(tmp / name)
         for i, c in enumerate(arch.cuts):
@@ -49,7 +48,7 @@ def write_result(result: SearchResult, out_dir: str | Path, force: bool = False)
                 assert path is not None
                 shutil.copyfile(path, tmp / name)
         ds = result.dataset
-        pick = calibration_pick(len(ds.x_cal), sol["search"]["seed"])  # the set the int8 scores were calibrated on
+        pick = calibration_pick(len(ds.x_cal), solution.search["seed"])  # the set the int8 scores were calibrated on
         np.savez(tmp / "calibration.npz", x=ds.x_cal[pick].astype(np.float32))
         np.savez(tmp / "test.npz", x=ds.x_test.astype(np.float32), y=ds.y_test.astype(np.int64))
         write_pareto_csv(tmp / "pareto.csv", result.pareto_rows)
@@ -63,15 +62,15 @@ def _plots(result: SearchResult, tmp: Path) -> None:
     from eenn.augment.search import evaluated_points
 
     bg, arch = result.block_graph, result.chosen.arch
-    efficiency = result.solution["search"].get("efficiency", "macs")
+    efficiency = result.solution.search.get("efficiency", "macs")
     key = plots.MEASURES[efficiency][0]
     points = [evaluated_points(e) for e in result.evaluated]
     base_acc_cal = float(np.mean(result.probs["cal"]["base"].argmax(1) == result.dataset.y_cal))
-    sol = result.solution
-    cal = sol["metrics"]["calibration"]["eenn"]
+    metrics = result.solution.metrics
+    cal = metrics["calibration"]["eenn"]
     plots.pareto_plot(tmp / "pareto.png", np.concatenate([p[key] for p in points]),
                       np.concatenate([p["accuracy"] for p in points]), result.pareto_rows,
-                      (cal[key], cal["accuracy"]), (sol["metrics"]["base"][key], base_acc_cal),
+                      (cal[key], cal["accuracy"]), (metrics["base"][key], base_acc_cal),
                       f"{len(result.evaluated)} architectures evaluated", measure=efficiency)
     labels = [f"exit {i}: {bg.candidates[c].after_layer}" for i, c in enumerate(arch.cuts)] + ["final classifier"]
     plots.termination_plot(tmp / "termination.png", labels, result.eenn_test.termination_rates,

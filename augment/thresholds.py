@@ -31,6 +31,7 @@ import numpy as np
 from eenn.errors import EennError
 
 CONFIDENCES = ("max", "margin")
+EXACT_LIMIT = 50_000_000  # `auto` simulates every configuration while G**K · N stays below this
 
 
 def default_grid(confidence: str = "max", steps: int = 13) -> np.ndarray:
@@ -286,7 +287,7 @@ def graph_search(data: CascadeData, grid: Sequence[float], objective: Objective,
 
 
 def search(data: CascadeData, grid: Sequence[float], objective: Objective, method: str = "auto",
-           exact_limit: int = 50_000_000) -> tuple[Choice, GridResult | None]:
+           exact_limit: int = EXACT_LIMIT) -> tuple[Choice, GridResult | None]:
     """Best thresholds for one architecture; `auto` is exact while G**K · N <= exact_limit."""
     grid = np.asarray(grid, dtype=np.float64)
     if method == "auto":
@@ -301,7 +302,7 @@ def search(data: CascadeData, grid: Sequence[float], objective: Objective, metho
 
 def search_placements(data: CascadeData, stage_costs: Sequence[Sequence[float]], grid: Sequence[float],
                       objective: Objective, method: str = "auto",
-                      exact_limit: int = 50_000_000) -> list[tuple[Choice, GridResult | None]]:
+                      exact_limit: int = EXACT_LIMIT) -> list[tuple[Choice, GridResult | None]]:
     """`search` for one set of cuts under several placements (one stage-cost vector each): the
     exact grid is simulated once and re-costed per placement; the graph runs per placement."""
     grid = np.asarray(grid, dtype=np.float64)

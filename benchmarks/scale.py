@@ -156,6 +156,52 @@ def threshold_phase(n_loc: int = 74, n: int = 1000, steps: int = 13) -> dict:
             "graph_per_arch_s_estimate": (t5 - t4) / len(two) * len(archs)}
 
 
+def search_threshold_phase(blocks=(24, 25, 25), widths=(8, 16, 32), n: int = 1000, steps: int = 13,
+                           hardware: str = "rk3588-cloud", placement: str = "any") -> dict:
+    """The search's own threshold and architecture phase (`search.plan_exits` + `search.choose`)
+    on the 74-location network with synthetic exit scores: every architecture the search keeps,
+    priced on the real cost model, as `run_search` does after training."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from eenn.augment.block_graph import build_block_graph
+    from eenn.augment.cost import CostModel
+    from eenn.augment.hardware import load_profile
+    from eenn.augment.layer_graph import build_layer_graph
+    from eenn.augment.progress import Progress
+    from eenn.augment.search import Problem, Scores, SearchConfig, choose, plan_exits
+
+    model = bottleneck_resnet(blocks, widths)
+    lg = build_layer_graph(model)
+    bg = build_block_graph(lg)
+    profile = load_profile(hardware)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, n)
+
+    def scores(skill: float) -> np.ndarray:
+        logits = rng.normal(0, 1, (n, 10))
+        logits[np.arange(n), y] += skill
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    config = SearchConfig(hardware=hardware, placement=placement, threshold_steps=steps).checked()
+    problem = Problem("synthetic", model, "0" * 64, lg, bg, True, profile, CostModel(profile),
+                      SimpleNamespace(y_cal=y))
+    quiet = Progress(enabled=False)
+    t0 = time.perf_counter()
+    space = plan_exits(problem, config, quiet)
+    t1 = time.perf_counter()
+    probs = {c.after_layer: scores(0.5 + 3.0 * i / len(bg.candidates)) for i, c in enumerate(bg.candidates)}
+    exits = SimpleNamespace(exits={c: SimpleNamespace(aborted=False) for c in space.needed})
+    timings: dict[str, float] = {}
+    decision = choose(problem, space, exits, Scores({"cal": probs}, {"cal": scores(4.0)}, {}), config, quiet, timings)
+    configs = sum(int(np.size(e.grid.accuracy)) for e in decision.evaluated if e.grid is not None)
+    return {"placement": placement, "candidates": len(bg.candidates), "architectures": space.pruning.total,
+            "evaluated": len(decision.evaluated), "configurations": configs, "samples": n,
+            "plan_s": t1 - t0, "thresholds_s": timings["thresholds_s"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a 6-block network on 800 samples: proves the script only")
@@ -170,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--disk-limit", type=int, default=8192, help="MiB (search --disk-limit)")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--thresholds-only", action="store_true",
+                    help="only the threshold and architecture phase (no training): seconds, not minutes")
     args = ap.parse_args(argv)
+    if args.thresholds_only:
+        return _print_threshold_phases(args.json)
     if args.quick:
         blocks, widths, samples, minutes, epochs = (2, 2, 2), (8, 16, 32), 800, 0.5, 3
     else:
@@ -254,14 +304,32 @@ def main(argv: list[str] | None = None) -> int:
                "mean_macs_base": res.base_test.mean_macs, "mean_macs_eenn": res.eenn_test.mean_macs}
         figures[tag] = row
         print(f"{tag}: " + json.dumps(row), flush=True)
-    thr = threshold_phase()
-    figures["threshold_phase"] = thr
-    print(f"threshold phase: {thr['architectures']} architectures, {thr['configurations']} configurations on "
-          f"{thr['samples']} samples: batched {thr['batch_s']:.2f} s (+ {thr['best_s']:.2f} s picking the best); "
-          f"per architecture, extrapolated from 100: exact simulation {thr['exact_per_arch_s_estimate']:.1f} s, "
-          f"graph search {thr['graph_per_arch_s_estimate']:.1f} s", flush=True)
+    figures.update(_threshold_figures())
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def _threshold_figures() -> dict:
+    thr = threshold_phase()
+    print(f"threshold phase (synthetic exits): {thr['architectures']} architectures, {thr['configurations']} "
+          f"configurations on {thr['samples']} samples: batched {thr['batch_s']:.2f} s (+ {thr['best_s']:.2f} s "
+          f"picking the best); per architecture, extrapolated from 100: exact simulation "
+          f"{thr['exact_per_arch_s_estimate']:.1f} s, graph search {thr['graph_per_arch_s_estimate']:.1f} s", flush=True)
+    out = {"threshold_phase": thr}
+    for placement in ("boundary", "any"):
+        ph = search_threshold_phase(placement=placement)
+        out[f"search_threshold_phase_{placement}"] = ph
+        print(f"search threshold phase, placement {placement}: {ph['candidates']} locations, {ph['architectures']} "
+              f"architectures ({ph['evaluated']} scored), {ph['configurations']} configurations on {ph['samples']} "
+              f"samples: {ph['thresholds_s']:.2f} s (planning and pruning {ph['plan_s']:.2f} s)", flush=True)
+    return out
+
+
+def _print_threshold_phases(json_path: Path | None) -> int:
+    figures = _threshold_figures()
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2))
     return 0
 
 

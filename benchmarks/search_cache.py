@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run_search(model, data, config)
         wall = time.monotonic() - t
         s = result.stats
-        e = result.solution["metrics"]["eenn"]
-        b = result.solution["metrics"]["base"]
+        e = result.solution.metrics["eenn"]
+        b = result.solution.metrics["base"]
         rows.append((("feature cache" if cached else "through the backbone"), wall, s.get("features_s", 0.0),
                      s.get("training_s", 0.0), s["exits_trained"],
-                     " + ".join(x["after_layer"] for x in result.solution["exits"]) or "(none)",
+                     " + ".join(x.after_layer for x in result.solution.exits) or "(none)",
                      1 - e["mean_macs"] / b["mean_macs"], b["accuracy"] - e["accuracy"]))
         print(f"{rows[-1][0]}: {wall:.1f} s (scoring {args.scoring}: int8 scores {s.get('int8_s', 0.0):.1f} s)",
               flush=True)

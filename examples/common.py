@@ -63,5 +63,5 @@ def search_and_write(model: Any, data: Path, args: argparse.Namespace, seed: int
     out = args.out or args.work / ("bundle" if args.max_drop is None else f"bundle_drop{args.max_drop:g}")
     h = write_result(result, out, force=True)
     print(f"bundle: {out} ({h[:12]})")
-    (args.work / "last_summary.json").write_text(json.dumps(result.solution["metrics"], indent=2))
+    (args.work / "last_summary.json").write_text(json.dumps(result.solution.metrics, indent=2))
     return 0

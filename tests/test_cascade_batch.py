@@ -3,6 +3,7 @@ graph search is exact (up to two exits), its shortest path."""
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,3 +69,44 @@ def test_three_processors_74_locations_take_seconds():
     assert sum(np.size(a) for a in result.accuracy) == 1 + 74 * 13 + 2701 * 169
     print(f"2,776 architectures × 169 configurations: {seconds:.2f} s")
     assert seconds < 30
+
+
+def test_the_search_scores_batched_cut_sets_as_search_placements_would():
+    """The search's threshold phase (`search._batched_grids`, then `recost` per placement) picks
+    what the per-cut-set `search_placements` picks: same thresholds, accuracy and rates, the
+    mean cost within COST_TOL; cut sets of three exits are left to `search_placements`."""
+    from types import SimpleNamespace
+
+    from eenn.augment.search import Scores, SearchConfig, _batched_grids, _cascade
+
+    rng = np.random.default_rng(3)
+    n, locs = 400, [f"block_{i}" for i in range(4)]
+    y = rng.integers(0, 5, n)
+
+    def softmax(skill):
+        logits = rng.normal(0, 1, (n, 5))
+        logits[np.arange(n), y] += skill
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    probs = {loc: softmax(0.5 + i) for i, loc in enumerate(locs)}
+    final = softmax(4.0)
+    problem = SimpleNamespace(bg=SimpleNamespace(candidates=[SimpleNamespace(after_layer=l) for l in locs]),
+                              dataset=SimpleNamespace(y_cal=y))
+    scores = Scores(probs={"cal": probs}, final={"cal": final}, float_probs={})
+    placements = {(0,): [[10, 30], [4, 50]], (1, 3): [[10, 5, 30], [12, 2, 40]], (0, 1, 2): [[1, 1, 1, 9]]}
+    grid = T.default_grid("max", 9)
+    config = SearchConfig(threshold_method="auto").checked()
+    batched = _batched_grids(problem, scores, {c: p[0] for c, p in placements.items()}, grid, config)
+    assert set(batched) == {(0,), (1, 3)}
+    objective = T.Objective(kind="max_drop", base_cost=40.0, base_accuracy=float(np.mean(final.argmax(1) == y)),
+                            w=0.9, max_drop=0.05)
+    for cuts, batch in batched.items():
+        arch = SimpleNamespace(cuts=cuts)
+        data = _cascade(arch, problem.bg, probs, final, y, placements[cuts][0], "max")
+        want = T.search_placements(data, placements[cuts], grid, objective, "exact")
+        for costs, (ref, _) in zip(placements[cuts], want):
+            got = T.best_exact(batch.recost(costs), objective)
+            assert (got.thresholds, got.accuracy, got.termination) == (ref.thresholds, ref.accuracy, ref.termination)
+            assert got.mean_cost == pytest.approx(ref.mean_cost, rel=COST_TOL)
+    assert _batched_grids(problem, scores, {(0,): [1, 2]}, grid, SearchConfig(threshold_method="graph").checked()) == {}

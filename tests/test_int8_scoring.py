@@ -145,7 +145,7 @@ def test_second_search_converts_nothing(searches):
     for s in ("cal", "test"):
         for k, p in first.probs[s].items():
             np.testing.assert_array_equal(second.probs[s][k], p)
-    assert second.solution["metrics"] == first.solution["metrics"]
+    assert second.solution.metrics == first.solution.metrics
 
 
 def test_int8_scores_sit_on_the_int8_grid_and_float_scoring_keeps_the_float_ones(searches):
@@ -157,9 +157,9 @@ def test_int8_scores_sit_on_the_int8_grid_and_float_scoring_keeps_the_float_ones
             np.testing.assert_array_equal(flt.probs[s][ex.location], ex.probs[s])  # float: the trained softmax
             q = first.probs[s][ex.location] * 256
             np.testing.assert_array_equal(q, np.round(q))  # int8: k/256
-    assert flt.solution["metrics"]["scoring"] == "float" and first.solution["metrics"]["scoring"] == "int8"
+    assert flt.solution.metrics["scoring"] == "float" and first.solution.metrics["scoring"] == "int8"
     assert "int8_conversions" not in flt.stats
-    m = flt.solution["metrics"]
+    m = flt.solution.metrics
     assert m["eenn"]["accuracy"] == m["float"]["eenn"]["accuracy"] == m["eenn"]["float_accuracy"]
     assert m["base"]["accuracy"] == m["float"]["base_accuracy"]
 
@@ -174,16 +174,16 @@ def test_predicted_int8_accuracy_is_the_written_bundles_reference_accuracy(searc
     write_result(r, tmp_path / "bundle")
     res = generate(tmp_path / "bundle", "CY8CKIT-062S2-43012", tmp_path / "project")
     ref = res.reference
-    thresholds = tuple(e["threshold"] for e in r.solution["exits"])
+    thresholds = tuple(e.threshold for e in r.solution.exits)
     pred, stage = _predictions(r.chosen.arch, r.block_graph, r.probs["test"], r.probs["test"]["final"], thresholds,
                                "max")
     np.testing.assert_array_equal(pred, [s["class"] for s in ref["samples"]])
     np.testing.assert_array_equal(stage, [s["exit"] for s in ref["samples"]])
-    assert r.solution["metrics"]["eenn"]["accuracy"] == ref["accuracy"]
-    assert r.solution["metrics"]["eenn"]["termination_rates"] == ref["termination_rates"]
-    assert r.solution["metrics"]["base"]["accuracy"] == ref["base_accuracy"]
+    assert r.solution.metrics["eenn"]["accuracy"] == ref["accuracy"]
+    assert r.solution.metrics["eenn"]["termination_rates"] == ref["termination_rates"]
+    assert r.solution.metrics["base"]["accuracy"] == ref["base_accuracy"]
     # the float figure is the one generate reports as float_accuracy
-    assert r.solution["metrics"]["float"]["eenn"]["accuracy"] == pytest.approx(ref["float_accuracy"], abs=1e-9)
+    assert r.solution.metrics["float"]["eenn"]["accuracy"] == pytest.approx(ref["float_accuracy"], abs=1e-9)
 
 
 def test_scoring_is_an_option_of_search_and_deploy(tmp_path):

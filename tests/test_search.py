@@ -149,8 +149,8 @@ def test_rerun_trains_no_exit_again(digits, tmp_path):
     assert first.stats["exits_trained"] == first.stats["exits_needed"] > 0
     again = run_search(model, data, fast_config(tmp_path / "c"))
     assert again.stats["exits_trained"] == 0 and again.stats["exits_from_cache"] == first.stats["exits_needed"]
-    assert again.solution["exits"] == first.solution["exits"]
-    assert again.solution["metrics"]["eenn"] == first.solution["metrics"]["eenn"]
+    assert again.solution.exits == first.solution.exits
+    assert again.solution.metrics["eenn"] == first.solution.metrics["eenn"]
     # psoc6 (two processors): the paper's graph search lands within 1 % of the exhaustive optimum
     assert first.stats["graph_compared"] == 2 and first.stats["graph_gap_max"] <= 0.01
 
@@ -273,7 +273,7 @@ def test_no_exit_is_a_valid_answer(digits, tmp_path):
     base_latency = res.base_test.worst_latency_s
     # a bound that only the base model alone on the CM4F meets
     only_base = run_search(model, data, fast_config(tmp_path / "c", latency_bound_s=base_latency * 1.0001))
-    assert only_base.no_exit and only_base.solution["exits"] == []
+    assert only_base.no_exit and only_base.solution.exits == []
     from eenn.augment.report import format_summary
     from eenn.augment.solution import write_result
 
@@ -290,7 +290,7 @@ def test_three_processors_graph_matches_exhaustive_and_max_drop(digits, tmp_path
     assert res.stats["architectures"] == 1 + 2 + 1  # two locations, up to two exits
     assert res.stats["graph_compared"] >= 1 and res.stats["graph_gap_max"] <= 0.01
     strict = run_search(model, data, fast_config(tmp_path / "c", max_accuracy_drop=0.0))
-    cal = strict.solution["metrics"]["calibration"]["eenn"]
+    cal = strict.solution.metrics["calibration"]["eenn"]
     base_cal = float(np.mean(strict.probs["cal"]["base"].argmax(1) == strict.dataset.y_cal))
     assert cal["accuracy"] >= base_cal - 1e-12
 
@@ -304,10 +304,10 @@ def test_uncached_training_and_finetuning(digits, tmp_path):
     ft = run_search(model, data, fast_config(tmp_path / "c", finetune=True, w=0.5))
     if ft.no_exit:
         pytest.skip("the search chose no exit; nothing to fine-tune")
-    assert ft.solution["search"]["fine_tuned"] and len(ft.solution["search"]["threshold_grid"]) == 13
-    assert ft.solution["search"]["fine_threshold_steps"] == 101
+    assert ft.solution.search["fine_tuned"] and len(ft.solution.search["threshold_grid"]) == 13
+    assert ft.solution.search["fine_threshold_steps"] == 101
     fine = np.round(np.linspace(0.4, 1.0, 101), 6)  # the second search: 101 steps over the same range
-    assert all(np.isclose(fine, e["threshold"]).any() for e in ft.solution["exits"])
+    assert all(np.isclose(fine, e.threshold).any() for e in ft.solution.exits)
     # the fine-tuned parts are the bundle's, and the backbone moved (it was unfrozen)
     assert "segment_0.keras" in ft.finetuned_models and "exit_0.keras" in ft.finetuned_models
     import keras
@@ -331,12 +331,12 @@ def test_uncached_training_and_finetuning(digits, tmp_path):
 def test_calibrating_on_train_scales_the_thresholds(digits, tmp_path):
     model, data = digits
     res = run_search(model, data, fast_config(tmp_path / "c", calibration="train", correction=2 / 3, w=0.5))
-    assert res.dataset.calibration == "train" and res.solution["search"]["calibration"] == "train"
+    assert res.dataset.calibration == "train" and res.solution.search["calibration"] == "train"
     np.testing.assert_array_equal(res.dataset.x_cal, res.dataset.x_train)
     if res.no_exit:
         pytest.skip("the search chose no exit; no threshold to scale")
-    for spec, t in zip(res.solution["exits"], res.chosen.choice.thresholds):
-        assert spec["threshold"] == pytest.approx(t * 2 / 3 if t < 1 else t)
+    for spec, t in zip(res.solution.exits, res.chosen.choice.thresholds):
+        assert spec.threshold == pytest.approx(t * 2 / 3 if t < 1 else t)
 
 
 def test_exits_the_rule_cannot_shrink_to_the_budget_are_reported(digits, tmp_path, capsys):
@@ -361,8 +361,8 @@ def test_energy_efficiency_picks_the_cheapest_point_in_joules(digits, tmp_path):
     model, data = digits
     runs = {eff: run_search(model, data, fast_config(tmp_path / "cache", efficiency=eff)) for eff in ("macs", "energy")}
     res = runs["energy"]
-    assert res.solution["search"]["efficiency"] == "energy"
-    base_j = res.solution["metrics"]["base"]["mean_energy_j"]
+    assert res.solution.search["efficiency"] == "energy"
+    base_j = res.solution.metrics["base"]["mean_energy_j"]
     base_acc = float(np.mean(res.probs["cal"]["base"].argmax(1) == res.dataset.y_cal))
 
     def energy_cost(j, acc):
@@ -371,8 +371,8 @@ def test_energy_efficiency_picks_the_cheapest_point_in_joules(digits, tmp_path):
     best = min(float(np.min(energy_cost(p["mean_energy_j"], p["accuracy"])))
                for p in map(evaluated_points, res.evaluated))
     assert res.chosen.choice.cost == pytest.approx(best, abs=1e-12)
-    assert res.chosen.choice.mean_cost == pytest.approx(res.solution["metrics"]["calibration"]["eenn"]["mean_energy_j"])
-    mac_choice = runs["macs"].solution["metrics"]["calibration"]["eenn"]
+    assert res.chosen.choice.mean_cost == pytest.approx(res.solution.metrics["calibration"]["eenn"]["mean_energy_j"])
+    mac_choice = runs["macs"].solution.metrics["calibration"]["eenn"]
     assert best <= energy_cost(mac_choice["mean_energy_j"], mac_choice["accuracy"]) + 1e-12
     assert res.stats["exits_trained"] == 0  # the measure does not change the exits: trained once, reused
     chosen_row = next(r for r in res.pareto_rows if r["chosen"])

@@ -41,12 +41,12 @@ def _cal_base_accuracy(res):
 def test_default_is_the_largest_energy_saving_within_one_point(digits, cache):
     model, data = digits
     res = run_search(model, data, config(cache))
-    s = res.solution["search"]
+    s = res.solution.search
     assert (s["objective"], s["max_accuracy_drop"], s["efficiency"], s["placement"], s["max_exits"]) == \
         ("max_drop", 0.01, "energy", "any", 2)
     # the base: the cheapest single processor in energy, the input's transfer included (the CM4F)
-    base = res.solution["metrics"]["base"]
-    per = {r["processor"]: r for r in res.solution["metrics"]["base_per_processor"]}
+    base = res.solution.metrics["base"]
+    per = {r["processor"]: r for r in res.solution.metrics["base_per_processor"]}
     assert base["processor"] == s["base_processor"] == "cm4" == min(per, key=lambda k: per[k]["energy_j"])
     assert base["mean_energy_j"] == pytest.approx(per["cm4"]["energy_j"], rel=1e-12)
     assert per["cm4"]["input_transfer_s"] > 0 and per["cm0p"]["input_transfer_s"] == 0
@@ -59,7 +59,7 @@ def test_default_is_the_largest_energy_saving_within_one_point(digits, cache):
         ok = base_acc - pt["accuracy"] <= 0.01 + 1e-12
         if ok.any() and gain[ok].max() > best_gain + 1e-12:
             best_gain, best_where = float(gain[ok].max()), e
-    cal = res.solution["metrics"]["calibration"]
+    cal = res.solution.metrics["calibration"]
     assert cal["efficiency_gain"] == pytest.approx(best_gain, abs=1e-9)
     assert cal["accuracy_drop"] <= 0.01 + 1e-12
     assert (best_where is None) == res.no_exit
@@ -84,27 +84,27 @@ def test_nothing_beats_the_base_answers_the_base_in_one_line(digits, cache, tmp_
     measured.write_text(json.dumps({"processors": {p: {"block_s": {n: 1e-7 for n in names}}
                                                    for p in ("cm0p", "cm4")}}))
     res = run_search(model, data, config(cache, measured=str(measured)))
-    assert res.no_exit and res.solution["exits"] == []
-    seg = res.solution["segments"]
-    assert len(seg) == 1 and seg[0]["processor"] == res.solution["metrics"]["base"]["processor"]
-    rejected = res.solution["search"]["rejected"]
+    assert res.no_exit and res.solution.exits == []
+    seg = res.solution.segments
+    assert len(seg) == 1 and seg[0].processor == res.solution.metrics["base"]["processor"]
+    rejected = res.solution.search["rejected"]
     assert rejected is not None and rejected["efficiency_gain"] < 0
     # the best rejected candidate: the largest saving among early-exit points within the bound
     base_acc = _cal_base_accuracy(res)
     best = max(float(np.max(np.where(base_acc - p["accuracy"] <= 0.01 + 1e-12, -p["mean_cost"], -np.inf)))
                for p in (evaluated_points(e) for e in res.evaluated if e.arch.n_exits))
-    assert rejected["efficiency_gain"] == pytest.approx(1 + best / res.solution["metrics"]["base"]["mean_energy_j"],
+    assert rejected["efficiency_gain"] == pytest.approx(1 + best / res.solution.metrics["base"]["mean_energy_j"],
                                                         rel=1e-9)
     text = format_summary(res.solution, res.pareto_rows)
     lines = [ln for ln in text.splitlines() if "no early-exit network beats it" in ln]
-    assert len(lines) == 1 and lines[0].startswith(f"solution the base model alone on {seg[0]['processor']}")
+    assert len(lines) == 1 and lines[0].startswith(f"solution the base model alone on {seg[0].processor}")
     assert f"{-rejected['efficiency_gain'] * 100:+.1f} % energy" in lines[0] and rejected["placement"] in lines[0]
     write_result(res, tmp_path / "b")
     from eenn.report import ReportSources, write_report
 
     write_report(ReportSources(bundle=tmp_path / "b"), tmp_path / "r.html", tmp_path / "r.md")
     md = (tmp_path / "r.md").read_text()
-    assert "no early-exit network beats it" in md and f"base model on {seg[0]['processor']}" in md
+    assert "no early-exit network beats it" in md and f"base model on {seg[0].processor}" in md
 
 
 THREE = """
@@ -163,7 +163,7 @@ def test_three_processors_several_stages_on_one_make_a_valid_bundle(digits, cach
     hw.write_text(THREE)
     res = run_search(model, data, config(cache, hardware=str(hw), latency_bound_s=None, max_accuracy_drop=0.05))
     assert res.stats["architectures"] == 3 + 2 * 6 + 1 * 10
-    assert res.solution["metrics"]["base"]["processor"] == "cheap"
+    assert res.solution.metrics["base"]["processor"] == "cheap"
     assert not res.no_exit, "the digits exits save energy on any core"
     write_result(res, tmp_path / "b")
     sol = load_bundle(tmp_path / "b").solution
@@ -198,7 +198,7 @@ def test_three_processors_several_stages_on_one_make_a_valid_bundle(digits, cach
 def test_distributed_profile_reports_the_device_energy(digits, cache):
     model, data = digits
     res = run_search(model, data, config(cache, hardware="rk3588-cloud", latency_bound_s=None))
-    m = res.solution["metrics"]
+    m = res.solution.metrics
     assert m["base"]["processor"] != "workstation-gpu"  # the input would cross the 50 Mbit/s link first
     per = {r["processor"]: r for r in m["base_per_processor"]}
     assert per["workstation-gpu"]["input_transfer_s"] > 0.02  # the link's latency alone is 20 ms
@@ -246,7 +246,7 @@ def test_paper_space_in_macs_reproduces_the_earlier_choice(digits, cache, hw):
     model, data = digits
     res = run_search(model, data, config(cache, hardware=hw, placement="boundary", efficiency="macs", w=0.9,
                                          latency_bound_s=2.5 if hw == "psoc6" else None))
-    assert res.solution["search"]["objective"] == "weighted"
+    assert res.solution.search["objective"] == "weighted"
     assert res.stats["architectures"] == {"psoc6": 3, "rk3588-cloud": 4}[hw]
     cuts, procs, thresholds, cost = _old_choice(res)
     assert res.chosen.arch.cuts == cuts and res.chosen.choice.thresholds == thresholds
@@ -280,8 +280,8 @@ def test_without_power_figures_energy_falls_back_to_latency(digits, cache, tmp_p
                   .replace("sleep_w = 0.0005", "sleep_w = 0.0"))
     res = run_search(model, data, config(cache, hardware=str(hw), latency_bound_s=None),
                      progress=Progress(enabled=True, err=True))
-    assert res.solution["search"]["efficiency"] == "latency"
+    assert res.solution.search["efficiency"] == "latency"
     assert "has no power figures (all 0 W): measuring latency instead of energy" in capsys.readouterr().err
     # the base: the fastest single processor ("big", 100 MMAC/s, after the input's relay)
-    assert res.solution["metrics"]["base"]["processor"] == "big"
-    assert res.chosen.choice.mean_cost == pytest.approx(res.solution["metrics"]["calibration"]["eenn"]["mean_latency_s"])
+    assert res.solution.metrics["base"]["processor"] == "big"
+    assert res.chosen.choice.mean_cost == pytest.approx(res.solution.metrics["calibration"]["eenn"]["mean_latency_s"])
