@@ -132,13 +132,10 @@ def median_threshold(exit_model, fm_model, x, quantile: float = 0.5) -> float:
 
 
 # ---------------------------------------------------------------------------------- models
-def digits_bundle(out: Path, seed: int = 0) -> dict:
-    """2-D: the built-in digits data, a small CNN cut after its first conv block."""
+def _digits_cnn(d: dict, seed: int):
+    """The small digits CNN (conv block, depthwise-separable block, conv, pooling), trained 20 epochs."""
     import keras
 
-    from eenn.examples import digits_dataset
-
-    d = digits_dataset(seed)
     keras.utils.set_random_seed(seed)
     L = keras.layers
     inp = keras.Input((8, 8, 1), name="pixels")
@@ -156,6 +153,15 @@ def digits_bundle(out: Path, seed: int = 0) -> dict:
     base = keras.Model(inp, outp, name="digits_small")
     base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     base.fit(d["x_train"], d["y_train"], epochs=20, batch_size=32, verbose=0)
+    return base
+
+
+def digits_bundle(out: Path, seed: int = 0) -> dict:
+    """2-D: the built-in digits data, a small CNN cut after its first conv block."""
+    from eenn.examples import digits_dataset
+
+    d = digits_dataset(seed)
+    base = _digits_cnn(d, seed)
     cuts = ["conv1_relu"]
     segments = split_chain(base, cuts)
     ex = train_exit(segments[0], d["x_train"], d["y_train"], 10, "exit_0", seed=seed)
@@ -178,23 +184,7 @@ def _digits_three_stages(seed: int) -> dict:
     from eenn.examples import digits_dataset
 
     d = digits_dataset(seed)
-    keras.utils.set_random_seed(seed)
-    L = keras.layers
-    inp = keras.Input((8, 8, 1), name="pixels")
-    x = L.Conv2D(8, 3, padding="same", name="conv1")(inp)
-    x = L.BatchNormalization(name="conv1_bn")(x)
-    x = L.ReLU(name="conv1_relu")(x)
-    x = L.DepthwiseConv2D(3, padding="same", name="dw2")(x)
-    x = L.ReLU(name="dw2_relu")(x)
-    x = L.Conv2D(16, 1, name="pw2")(x)
-    x = L.ReLU(name="pw2_relu")(x)
-    x = L.MaxPooling2D(name="pool2")(x)
-    x = L.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    outp = L.Dense(10, activation="softmax", name="classifier")(x)
-    base = keras.Model(inp, outp, name="digits_small")
-    base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    base.fit(d["x_train"], d["y_train"], epochs=20, batch_size=32, verbose=0)
+    base = _digits_cnn(d, seed)
     cuts = ["conv1_relu", "pool2"]
     segments = split_chain(base, cuts)
     fm0 = segments[0]

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from eenn.cli import main
-from eenn.errors import BoardError, EennError
+from eenn.errors import BoardError
 from eenn.hil.run import RunOptions, run
 from eenn.hil.session import RESULTS
 from eenn.hil.virtual_board import TIMING_NOTE, VirtualBoard
