@@ -939,7 +939,3 @@ def summary_dict(result: SearchResult) -> dict[str, Any]:
     s = result.solution.to_dict()
     return {"schema_version": SUMMARY_SCHEMA_VERSION, "no_exit": result.no_exit, "exits": s["exits"],
             "segments": s["segments"], "metrics": s["metrics"], "search": s["search"]}
-
-
-def asdict_metrics(m: Metrics) -> dict[str, Any]:
-    return asdict(m)

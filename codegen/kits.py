@@ -147,11 +147,6 @@ class Kit:
         """SRAM the cores may use (the system's top 2 KB excluded)."""
         return self.sram_bytes - SRAM_SYSTEM_RESERVED
 
-    @property
-    def macro(self) -> str:
-        """The kit as a C identifier fragment: CY8CKIT_062S2_43012."""
-        return self.name.replace("-", "_")
-
 
 KITS: dict[str, Kit] = {
     k.name: k

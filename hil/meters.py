@@ -72,7 +72,6 @@ class EdgeWindows:
     def __init__(self):
         self._last_level: bool | None = None
         self._open: tuple[float, float, float, int] | None = None  # start_s, energy, charge, samples
-        self._expected_t: float | None = None
 
     def reset_pairing(self) -> None:
         """Forget an open window (an edge whose partner will not come); the pin level is kept."""
