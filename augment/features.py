@@ -128,9 +128,11 @@ def map_bytes(shapes: dict[str, tuple[int, ...]], counts: dict[str, int], int8: 
     return sum(n * prod(shp) * size[s] for s, n in counts.items() for shp in shapes.values())
 
 
-def feature_extractor(model: Any, locations: Sequence[str], heads: dict[str, ExitPlan] | None = None):
+def feature_extractor(model: Any, locations: Sequence[str], heads: dict[str, ExitPlan] | None = None,
+                      maps_only: bool = False):
     """(Keras model x → maps + per-sample (min, max) of each map + final outputs, map shapes):
-    the one graph of the feature pass; a location's map goes through its head, if any."""
+    the one graph of the feature pass; a location's map goes through its head, if any. With
+    `maps_only`, x → the maps alone: Keras then builds only the layers up to the deepest location."""
     import keras
 
     maps, extremes = [], []
@@ -143,7 +145,7 @@ def feature_extractor(model: Any, locations: Sequence[str], heads: dict[str, Exi
             out = build_exit(head, name=f"head_{i}")(out)
         maps.append(out)
     shapes = {loc: tuple(int(d) for d in m.shape[1:]) for loc, m in zip(locations, maps)}
-    return keras.Model(model.inputs, maps + extremes + list(model.outputs)), shapes
+    return keras.Model(model.inputs, maps if maps_only else maps + extremes + list(model.outputs)), shapes
 
 
 class FeatureCache:

@@ -130,19 +130,26 @@ def train_streaming(model: Any, plans: dict[int, ExitPlan], heads: dict[str, Exi
                           {s: cache.features[s][loc] for s in ("cal", "test")}, y_cal, config, seed,
                           stats=sums[loc].stats() if loc in sums else None, pooled=loc in heads,
                           input_range=cache.ranges["cal"][loc], grid=cache.grids[loc], order_seed=seed)
-    index = {c: locs.index(p.location) for c, p in plans.items()}
     order = _Batches(len(y_train), config.batch_size, seed)
     active = dict(runs)
+    pass_locs: list[str] = []
     for epoch in range(config.epochs):
         if not active:
             break
         for r in active.values():
             r.begin_epoch(epoch)
+        wanted = [loc for loc in locs if any(plans[c].location == loc for c in active)]
+        if wanted != pass_locs:
+            # The epochs need the maps of the exits still training and nothing after the deepest:
+            # neither the teacher nor the ranges (pass 1 kept them), nor the layers of abandoned exits.
+            pass_locs = wanted
+            run = _traced_once(feature_extractor(model, pass_locs, heads, maps_only=True)[0])
+            index = {c: pass_locs.index(plans[c].location) for c in active}
         for idx in order.epoch():
             outs = run(np.asarray(x_train[idx], dtype=np.float32))
             for c, r in active.items():
                 k = index[c]
-                r.step(grids[k].quantize(outs[k]), idx)
+                r.step(cache.grids[pass_locs[k]].quantize(outs[k]), idx)
         for c in list(active):
             if not active[c].end_epoch(epoch):
                 trained, exported = active.pop(c).finish()

@@ -159,3 +159,39 @@ def test_bad_ray_addresses_fail_before_any_work(spec):
 
     with pytest.raises(EennError, match="--ray"):
         SearchConfig(ray=spec, cache_dir=None).checked()
+
+
+def test_streamed_epochs_run_the_backbone_only_as_deep_as_the_exits_still_training(ecg, monkeypatch):
+    """Pass 1 computes maps, ranges and the teacher; the epochs only the maps of the exits still
+    training, rebuilt without an abandoned exit's location (and so without the layers after the
+    deepest one left)."""
+    from eenn.augment import streaming
+    from eenn.augment.features import feature_extractor
+    from eenn.augment.training import ExitRun
+
+    model, bg, plans = ecg
+    heads = _heads(plans)
+    locs = [p.location for p in plans.values()]
+    calls = []
+
+    def recording(model, locations, heads=None, maps_only=False):
+        calls.append((list(locations), maps_only))
+        return feature_extractor(model, locations, heads, maps_only)
+
+    real_end = ExitRun.end_epoch
+
+    def deepest_gives_up(self, epoch):
+        return real_end(self, epoch) and self.plan.location != locs[-1]
+
+    monkeypatch.setattr(streaming, "feature_extractor", recording)
+    monkeypatch.setattr(ExitRun, "end_epoch", deepest_gives_up)
+    x, y = _class_signals(64, 0)
+    xc, yc = _class_signals(32, 1)
+    cfg = TrainConfig(epochs=3, batch_size=32, abort_min_steps=1, abort_margin=-1.0)
+    with FeatureCache(model, locs, {"cal": xc, "test": xc[:16]}, batch_size=16, heads=heads, int8=True) as cal:
+        done = [c for c, _, _ in train_streaming(model, plans, heads, x, y, cal, yc, CLASSES, False, cfg, 0,
+                                                 batch_size=16)]
+    assert sorted(done) == sorted(plans)
+    assert calls == [(locs, False), (locs, True), (locs[:-1], True)]
+    shallow = feature_extractor(model, locs[:1], heads, maps_only=True)[0]
+    assert len(shallow.layers) < len(feature_extractor(model, locs, heads)[0].layers)
