@@ -1,16 +1,21 @@
 """The search, end to end (DESIGN §3–5): exits, architectures, thresholds, choice, bundle.
 
-    model + data + hardware
-      → analysis (block graph, candidates, blueprint) and exit plans at every candidate
-      → architectures, pruned by worst-case latency and memory before any training
-      → one pass over the data: feature maps at the needed locations + the base model's softmax
-      → every needed exit trained once (or loaded from the disk cache)
-      → per architecture: the best thresholds on the calibration split (exact grid / graph)
-      → the cheapest architecture, the Pareto front, optional joint fine-tuning
-      → test-split metrics, base vs EENN, and the solution bundle (written atomically)
+    load_problem   model + data + hardware → block graph, candidates, cost model   (Problem)
+    plan_exits     an exit plan at every candidate; architectures pruned by worst-case
+                   latency and memory before any training                           (ExitSpace)
+    train_exits    one pass over the data (feature maps at the needed locations + the
+                   base model's softmax), every needed exit trained once or loaded
+                   from the exit store                                               (TrainedExits)
+    score_exits    the scores the choice is made on: int8 (as the board) or float    (Scores)
+    choose         per architecture the best thresholds on the calibration split
+                   (exact grid, batched / graph), the cheapest architecture          (Decision)
+    fine_tune      optional joint fine-tuning, then a finer threshold search
+    evaluate_on_test   test-split metrics, base vs EENN                              (Tested)
+    → SearchResult with the typed Solution; solution.py writes the bundle atomically
 
-Each step is a function of plain data; this module only sequences them. Nothing is written
-to the output directory before the end, so a failed search leaves no partial bundle.
+Each step is a function of the typed objects before it; `run_search` only sequences them.
+Nothing is written to the output directory before the end, so a failed search leaves no
+partial bundle.
 """
 from __future__ import annotations
 
