@@ -19,6 +19,7 @@ import numpy as np
 from eenn.augment.block_graph import Block
 from eenn.augment.hardware import HardwareProfile
 from eenn.errors import EennError
+from eenn.fields import reject_unknown
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,7 @@ class Measured:
             where = f"{p}: processors.{name}"
             if not isinstance(v, dict):
                 raise EennError(f"{where}: expected an object with macs_per_s, layer_overhead_s and/or block_s")
-            unknown = sorted(set(v) - {"macs_per_s", "layer_overhead_s", "block_s"})
-            if unknown:
-                raise EennError(f"{where}: unknown field(s) {', '.join(unknown)}; expected macs_per_s, "
-                                "layer_overhead_s, block_s")
+            reject_unknown(v, ("macs_per_s", "layer_overhead_s", "block_s"), where)
             blocks = v.get("block_s", {})
             if not isinstance(blocks, dict):
                 raise EennError(f"{where}.block_s: expected an object of block name → seconds")

@@ -1,8 +1,8 @@
 """The feature cache: every needed feature map, computed in one pass over the data.
 
 Why: the backbone is frozen, so its output at a location never changes; running it once and
-training every exit on the stored maps is what makes the search cheap (DESIGN §3; the
-benchmark in `benchmarks/` measures it). The same pass gives the final classifier's softmax,
+training every exit on the stored maps is what makes the search cheap (the paper's reuse,
+section 3; `benchmarks/search_cache.py` measures it). The same pass gives the final classifier's softmax,
 which is both the last stage of every cascade and the teacher the exits are distilled from.
 
 Where an exit starts with weightless pooling, the cache stores the pooled map (`heads`): the

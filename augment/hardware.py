@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eenn.errors import EennError
+from eenn.fields import reject_unknown
 
 BUILTIN_PROFILES = ("psoc6", "rk3588-cloud")
 
@@ -177,10 +178,7 @@ def _check_table(source: str, where: str, table: Any, spec: dict[str, tuple[type
                  optional: set[str]) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise EennError(f"{source}: {where}: expected a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(spec))
-    if unknown:
-        raise EennError(f"{source}: {where}: unknown field(s) {', '.join(unknown)}; "
-                        f"expected fields: {', '.join(spec)}")
+    reject_unknown(table, tuple(spec), f"{source}: {where}")
     out = {}
     for key, (kind, expected) in spec.items():
         if key not in table:
@@ -255,10 +253,7 @@ def _clock_plans(source: str, raw: Any, procs: list[Processor]) -> tuple[str, tu
         where = f"clock_plan[{i}]"
         if not isinstance(table, dict):
             raise EennError(f"{source}: {where}: expected a table, got {type(table).__name__}")
-        unknown = sorted(set(table) - {"name", "description", "clock_hz"})
-        if unknown:
-            raise EennError(f"{source}: {where}: unknown field(s) {', '.join(unknown)}; "
-                            "expected fields: name, description, clock_hz")
+        reject_unknown(table, ("name", "description", "clock_hz"), f"{source}: {where}")
         plan_name = _check_value(source, where, "name", table.get("name"), str, "a non-empty string")
         description = table.get("description", "")
         if not isinstance(description, str):

@@ -1,4 +1,5 @@
-"""The search, end to end (DESIGN §3–5): exits, architectures, thresholds, choice, bundle.
+"""The search, end to end: exits, architectures, thresholds, choice (README "Search early
+exits"; the method is the paper's sections 3–4).
 
     load_problem   model + data + hardware → block graph, candidates, cost model   (Problem)
     plan_exits     an exit plan at every candidate; architectures pruned by worst-case

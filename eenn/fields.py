@@ -23,3 +23,12 @@ def known_fields(cls: type, d: Any, where: str) -> dict[str, Any]:
         raise EennError(f"{where} lacks the field{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(repr(m) for m in missing)} (required: {', '.join(required)})")
     return {k: v for k, v in d.items() if k in known}
+
+
+def reject_unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """User-written input (a hardware profile's table, a measurement file) is checked the other
+    way round: a field this eenn does not know is most likely a typo, so it is named, with the
+    fields that are expected there."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise EennError(f"{where}: unknown field(s) {', '.join(unknown)}; expected fields: {', '.join(allowed)}")
