@@ -77,7 +77,7 @@ def test_cm4_150_main_sets_the_plan_after_cybsp_init_and_before_the_uart_and_cm4
     _, res = projects["cm4-150"]
     main = (res.out / "proj_cm0p/main.c").read_text()
     body = main[main.index("int main(void)"):]
-    order = [body.index(s) for s in ("cybsp_init()", "ee_clock_plan_apply()", "ee_psoc6_core0_init(",
+    order = [body.index(s) for s in ("cybsp_init()", "ee_clock_plan_apply()", "ee_port_init(",
                                      "Cy_SysEnableCM4(")]
     assert order == sorted(order)
 

@@ -11,6 +11,15 @@
 #include "ee_runtime.h"
 #include "ee_status.h"
 
+/* Start this core's port: once, before any other ee_port_* call and before ee_runtime_init or
+ * ee_core_main. It starts this core's tick counter, what the core serves (core 0: the HIL UART
+ * and the timestamp pin) and, with more than one core, the inter-core notification.
+ * EE_OK; EE_ERR_ARG when cfg is NULL or fails ee_config_check (or the port lacks its board
+ * description); EE_ERR_CONFIG when this core does not run at its tick_hz (every tick would be
+ * counted in the wrong unit); EE_ERR_IPC when the notification cannot be set up. Board data a
+ * port needs (pins, peripherals) is handed over before, through the port's own header. */
+ee_status_t ee_port_init(const ee_config_t *cfg);
+
 /* This core's free-running 64-bit tick counter (ee_config_t stages[core].tick_hz per second). */
 uint64_t ee_port_ticks(void);
 

@@ -50,6 +50,7 @@ static ee_proto_t ee_proto;
 /* ---- stubs standing in for the port and the TFLite Micro hook ---- */
 static volatile uint32_t g_sink;
 
+ee_status_t ee_port_init(const ee_config_t *cfg) { return cfg != NULL ? EE_OK : EE_ERR_ARG; }
 uint64_t ee_port_ticks(void) { return g_sink; }
 void ee_port_uart_write(const char *data, size_t len) { g_sink += (uint32_t)len + (uint32_t)(uint8_t)data[0]; }
 size_t ee_port_uart_read(uint8_t *dst, size_t cap) { (void)dst; (void)cap; return 0; }

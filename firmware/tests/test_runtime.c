@@ -12,6 +12,7 @@
 #include "ee_host.h"
 #include "ee_quant.h"
 #include "ee_runtime.h"
+#include "ee_port.h"
 
 static int g_checks;
 static int g_failures;
@@ -487,6 +488,17 @@ static void test_config_check(void)
     CHECK(ee_config_check(&c, 0) != 0);
 }
 
+static void test_port_init(void)
+{
+    ee_config_t c;
+    CHECK(ee_port_init(0) == EE_ERR_ARG);
+    CHECK(setup(2, 0) == 0);
+    c = *ee_host_config();
+    CHECK(ee_port_init(&c) == EE_OK);
+    c.handoff_timeout_us = 0; /* a configuration ee_config_check rejects */
+    CHECK(ee_port_init(&c) == EE_ERR_ARG);
+}
+
 static void test_protocol_smoke(void)
 {
     static const char cmd[] = "name%db load 4%db 0178%db 0204%db crc f641270a%infer 1 0%bogus%";
@@ -878,6 +890,7 @@ int main(void)
     test_serve_rejects_bad_requests();
     test_three_stage_chain();
     test_config_check();
+    test_port_init();
     test_protocol_smoke();
     test_protocol_no_stale_input_or_result();
     test_protocol_input_types();

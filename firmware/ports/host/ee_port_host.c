@@ -167,6 +167,9 @@ const char *ee_host_start(int energy_mode, int banner)
     if (why != 0) {
         return why;
     }
+    if (ee_port_init(&g_cfg) != EE_OK) {
+        return "port init failed";
+    }
     if (ee_runtime_init(&g_rt, &g_cfg, &g_buffers) != EE_OK) {
         return "runtime init failed";
     }
@@ -241,6 +244,12 @@ static void advance(uint64_t ns)
 }
 
 /* ---------------------------------------------------------------- ee_port.h */
+
+ee_status_t ee_port_init(const ee_config_t *cfg)
+{
+    /* Virtual time needs no start; the clocks are the configuration's by construction. */
+    return (cfg == NULL || ee_config_check(cfg, NULL) != NULL) ? EE_ERR_ARG : EE_OK;
+}
 
 uint64_t ee_port_ticks(void)
 {

@@ -338,8 +338,16 @@ static ee_status_t uart_init(const ee_psoc6_uart_t *u)
     return EE_OK;
 }
 
-ee_status_t ee_psoc6_core0_init(const ee_psoc6_board_t *board, const ee_config_t *cfg)
+static const ee_psoc6_board_t *g_board;
+
+void ee_psoc6_use_board(const ee_psoc6_board_t *board)
 {
+    g_board = board;
+}
+
+ee_status_t ee_port_init(const ee_config_t *cfg)
+{
+    const ee_psoc6_board_t *board = g_board;
     ee_status_t rc;
     if (board == NULL || cfg == NULL || ee_config_check(cfg, NULL) != NULL) {
         return EE_ERR_ARG;
@@ -366,7 +374,7 @@ ee_status_t ee_psoc6_core0_init(const ee_psoc6_board_t *board, const ee_config_t
 #endif /* CY_CPU_CORTEX_M0P */
 
 #if CY_CPU_CORTEX_M4
-ee_status_t ee_psoc6_core1_init(const ee_config_t *cfg)
+ee_status_t ee_port_init(const ee_config_t *cfg)
 {
     ee_status_t rc;
     if (cfg == NULL || ee_n_cores(cfg) < 2u || ee_config_check(cfg, NULL) != NULL) {

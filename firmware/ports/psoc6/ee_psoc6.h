@@ -100,17 +100,15 @@ typedef struct {
             GPIO_PRT5, 7u                                                                         \
     }
 
+/* ee_port_init (ee_port.h) on this port:
+ *  - core 0 (CM0+), after the BSP/system init and before enabling the CM4: SysTick, the UART of
+ *    the board given to ee_psoc6_use_board with its RX interrupt, the timestamp pin, and with two
+ *    cores the IPC answer channel; EE_ERR_ARG without a board;
+ *  - core 1 (CM4): SysTick (+ DWT), the IPC request channel; then call ee_core_main(cfg, 1u).
+ * EE_ERR_CONFIG when SystemCoreClock is not the core's ee_core_tick_hz. */
 #if defined(CY_CPU_CORTEX_M0P) && CY_CPU_CORTEX_M0P
-/* Core 0 (CM0+), after the BSP/system init and before enabling the CM4: SysTick, UART with its
- * RX interrupt, timestamp pin, the IPC answer channel. EE_ERR_CONFIG when SystemCoreClock is
- * not ee_core_tick_hz(cfg, 0) (the tick unit would be wrong), EE_ERR_ARG on bad arguments. */
-ee_status_t ee_psoc6_core0_init(const ee_psoc6_board_t *board, const ee_config_t *cfg);
-#endif
-
-#if defined(CY_CPU_CORTEX_M4) && CY_CPU_CORTEX_M4
-/* Core 1 (CM4): SysTick (+ DWT), the IPC request channel. Then call ee_core_main(cfg, 1u).
- * EE_ERR_CONFIG when SystemCoreClock is not ee_core_tick_hz(cfg, 1). */
-ee_status_t ee_psoc6_core1_init(const ee_config_t *cfg);
+/* Core 0: the UART and timestamp pin ee_port_init sets up (kept by pointer: pass a static). */
+void ee_psoc6_use_board(const ee_psoc6_board_t *board);
 #endif
 
 /* Bytes dropped because the UART ring buffer was full (diagnostics). */
