@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,8 @@ from typing import Any
 from eenn import __version__
 from eenn.augment.bundle import load_bundle
 from eenn.augment.report import rejected_line
-from eenn.codegen.manifest import MANIFEST_PATH, check_same_bundle, read_reference
-from eenn.errors import EennError
-from eenn.hil.session import SUMMARY
+from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest, read_reference
+from eenn.hil.summary import Side, Summary, check_same_session_bundle, read_summary, summary_path
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def delta_relative(base: float, new: float) -> str:
 
 # ------------------------------------------------------------------------------------ tables
 def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None,
-                summary: dict[str, Any] | None = None, device_name: str | None = None) -> list[dict[str, str]]:
+                summary: Summary | None = None, device_name: str | None = None) -> list[dict[str, str]]:
     """Base model vs EENN, as in the paper's Table 2, with deltas (test split): the search's figures
     (on int8 or float outputs: `metrics.scoring`), and, once the project is generated, the int8 accuracy of both as the board runs them
     (the base model converted alone; the EENN measured on the board, else its int8 prediction).
@@ -85,7 +83,7 @@ def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None
     for key, name in (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall")):
         rows.append({"metric": name, "base": pct(b[key]), "eenn": pct(e[key]), "delta": delta_points(b[key], e[key])})
     if reference is not None and reference.get("base_accuracy") is not None:
-        board = ((summary or {}).get("metrics", {}).get("accuracy") or {}).get("measured")
+        board = summary.metric("accuracy").measured if summary else None
         int8 = reference["accuracy"] if board is None else board
         rows.append({"metric": "Accuracy, int8 " + ("on the board" if board is not None else "(prediction)"),
                      "base": pct(reference["base_accuracy"]), "eenn": pct(int8),
@@ -105,39 +103,39 @@ def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None
     return rows
 
 
-def _triple(metric: dict[str, Any] | None, fmt) -> dict[str, str]:
-    metric = metric or {}
-    return {k: ("—" if metric.get(k) is None else fmt(metric[k])) for k in ("predicted", "reference", "measured")}
+def _triple(metric: Side, fmt) -> dict[str, str]:
+    return {k: ("—" if getattr(metric, k) is None else fmt(getattr(metric, k))) for k in ("predicted", "reference", "measured")}
 
 
-def validation_table(summary: dict[str, Any] | None, reference: dict[str, Any] | None,
+def validation_table(summary: Summary | None, reference: dict[str, Any] | None,
                      eenn: dict[str, Any]) -> list[dict[str, str]]:
     """Per metric: the search's estimate ("predicted" in summary.json), the int8 prediction
     (the reference chain: what the firmware must answer) and the board."""
     if summary is not None:
-        m = summary["metrics"]
-        rows = [{"metric": "Accuracy", **_triple(m.get("accuracy"), pct)},
-                {"metric": "Early termination", **_triple(m.get("early_termination"), pct)}]
-        rates = m.get("termination_rates") or {}
-        n = max(len(rates.get(k) or []) for k in ("predicted", "reference", "measured")) if rates else 0
+        m = summary.metric
+        rows = [{"metric": "Accuracy", **_triple(m("accuracy"), pct)},
+                {"metric": "Early termination", **_triple(m("early_termination"), pct)}]
+        rates = m("termination_rates")
+        sides = ("measured", "predicted", "reference")
+        n = max(len(getattr(rates, k) or []) for k in sides)
         for k in range(n):
             name = "final classifier" if k == n - 1 else f"exit {k}"
-            per = {s: (rates.get(s) or [None] * n)[k] if rates.get(s) else None for s in ("predicted", "reference", "measured")}
+            per = Side(**{s: (getattr(rates, s) or [None] * n)[k] for s in sides})
             rows.append({"metric": f"Terminates at {name}", **_triple(per, pct)})
         for key, name, unit in (("mean_latency_s", "Mean latency", "s"), ("p99_latency_s", "p99 latency", "s"),
                                 ("worst_latency_s", "Worst latency", "s"), ("mean_energy_j", "Mean energy", "J")):
-            rows.append({"metric": name, **_triple(m.get(key), lambda v, u=unit: si(v, u))})
+            rows.append({"metric": name, **_triple(m(key), lambda v, u=unit: si(v, u))})
         rows.append({"metric": "Agreement with the int8 chain (class and exit)",
-                     **_triple(m.get("reference_agreement"), pct)})
-        for p in summary.get("paths", []):  # per exit: board vs int8 chain, class and int8 scores
-            agr = p.get("int8_reference")
+                     **_triple(m("reference_agreement"), pct)})
+        for p in summary.paths:  # per exit: board vs int8 chain, class and int8 scores
+            agr = p.int8_reference
             if agr is None:
                 continue
-            d = agr["score_diff_lsb"]
-            lsb = "—" if d["max"] is None else f"{d['max']:g} / {d['rms']:.3g}"
-            rows.append({"metric": f"Exit {p['exit']}: class agreement with the int8 chain", "predicted": "—",
-                         "reference": pct(1.0), "measured": pct(agr["class_agreement"])})
-            rows.append({"metric": f"Exit {p['exit']}: score difference max / RMS (LSB)", "predicted": "—",
+            d = agr.score_diff_lsb
+            lsb = "—" if d.max is None else f"{d.max:g} / {d.rms:.3g}"
+            rows.append({"metric": f"Exit {p.exit}: class agreement with the int8 chain", "predicted": "—",
+                         "reference": pct(1.0), "measured": pct(agr.class_agreement)})
+            rows.append({"metric": f"Exit {p.exit}: score difference max / RMS (LSB)", "predicted": "—",
                          "reference": "0 / 0", "measured": lsb})
         return rows
     rows = [{"metric": "Accuracy", "predicted": pct(eenn["accuracy"]),
@@ -147,16 +145,16 @@ def validation_table(summary: dict[str, Any] | None, reference: dict[str, Any] |
     return rows
 
 
-def exits_table(solution: Any, manifest: dict[str, Any] | None, summary: dict[str, Any] | None) -> list[dict[str, str]]:
-    stages = (manifest or {}).get("stages", [])
-    rates = (summary or {}).get("metrics", {}).get("termination_rates", {}).get("measured") or \
+def exits_table(solution: Any, manifest: ProjectManifest | None, summary: Summary | None) -> list[dict[str, str]]:
+    stages = manifest.stages if manifest else []
+    rates = (summary.metric("termination_rates").measured if summary else None) or \
         solution.metrics["eenn"].get("termination_rates") or []
     rows = []
     for ex in solution.exits:
-        st = stages[ex.index] if ex.index < len(stages) else {}
+        st = stages[ex.index] if ex.index < len(stages) else None
         rows.append({"exit": str(ex.index), "after_layer": ex.after_layer, "processor": ex.processor,
                      "threshold": f"{ex.threshold:.3f}",
-                     "threshold_q": "—" if st.get("threshold_q") is None else str(st["threshold_q"]),
+                     "threshold_q": "—" if st is None or st.threshold_q is None else str(st.threshold_q),
                      "macs": macs(ex.macs), "rate": pct(rates[ex.index]) if ex.index < len(rates) else "—"})
     return rows
 
@@ -174,13 +172,12 @@ def stages_table(solution: Any) -> list[dict[str, str]]:
     return rows
 
 
-def memory_table(manifest: dict[str, Any] | None) -> list[dict[str, str]]:
+def memory_table(manifest: ProjectManifest | None) -> list[dict[str, str]]:
     rows = []
-    for st in (manifest or {}).get("stages", []):
-        rows.append({"stage": str(st["index"]), "processor": st["processor"], "core": st.get("core", ""),
-                     "weights": nbytes(st.get("weights_bytes")), "arena": nbytes(st.get("arena_bytes")),
-                     "macs": macs(st.get("macs")), "predicted": si(st.get("predicted_s"), "s"),
-                     "ops": ", ".join(st.get("ops", []))})
+    for st in manifest.stages if manifest else []:
+        rows.append({"stage": str(st.index), "processor": st.processor, "core": st.core,
+                     "weights": nbytes(st.weights_bytes), "arena": nbytes(st.arena_bytes),
+                     "macs": macs(st.macs), "predicted": si(st.predicted_s, "s"), "ops": ", ".join(st.ops)})
     return rows
 
 
@@ -225,15 +222,6 @@ def pareto_rows(bundle: Path, limit: int = 12) -> tuple[list[str], list[list[str
 
 
 # ------------------------------------------------------------------------------------ context
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EennError(f"{path}: not valid JSON ({exc})") from exc
-
-
 def _plot(path: Path, caption: str) -> dict[str, str]:
     return {"path": str(path), "caption": caption, "data": base64.b64encode(path.read_bytes()).decode()}
 
@@ -241,13 +229,13 @@ def _plot(path: Path, caption: str) -> dict[str, str]:
 def build_context(src: ReportSources) -> dict[str, Any]:
     bundle = load_bundle(src.bundle)
     sol = bundle.solution
-    manifest = _read_json(src.project / MANIFEST_PATH) if src.project else None
+    manifest = load_manifest(src.project) if src.project and (src.project / MANIFEST_PATH).is_file() else None
     reference = read_reference(src.project) if src.project else None
-    summary = _read_json(src.session / SUMMARY) if src.session else None
+    summary = read_summary(src.session) if src.session and summary_path(src.session).is_file() else None
     if manifest:
-        check_same_bundle(src.project, manifest.get("bundle_hash"), src.bundle, bundle.hash)
-    if summary and summary.get("bundle_hash") not in (None, bundle.hash):
-        raise EennError(f"{src.session}: a HIL session of another bundle")
+        check_same_bundle(src.project, manifest.bundle_hash, src.bundle, bundle.hash)
+    if summary:
+        check_same_session_bundle(summary, src.session, bundle.hash)
 
     plots = [_plot(p, p.stem.replace("_", " ")) for p in sorted(src.bundle.glob("*.png"))]
     if src.session:
@@ -264,15 +252,15 @@ def build_context(src: ReportSources) -> dict[str, Any]:
         "model": sol.base_model.source, "model_sha256": sol.base_model.sha256,
         "input_shape": "×".join(map(str, sol.base_model.input_shape)), "num_classes": sol.base_model.num_classes,
         "hardware": hw.get("name", "?"), "processors": [p["name"] for p in hw.get("processors", [])],
-        "kit": (manifest or {}).get("kit"),
+        "kit": manifest.kit if manifest else None,
         "search": sol.search, "split": sol.metrics.get("split", "test"), "n": sol.metrics.get("n"),
         "scoring": sol.metrics.get("scoring", "float"),  # what the search's figures were computed on
         "paper": paper_table(sol.metrics, reference, summary,
                              device_name=None if hw.get("shared_memory", True) else
                              (hw.get("processors") or [{}])[0].get("name")),
         "validation": validation_table(summary, reference, sol.metrics["eenn"]),
-        "timing": (summary or {}).get("timing"), "timing_measured": (summary or {}).get("timing_measured"),
-        "energy_source": (summary or {}).get("energy_source"),
+        "timing": summary.timing if summary else None, "timing_measured": summary.timing_measured if summary else None,
+        "energy_source": summary.energy_source if summary else None,
         "exits": exits_table(sol, manifest, summary),
         "segments": stages_table(sol),
         "base_processor": sol.metrics["base"].get("processor"),
@@ -281,7 +269,7 @@ def build_context(src: ReportSources) -> dict[str, Any]:
         "placement": sol.search.get("placement", "boundary"),
         "rejected": rejected_line(sol.to_dict()) if not sol.exits else None,
         "memory": memory_table(manifest),
-        "memory_layout": (manifest or {}).get("memory"),
+        "memory_layout": manifest.memory if manifest else None,
         "whole_eenn": (reference or {}).get("whole_eenn"),
         "pareto_header": header, "pareto": pareto,
         "plots": plots,

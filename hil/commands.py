@@ -146,18 +146,18 @@ def run_cmd(port, bundle, project, data, out_dir, limit, timeout, infer_timeout,
         raise SystemExit(130) from None
     s = res.summary
     click.echo(format_table(s))
-    agree = s["metrics"].get("reference_agreement", {}).get("measured")
+    agree = s.metric("reference_agreement").measured
     if agree is not None and agree < 1.0:
-        click.echo(f"WARNING: {round((1 - agree) * s['n'])} sample(s) answered differently from the Python int8 chain "
+        click.echo(f"WARNING: {round((1 - agree) * s.n)} sample(s) answered differently from the Python int8 chain "
                    "(eenn/reference.json): a firmware or build problem; compare class/exit in results.jsonl", err=True)
-    for p in s.get("paths", []):  # the same class can hide different int8 arithmetic
-        worst = (p.get("int8_reference") or {}).get("score_diff_lsb", {}).get("max")
-        if worst:
-            click.echo(f"WARNING: exit {p['exit']}: the board's int8 scores differ from the Python int8 chain's by up "
-                       f"to {worst:g} LSB (RMS {p['int8_reference']['score_diff_lsb']['rms']:.3g}): the kernels do "
-                       "not compute what the reference does", err=True)
-    click.echo(f"{s['n']} of {s['n_data']} samples ({res.ran} run now, {res.skipped} from before); "
-               f"{s['retries']} retried; session: {res.session}")
+    for p in s.paths:  # the same class can hide different int8 arithmetic
+        diff = p.int8_reference.score_diff_lsb if p.int8_reference else None
+        if diff and diff.max:
+            click.echo(f"WARNING: exit {p.exit}: the board's int8 scores differ from the Python int8 chain's by up "
+                       f"to {diff.max:g} LSB (RMS {diff.rms:.3g}): the kernels do not compute what the reference does",
+                       err=True)
+    click.echo(f"{s.n} of {s.n_data} samples ({res.ran} run now, {res.skipped} from before); "
+               f"{s.retries} retried; session: {res.session}")
 
 
 def _virtual_timing(port: str, timing: str | None):
@@ -234,36 +234,36 @@ def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseli
     import time
     from pathlib import Path
 
-    from eenn.hil.regress import (check_same_model, compare, format_rows, junit_xml, load_summary, load_tolerances,
-                                  parse_tol_option)
+    from eenn.hil.regress import check_same_model, compare, format_rows, junit_xml, load_tolerances, parse_tol_option
     from eenn.hil.session import write_json_atomic
+    from eenn.hil.summary import read_summary
 
     t0 = time.monotonic()
-    now = load_summary(session, "session")
+    now = read_summary(session, "session")
     tolerances = load_tolerances(tol_file)
     overrides = dict(parse_tol_option(t) for t in tol_opts)
     base_path = Path(baseline)
     if update_baseline:
-        if not now.get("complete", False):
-            raise EennError(f"{session}: the session is incomplete ({now.get('n')} of {now.get('n_data')} samples); "
+        if not now.complete:
+            raise EennError(f"{session}: the session is incomplete ({now.n} of {now.n_data} samples); "
                             "finish it with `eenn hil run` before accepting it as the baseline")
         base_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(base_path, now)
-        click.echo(f"baseline updated: {base_path} ({now['n']} samples, bundle {str(now.get('bundle_hash'))[:12]})")
+        write_json_atomic(base_path, now.document)
+        click.echo(f"baseline updated: {base_path} ({now.n} samples, bundle {str(now.bundle_hash)[:12]})")
         return
-    base = load_summary(base_path, "baseline")
+    base = read_summary(base_path, "baseline")
     model_note = check_same_model(base, now, allow_other_model=allow_other_model, where=f"--baseline {base_path}")
     rows = compare(base, now, tolerances, overrides)
     click.echo(format_rows(rows))
     if model_note:
         click.echo(model_note)
-    if base.get("timing_measured") != now.get("timing_measured"):
+    if base.timing_measured != now.timing_measured:
         click.echo("note: one side's timing is measured, the other's is not (virtual board): "
                    "latency and energy are not comparable")
     failed = [r for r in rows if r.failed]
     if junit_path:
-        props = {"session": str(session), "baseline": str(base_path), "timing": now.get("timing", ""),
-                 "bundle_hash": now.get("bundle_hash", "")}
+        props = {"session": str(session), "baseline": str(base_path), "timing": now.timing,
+                 "bundle_hash": now.bundle_hash or ""}
         Path(junit_path).parent.mkdir(parents=True, exist_ok=True)
         Path(junit_path).write_bytes(junit_xml(rows, elapsed_s=time.monotonic() - t0, properties=props))
     if failed:

@@ -19,7 +19,6 @@ time does not depend on them.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -110,7 +110,7 @@ class EennBoard:
                                  timeout=self.client.timeout, progress=False))
         finally:
             self.client.open()
-        return res.summary
+        return res.summary.document
 
     def close(self) -> None:
         self.client.close()

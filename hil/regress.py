@@ -26,7 +26,6 @@ A command line `--tol NAME=VALUE` (VALUE `0.01` absolute, `5%` relative, `skip`)
 """
 from __future__ import annotations
 
-import json
 import math
 import socket
 import time
@@ -36,8 +35,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from eenn.errors import EennError
-from eenn.hil.session import SUMMARY
-from eenn.hil.summary import scalar_metrics
+from eenn.hil.summary import Summary, scalar_metrics
 
 DEFAULTS = {"quality_abs": 0.01, "rates_abs": 0.02, "latency_rel": 0.05, "latency_abs": 2e-6,
             "energy_rel": 0.05, "energy_abs": 0.0}
@@ -163,15 +161,15 @@ class Row:
         return self.status in ("REGRESSION", "missing")
 
 
-def compare(baseline: dict, now: dict, tolerances: dict | None = None,
+def compare(baseline: Summary, now: Summary, tolerances: dict | None = None,
             overrides: dict[str, dict] | None = None) -> list[Row]:
     tolerances = tolerances or {"default": {}, "metrics": {}}
     overrides = overrides or {}
     b, n = scalar_metrics(baseline), scalar_metrics(now)
     rows = []
-    if not now.get("complete", True):
+    if not now.complete:
         rows.append(Row("complete", 1.0, 0.0, Tolerance("equal"), "REGRESSION",
-                        f"the session ran {now.get('n')} of {now.get('n_data')} samples"))
+                        f"the session ran {now.n} of {now.n_data} samples"))
     for name in list(b) + [k for k in n if k not in b]:
         tol = tolerance_for(name, tolerances, overrides)
         bv, nv = b.get(name), n.get(name)
@@ -235,12 +233,12 @@ def junit_xml(rows: list[Row], *, suite: str = "eenn-hil-regress", elapsed_s: fl
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
 
 
-def check_same_model(baseline: dict, now: dict, *, allow_other_model: bool = False,
+def check_same_model(baseline: Summary, now: Summary, *, allow_other_model: bool = False,
                      where: str = "baseline") -> str | None:
     """Numbers of two different solutions are not a regression test: refuse to compare a
     session with a baseline of another bundle (EennError, exit 2) unless `allow_other_model`;
     then, or when a side does not record its bundle, return the note to print (else None)."""
-    b, n = baseline.get("bundle_hash"), now.get("bundle_hash")
+    b, n = baseline.bundle_hash, now.bundle_hash
     if not b or not n:
         return (f"note: the {'baseline' if not b else 'session'} does not record its bundle hash: "
                 "cannot check that both are of the same solution")
@@ -251,20 +249,3 @@ def check_same_model(baseline: dict, now: dict, *, allow_other_model: bool = Fal
                         "Accept the new solution's numbers with --update-baseline, or compare the two models "
                         "on purpose with --allow-other-model")
     return f"note: comparing different solutions on purpose: baseline bundle {b[:12]}, this session {n[:12]}"
-
-
-def load_summary(path: str | Path, what: str) -> dict:
-    p = Path(path)
-    if p.is_dir():
-        p = p / SUMMARY
-    try:
-        d = json.loads(p.read_text())
-    except FileNotFoundError:
-        hint = " (run `eenn hil run` to completion first)" if what == "session" else \
-            " (create it with --update-baseline)"
-        raise EennError(f"{p}: {what} summary not found{hint}") from None
-    except ValueError as exc:
-        raise EennError(f"{p}: not valid JSON ({exc})") from None
-    if not isinstance(d, dict) or "metrics" not in d:
-        raise EennError(f"{p}: not an eenn HIL summary (no 'metrics')")
-    return d

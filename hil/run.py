@@ -24,8 +24,8 @@ from eenn.codegen.quant import quantize
 from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
 from eenn.hil.energy import DatasheetEnergy
-from eenn.hil.session import LOG, SUMMARY, Session, write_json_atomic
-from eenn.hil.summary import summarize
+from eenn.hil.session import LOG, Session, write_json_atomic
+from eenn.hil.summary import SUMMARY, Summary, summarize
 
 log = logging.getLogger("eenn.hil")
 
@@ -52,7 +52,7 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    summary: dict
+    summary: Summary  # summary.json as written (`.document`) and read back
     session: Path
     ran: int  # samples run by this invocation
     skipped: int  # samples already in the session
@@ -184,7 +184,6 @@ class _FileLog:
 
 def run(opts: RunOptions) -> RunResult:
     inp = resolve_inputs(opts)
-    m = inp.manifest
     n = len(inp.x)
     identity = {"bundle_hash": inp.bundle_hash, "data_sha256": file_sha256(inp.data_path), "n_samples": n}
     extra = {"data": str(inp.data_path), "project": str(inp.project),
@@ -238,15 +237,16 @@ def _run_session(opts: RunOptions, inp: Inputs, identity: dict, extra: dict, wan
         solution = inp.solution
         energy_model = DatasheetEnergy.from_manifest(m, solution.hardware if solution else None)
         meter_name = getattr(opts.meter, "name", None)
-        summary = summarize(
+        document = summarize(
             session.ordered(), inp.y, m, tick_hz=tick_hz, timing=timing, energy_model=energy_model,
             predicted=solution.metrics.get("eenn") if solution else None, reference=inp.reference, n_data=n,
             energy_source=f"meter: {meter_name}" if meter_name else "datasheet",
             context={"project": str(inp.project), "data": {"path": str(inp.data_path), "sha256": identity["data_sha256"]},
                      "board": meta_board, "session": str(opts.out), **opts.extra_context},
         )
-        write_json_atomic(Path(opts.out) / SUMMARY, summary)
-        log.info("summary: %d of %d samples, accuracy %s", summary["n"], n, summary["metrics"]["accuracy"]["measured"])
+        write_json_atomic(Path(opts.out) / SUMMARY, document)
+        summary = Summary.from_document(document, str(Path(opts.out) / SUMMARY))
+        log.info("summary: %d of %d samples, accuracy %s", summary.n, n, summary.metric("accuracy").measured)
         if opts.plots:
             from eenn.hil.plots import write_plots
 

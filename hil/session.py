@@ -5,7 +5,7 @@
                       and one entry per start of `eenn hil run` (port, board identity, time)
       results.jsonl   one JSON object per sample, appended and fsync'ed as it arrives
       run.log         the run's log (appended across restarts)
-      summary.json    written at the end of a complete pass (docs/hil.md)
+      summary.json    written at the end of a complete pass (hil/summary.py, docs/hil.md)
       .lock           held (flock) by the one run writing the session; the kernel frees it if that run dies
 
 `results.jsonl` is append-only. A run killed mid-write leaves at most a torn last line (no
@@ -29,7 +29,6 @@ RESULTS = "results.jsonl"
 META = "session.json"
 LOG = "run.log"
 LOCK = ".lock"
-SUMMARY = "summary.json"
 SCHEMA_VERSION = 1
 # session.json keys that must match for a restart to continue the same session
 IDENTITY_KEYS = ("bundle_hash", "data_sha256", "n_samples")

@@ -12,8 +12,11 @@ exceed, so it is always a latency that happened.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +25,11 @@ from eenn import __version__
 from eenn.augment.metrics import precision_recall  # one definition for search and board
 from eenn.codegen.manifest import ProjectManifest
 from eenn.codegen.reference import decode_scores
+from eenn.errors import EennError
+from eenn.fields import known_fields
 from eenn.hil.energy import DatasheetEnergy, path_latency_s
 
+SUMMARY = "summary.json"  # in the session directory
 SCHEMA_VERSION = 1
 SCALAR_METRICS = ("accuracy", "precision", "recall", "early_termination", "mean_latency_s", "p50_latency_s",
                   "p99_latency_s", "worst_latency_s", "mean_energy_j")
@@ -221,24 +227,23 @@ def score_agreement(records: list[dict], ref_class: np.ndarray, ref_exit: np.nda
                                "rms": float(np.sqrt(np.mean(d * d))) if have_scores and d.size else None}}
 
 
-def scalar_metrics(summary: dict) -> dict[str, float]:
+def scalar_metrics(summary: Summary) -> dict[str, float]:
     """The measured scalars a regression gate compares (metric name → value), per-path included."""
     out: dict[str, float] = {}
-    for name, m in summary.get("metrics", {}).items():
-        v = m.get("measured") if isinstance(m, dict) else None
+    for name, m in summary.metrics.items():
+        v = m.measured
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[name] = float(v)
         elif isinstance(v, list):
             for k, x in enumerate(v):
                 if isinstance(x, (int, float)):
                     out[f"{name}[{k}]"] = float(x)
-    for p in summary.get("paths", []):
-        k = p["exit"]
+    for p in summary.paths:
         for stat in ("mean", "p99", "worst"):
-            if p["latency_s"].get(stat) is not None:
-                out[f"exit{k}.{stat}_latency_s"] = float(p["latency_s"][stat])
-        if p["energy_j"].get("mean") is not None:
-            out[f"exit{k}.mean_energy_j"] = float(p["energy_j"]["mean"])
+            if getattr(p.latency_s, stat) is not None:
+                out[f"exit{p.exit}.{stat}_latency_s"] = float(getattr(p.latency_s, stat))
+        if p.energy_j.mean is not None:
+            out[f"exit{p.exit}.mean_energy_j"] = float(p.energy_j.mean)
     return out
 
 
@@ -254,26 +259,147 @@ def _fmt(v, name: str) -> str:
     return f"{v:.4f}"
 
 
-def format_table(summary: dict) -> str:
+def format_table(summary: Summary) -> str:
     """The side-by-side view printed by `eenn hil run`: metric, board, solution.json, int8 reference."""
     rows = [("metric", "board", "predicted", "int8 reference")]
-    for name, m in summary["metrics"].items():
-        rows.append((name, _fmt(m["measured"], name), _fmt(m["predicted"], name), _fmt(m["reference"], name)))
-    for p in summary["paths"]:
-        lat = p["latency_s"]
-        rows.append((f"exit {p['exit']} ({p['processor']}) latency mean/p99/worst",
-                     "/".join(_fmt(lat[k], "_latency_s") for k in ("mean", "p99", "worst")),
-                     _fmt(lat["predicted"], "_latency_s") + " (cost model)", ""))
-        rows.append((f"exit {p['exit']} ({p['processor']}) energy mean", _fmt(p["energy_j"]["mean"], "_energy_j"),
-                     _fmt(p["energy_j"]["predicted"], "_energy_j") + " (cost model)", ""))
-        agr = p.get("int8_reference")
+    for name, m in summary.metrics.items():
+        rows.append((name, _fmt(m.measured, name), _fmt(m.predicted, name), _fmt(m.reference, name)))
+    for p in summary.paths:
+        lat = p.latency_s
+        rows.append((f"exit {p.exit} ({p.processor}) latency mean/p99/worst",
+                     "/".join(_fmt(v, "_latency_s") for v in (lat.mean, lat.p99, lat.worst)),
+                     _fmt(lat.predicted, "_latency_s") + " (cost model)", ""))
+        rows.append((f"exit {p.exit} ({p.processor}) energy mean", _fmt(p.energy_j.mean, "_energy_j"),
+                     _fmt(p.energy_j.predicted, "_energy_j") + " (cost model)", ""))
+        agr = p.int8_reference
         if agr is not None:
-            d = agr["score_diff_lsb"]
-            rows.append((f"exit {p['exit']} ({p['processor']}) vs int8 chain: class / score diff max, rms (LSB)",
-                         f"{_fmt(agr['class_agreement'], '')} / {_fmt(d['max'], '')}, {_fmt(d['rms'], '')}", "",
+            d = agr.score_diff_lsb
+            rows.append((f"exit {p.exit} ({p.processor}) vs int8 chain: class / score diff max, rms (LSB)",
+                         f"{_fmt(agr.class_agreement, '')} / {_fmt(d.max, '')}, {_fmt(d.rms, '')}", "",
                          "1.0000 / 0, 0"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    note = "timing: " + summary["timing"] + ("" if summary["timing_measured"] else "  (NOT measured)")
-    return "\n".join(lines + [note, f"energy: {summary['energy_source']}"])
+    note = "timing: " + summary.timing + ("" if summary.timing_measured else "  (NOT measured)")
+    return "\n".join(lines + [note, f"energy: {summary.energy_source}"])
+
+
+# ------------------------------------------------------------------------------ typed reader
+@dataclass(frozen=True)
+class Side:
+    """One metric three ways: on the board, as the search predicted, as the int8 chain computes it
+    (None where a side is missing). Lists for per-exit metrics (termination_rates)."""
+    measured: Any = None
+    predicted: Any = None
+    reference: Any = None
+
+
+@dataclass(frozen=True)
+class PathStats:
+    """Latency or energy of one exit path: the samples' statistics and the cost model's figure."""
+    n: int = 0
+    mean: float | None = None
+    p50: float | None = None
+    p99: float | None = None
+    worst: float | None = None
+    predicted: float | None = None
+
+
+@dataclass(frozen=True)
+class ScoreDiff:
+    n_samples: int = 0
+    max: float | None = None
+    rms: float | None = None
+
+
+@dataclass(frozen=True)
+class ChainAgreement:
+    """Board vs the Python int8 chain on the samples the board answered at one exit."""
+    n: int
+    same_exit: int
+    class_agreement: float | None
+    score_diff_lsb: ScoreDiff
+
+
+@dataclass(frozen=True)
+class ExitPath:
+    exit: int
+    processor: str
+    count: int
+    latency_s: PathStats
+    energy_j: PathStats
+    int8_reference: ChainAgreement | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """`summary.json` as read back: what report, regress and deploy use. `document` is the file as
+    written (with the keys this eenn does not model: per-core figures, handoffs, cost model), so a
+    baseline written from it is the session's file, not a reduction of it."""
+    bundle_hash: str | None
+    n: int
+    n_data: int
+    complete: bool
+    timing: str
+    timing_measured: bool
+    energy_source: str
+    metrics: dict[str, Side]
+    paths: tuple[ExitPath, ...] = ()
+    retries: int = 0
+    schema_version: int = SCHEMA_VERSION
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def metric(self, name: str) -> Side:
+        """The metric `name`, or a Side of Nones when this summary lacks it (older or partial)."""
+        return self.metrics.get(name, Side())
+
+    @classmethod
+    def from_document(cls, d: Any, where: str) -> Summary:
+        """Parse a summary document; `where` (a path) names the file in errors."""
+        top = known_fields(cls, d, where)
+        if top.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise EennError(f"{where}: schema_version {top['schema_version']!r}, this eenn reads {SCHEMA_VERSION}")
+        if not isinstance(top["metrics"], dict):
+            raise EennError(f"{where}: 'metrics' must be an object of metric name → measured/predicted/reference")
+        metrics = {name: Side(**known_fields(Side, m, f"{where}: metrics.{name}")) for name, m in top["metrics"].items()}
+        paths = []
+        for k, p in enumerate(top.get("paths") or []):
+            at = f"{where}: paths[{k}]"
+            p = known_fields(ExitPath, p, at)
+            agr = p.get("int8_reference")
+            if agr is not None:
+                agr = known_fields(ChainAgreement, agr, f"{at}.int8_reference")
+                agr = ChainAgreement(**{**agr, "score_diff_lsb": ScoreDiff(**known_fields(
+                    ScoreDiff, agr["score_diff_lsb"], f"{at}.int8_reference.score_diff_lsb"))})
+            paths.append(ExitPath(**{**p, "int8_reference": agr,
+                                     "latency_s": PathStats(**known_fields(PathStats, p["latency_s"], f"{at}.latency_s")),
+                                     "energy_j": PathStats(**known_fields(PathStats, p["energy_j"], f"{at}.energy_j"))}))
+        return cls(**{**top, "metrics": metrics, "paths": tuple(paths), "document": d})
+
+
+def summary_path(session: str | Path) -> Path:
+    """A session directory's summary.json (or the path itself when it names the file)."""
+    p = Path(session)
+    return p / SUMMARY if p.is_dir() else p
+
+
+def read_summary(session: str | Path, what: str = "session") -> Summary:
+    """Read a session's `summary.json` (SESSION may be the directory or the file). `what` says in
+    errors which one is missing: the session being checked, or a baseline."""
+    p = summary_path(session)
+    try:
+        d = json.loads(p.read_text())
+    except FileNotFoundError:
+        hint = " (create it with --update-baseline)" if what == "baseline" else \
+            " (run `eenn hil run` to completion first)"
+        raise EennError(f"{p}: {what} summary not found{hint}") from None
+    except ValueError as exc:
+        raise EennError(f"{p}: not valid JSON ({exc})") from None
+    return Summary.from_document(d, str(p))
+
+
+def check_same_session_bundle(summary: Summary, session: str | Path, bundle_hash: str) -> None:
+    """A session's results describe the bundle it ran; refuse to put them beside another's."""
+    if summary.bundle_hash is not None and summary.bundle_hash != bundle_hash:
+        raise EennError(f"{session}: a HIL session of bundle {summary.bundle_hash[:12]}, not of {bundle_hash[:12]}; "
+                        "run `eenn hil run` again with this bundle's project")

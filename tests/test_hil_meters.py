@@ -254,7 +254,7 @@ def test_run_in_energy_mode_takes_the_meter_energy(tmp_path_factory, tmp_path):
                              meter=VirtualBoardMeter(board), progress=False, plots=False))
     finally:
         board.close()
-    s = res.summary
+    s = res.summary.document
     assert s["energy_source"] == "meter: virtual-meter" and not s["complete"] and s["n"] == 20
     import json
 

@@ -11,6 +11,7 @@ from lxml import etree
 from eenn.cli import main
 from eenn.errors import EennError
 from eenn.hil.regress import compare, load_tolerances, parse_tol_option
+from eenn.hil.summary import Summary, read_summary
 from tests.hil_fixture import hil_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
@@ -24,6 +25,10 @@ def session(tmp_path_factory):
 
 def _summary(session) -> dict:
     return json.loads((session / "summary.json").read_text())
+
+
+def _typed(d: dict) -> Summary:
+    return Summary.from_document(d, "summary.json")
 
 
 def _junit(path: Path):
@@ -82,21 +87,21 @@ def test_improvement_is_not_a_regression_but_a_changed_rate_is(session):
     now = _summary(session)
     better = json.loads(json.dumps(now))
     better["metrics"]["accuracy"]["measured"] -= 0.1  # baseline worse: now improved
-    rows = {r.metric: r for r in compare(better, now)}
+    rows = {r.metric: r for r in compare(_typed(better), _typed(now))}
     assert rows["accuracy"].status == "improved" and not rows["accuracy"].failed
     moved = json.loads(json.dumps(now))
     moved["metrics"]["termination_rates"]["measured"][0] += 0.1  # either direction counts for rates
-    assert compare(moved, now)[[r.metric for r in compare(moved, now)].index("termination_rates[0]")].failed
+    assert compare(_typed(moved), _typed(now))[[r.metric for r in compare(_typed(moved), _typed(now))].index("termination_rates[0]")].failed
 
 
 def test_missing_metric_and_incomplete_session_fail(session, tmp_path):
     now = _summary(session)
     base = json.loads(json.dumps(now))
     base["metrics"]["custom_metric"] = {"measured": 1.0}
-    rows = {r.metric: r for r in compare(base, now)}
+    rows = {r.metric: r for r in compare(_typed(base), _typed(now))}
     assert rows["custom_metric"].status == "missing" and rows["custom_metric"].failed
     partial = {**now, "complete": False, "n": 3}
-    assert any(r.metric == "complete" and r.failed for r in compare(now, partial))
+    assert any(r.metric == "complete" and r.failed for r in compare(_typed(now), _typed(partial)))
     (tmp_path / "partial.json").write_text(json.dumps(partial))
     res = _regress(tmp_path / "partial.json", "--baseline", tmp_path / "new.json", "--update-baseline")
     assert res.exit_code == 2 and "incomplete" in res.output
@@ -135,3 +140,26 @@ def test_a_baseline_of_another_model_is_refused_unless_allowed(session, tmp_path
     res = _regress(session, "--baseline", p, "--allow-other-model")
     assert res.exit_code == 0, res.output
     assert "comparing different solutions on purpose" in res.output and "within tolerance" in res.output
+
+
+def test_summary_reader_ignores_new_keys_and_names_a_missing_field(session, tmp_path):
+    doc = _summary(session)
+    s = read_summary(session)
+    assert s.n == doc["n"] and s.bundle_hash == doc["bundle_hash"] and s.document == doc
+    assert s.metric("accuracy").measured == doc["metrics"]["accuracy"]["measured"]
+    assert [p.latency_s.p99 for p in s.paths] == [p["latency_s"]["p99"] for p in doc["paths"]]
+    assert s.metric("no_such_metric").measured is None
+    newer = json.loads(json.dumps(doc))  # a newer eenn adds keys at every level: still read
+    newer["board_temperature_c"] = 31.5
+    newer["metrics"]["accuracy"]["confidence_interval"] = [0.9, 0.95]
+    newer["paths"][0]["latency_s"]["p999"] = 1.0
+    (tmp_path / "newer.json").write_text(json.dumps(newer))
+    assert read_summary(tmp_path / "newer.json") == s
+    broken = json.loads(json.dumps(doc))
+    del broken["paths"][1]["energy_j"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(EennError, match=r"broken.json: paths\[1\] lacks the field 'energy_j'"):
+        read_summary(tmp_path / "broken.json")
+    (tmp_path / "future.json").write_text(json.dumps({**doc, "schema_version": 2}))
+    with pytest.raises(EennError, match="future.json: schema_version 2"):
+        read_summary(tmp_path / "future.json")
