@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
+from eenn.augment.search import DEFAULT_MAX_DROP, EFFICIENCIES, SearchConfig
+from eenn.augment.architectures import PLACEMENTS
 from eenn.errors import EennError
+from eenn.paths import cache_dir as default_cache_dir
 
 
 # Ranges checked by click while it parses, before TensorFlow is imported (a usage error, exit 2):
@@ -15,8 +20,11 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
 
 
+_DEFAULT = SearchConfig(cache_dir=None)  # every option's default comes from here, for both commands
+
+
 def hardware_option(f):
-    return click.option("--hw", "hw", default="psoc6", show_default=True,
+    return click.option("--hw", "hw", default=_DEFAULT.hardware, show_default=True,
                         help="Hardware profile: a built-in name (psoc6, rk3588-cloud) or a TOML file.")(f)
 
 
@@ -25,44 +33,119 @@ def measured_option(f):
                         help="JSON of measured MAC rates / block times that replace the profile's estimates.")(f)
 
 
-def efficiency_option(f):
-    """`--efficiency` of `eenn search` and `eenn deploy` (SearchConfig.efficiency; search.EFFICIENCIES)."""
-    return click.option("--efficiency", type=click.Choice(["macs", "latency", "energy"]), default="energy",
-                        show_default=True,
-                        help="What the saving is measured in: the cost model's mean energy per inference (latency "
-                             "where the profile has no power figures), its mean latency, or mean MACs (the paper's).")(f)
+def _search_option_list() -> list[Callable]:
+    """The search's options in --help order (each maps to one SearchConfig field; see search_config)."""
+    d, opt = _DEFAULT, click.option
+    return [
+        opt("--clock-plan", "clock_plan", default=None,
+            help="The profile's clock plan the search runs on (psoc6: bsp-default, cm4-150) "
+                 "[default: the profile's first, psoc6: bsp-default]; recorded in solution.json."),
+        opt("--latency", "latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds."),
+        opt("--w", "w", type=click.FloatRange(0, 1), default=None,
+            help="The paper's weighted objective w·gain − (1−w)·drop instead of --max-drop (e.g. 0.9)."),
+        opt("--max-drop", type=click.FloatRange(0, 100), default=None,
+            help=f"The largest saving whose accuracy drop on the calibration split is at most this many "
+                 f"points [default: {100 * DEFAULT_MAX_DROP:g}, unless --w is given]."),
+        opt("--efficiency", type=click.Choice(list(EFFICIENCIES)), default=d.efficiency, show_default=True,
+            help="What the saving is measured in: the cost model's mean energy per inference (latency "
+                 "where the profile has no power figures), its mean latency, or mean MACs (the paper's)."),
+        opt("--placement", type=click.Choice(list(PLACEMENTS)), default=d.placement, show_default=True,
+            help="any: exits anywhere, each stage on any processor in the profile's order (several on "
+                 "one); boundary: the paper's space, exit i where processor i hands over."),
+        opt("--max-exits", type=click.IntRange(min=1), default=d.max_exits, show_default=True,
+            help="At most this many early exits (not bounded by the number of processors)."),
+        opt("--confidence", type=click.Choice(["max", "margin"]), default=d.confidence, show_default=True,
+            help="Exit confidence: max softmax, or top-1 − top-2 margin."),
+        opt("--thresholds", "steps", type=click.IntRange(min=2), default=d.threshold_steps, show_default=True,
+            help="Thresholds per exit."),
+        opt("--threshold-method", type=click.Choice(["auto", "exact", "graph"]), default=d.threshold_method,
+            show_default=True,
+            help="Exact cascade simulation over the grid, the paper's shortest-path graph, or exact while small."),
+        opt("--calibration", type=click.Choice(["auto", "val", "split", "train"]), default=d.calibration,
+            show_default=True,
+            help="Calibrate on x_val (auto when present), a held-out 20 % of train, or train itself."),
+        opt("--correction", type=click.FloatRange(0, 1.5, min_open=True), default=d.correction, show_default=True,
+            help="Multiply the found thresholds by this (e.g. 2/3 when calibrating on train)."),
+        opt("--exit-budget", type=SHARE, default=d.exits.budget_share, show_default=True,
+            help="Each exit's MACs stay under this share of the backbone's."),
+        opt("--exit-width", type=click.IntRange(min=0), default=d.exits.width, show_default=True,
+            help="Channels of the exits' 1×1 bottleneck (0: blueprint only)."),
+        opt("--epochs", type=click.IntRange(min=1), default=d.train.epochs, show_default=True,
+            help="Training epochs per exit."),
+        opt("--qat", "qat", type=click.FloatRange(0, 1), default=d.train.quant_aware, show_default=True,
+            help="Share of the last exit-training epochs run through simulated int8 rounding, so that "
+                 "the exits keep their accuracy once converted (0: float training only)."),
+        opt("--scoring", type=click.Choice(["int8", "float"]), default=d.scoring, show_default=True,
+            help="Choose thresholds and exits on the int8 outputs the board computes, or on the "
+                 "float outputs (the comparison; the bundle reports both)."),
+        opt("--augment", "copies", type=click.IntRange(min=0), default=d.augment.copies, show_default=True,
+            help="Shifted copies of the training split the exits also learn from (0: none)."),
+        opt("--finetune", is_flag=True,
+            help=f"Jointly fine-tune the chosen EENN one epoch, then search {d.fine_steps} thresholds."),
+        opt("--seed", type=click.IntRange(min=0), default=d.seed, show_default=True,
+            help="Seed of the calibration split, the augmentation and the exits' training."),
+        opt("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+            help="Where trained exits are kept between runs [default: $EENN_CACHE_DIR, else "
+                 "$XDG_CACHE_HOME/eenn, else ~/.cache/eenn]."),
+        opt("--no-cache", is_flag=True, help="Neither read nor write trained exits on disk."),
+        opt("--no-feature-cache", is_flag=True, help="Train exits through the frozen backbone (slow; for comparison)."),
+        opt("--memory-limit", type=click.IntRange(min=0), default=d.memory_limit >> 20, show_default=True,
+            help="MiB of cached feature maps kept in memory; beyond that they are memory-mapped on disk."),
+        opt("--disk-limit", type=click.IntRange(min=0), default=None,
+            help="MiB of memory-mapped feature maps allowed on disk; beyond that the training split is streamed "
+                 "through the backbone once per epoch [default: no limit]."),
+        opt("--features", "feature_store", type=click.Choice(["auto", "float", "int8", "stream"]),
+            default=d.feature_store, show_default=True,
+            help="How feature maps are kept: auto (float, else int8, in memory, else int8 on disk, else "
+                 "streamed), or one of them forced."),
+        opt("--ray", "ray", default=None, metavar="ADDRESS",
+            help="Train the exits on a Ray cluster (its address, or local:N for N local worker processes); "
+                 "needs eenn[ray]."),
+    ]
 
 
-def objective_options(f):
-    """`--w` / `--max-drop` of `eenn search` and `eenn deploy` (SearchConfig.w, max_accuracy_drop)."""
-    f = click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
-                     help="The largest saving whose accuracy drop on the calibration split is at most this many "
-                          "points [default: 1, unless --w is given].")(f)
-    return click.option("--w", "w", type=click.FloatRange(0, 1), default=None,
-                        help="Instead: the paper's weighted objective w·gain − (1−w)·drop (e.g. 0.9).")(f)
+def search_options(f):
+    """Every option of the search, declared once for `eenn search` and `eenn deploy`: the command
+    receives them as keyword arguments and hands them to `search_config`."""
+    options = _search_option_list()
+    for option in reversed([hardware_option, options[0], measured_option, *options[1:]]):  # --hw, --clock-plan, ...
+        f = option(f)
+    return f
 
 
-def placement_options(f):
-    """`--placement` / `--max-exits` of `eenn search` and `eenn deploy` (SearchConfig.placement, max_exits)."""
-    f = click.option("--max-exits", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="At most this many early exits (not bounded by the number of processors).")(f)
-    return click.option("--placement", type=click.Choice(["any", "boundary"]), default="any", show_default=True,
-                        help="any: exits anywhere, each stage on any processor in the profile's order (several on "
-                             "one); boundary: the paper's space, exit i where processor i hands over.")(f)
+def search_option_defaults() -> dict[str, Any]:
+    """The search options' values when none is given on the command line (parameter name → default)."""
+    params = search_options(lambda **kw: None).__click_params__
+    return {p.name: (False if p.is_flag else p.default) for p in params}
 
 
-def scoring_option(f):
-    """`--scoring` of `eenn search` and `eenn deploy` (SearchConfig.scoring)."""
-    return click.option("--scoring", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
-                        help="Choose thresholds and exits on the int8 outputs the board computes, or on the "
-                             "float outputs (the comparison; the bundle reports both).")(f)
+def search_config(**options: Any) -> SearchConfig:
+    """The SearchConfig that search options describe, by their parameter names (`copies` for
+    --augment, `steps` for --thresholds, ...); one not given takes its command-line default. Not
+    yet checked (SearchConfig.checked)."""
+    defaults = search_option_defaults()
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"not search options: {', '.join(unknown)} (expected some of {', '.join(defaults)})")
+    return _config_from_options(**{**defaults, **options})
 
 
-def qat_option(f):
-    """`--qat` of `eenn search` and `eenn deploy` (TrainConfig.quant_aware)."""
-    return click.option("--qat", "qat", type=click.FloatRange(0, 1), default=0.4, show_default=True,
-                        help="Share of the last exit-training epochs run through simulated int8 rounding, so that "
-                             "the exits keep their accuracy once converted (0: float training only).")(f)
+def _config_from_options(*, hw: str, clock_plan: str | None, measured: str | None, latency: float | None, w: float | None,
+                  max_drop: float | None, efficiency: str, placement: str, max_exits: int, confidence: str, steps: int,
+                  threshold_method: str, calibration: str, correction: float, exit_budget: float, exit_width: int,
+                  epochs: int, qat: float, scoring: str, copies: int, finetune: bool, seed: int,
+                  cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int,
+                  disk_limit: int | None, feature_store: str, ray: str | None) -> SearchConfig:
+    return SearchConfig(
+        hardware=hw, clock_plan=clock_plan, measured=measured, latency_bound_s=latency, w=w,
+        max_accuracy_drop=None if max_drop is None else max_drop / 100.0, efficiency=efficiency, confidence=confidence,
+        placement=placement, max_exits=max_exits, threshold_steps=steps, threshold_method=threshold_method,
+        calibration=calibration, correction=correction, seed=seed,
+        exits=replace(_DEFAULT.exits, budget_share=exit_budget, width=exit_width),
+        train=replace(_DEFAULT.train, epochs=epochs, quant_aware=qat), augment=replace(_DEFAULT.augment, copies=copies),
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()), feature_cache=not no_feature_cache,
+        memory_limit=memory_limit << 20, disk_limit=None if disk_limit is None else disk_limit << 20,
+        feature_store=feature_store, ray=ray, finetune=finetune, scoring=scoring)
 
 
 def load_cost(hw: str, measured: str | None):
@@ -102,85 +185,24 @@ def analyze(model: Path, hw: str, measured: str | None, as_json: bool, plot: Pat
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="DATA.npz: x_train, y_train, optionally x_val, y_val (calibration) and x_test, y_test.")
-@hardware_option
-@click.option("--clock-plan", "clock_plan", default=None,
-              help="The profile's clock plan the search runs on (psoc6: bsp-default, cm4-150) "
-                   "[default: the profile's first, psoc6: bsp-default]; recorded in solution.json.")
-@measured_option
-@click.option("--latency", "latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds.")
-@objective_options
-@efficiency_option
-@placement_options
-@click.option("--confidence", type=click.Choice(["max", "margin"]), default="max", show_default=True,
-              help="Exit confidence: max softmax, or top-1 − top-2 margin.")
-@click.option("--thresholds", "steps", type=click.IntRange(min=2), default=13, show_default=True, help="Thresholds per exit.")
-@click.option("--threshold-method", type=click.Choice(["auto", "exact", "graph"]), default="auto", show_default=True,
-              help="Exact cascade simulation over the grid, the paper's shortest-path graph, or exact while small.")
-@click.option("--calibration", type=click.Choice(["auto", "val", "split", "train"]), default="auto", show_default=True,
-              help="Calibrate on x_val (auto when present), a held-out 20 %% of train, or train itself.")
-@click.option("--correction", type=click.FloatRange(0, 1.5, min_open=True), default=1.0, show_default=True,
-              help="Multiply the found thresholds by this (e.g. 2/3 when calibrating on train).")
-@click.option("--exit-budget", type=SHARE, default=0.05, show_default=True,
-              help="Each exit's MACs stay under this share of the backbone's.")
-@click.option("--exit-width", type=click.IntRange(min=0), default=64, show_default=True,
-              help="Channels of the exits' 1×1 bottleneck (0: blueprint only).")
-@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
-@qat_option
-@scoring_option
-@click.option("--augment", "copies", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Shifted copies of the training split the exits also learn from (0: none).")
-@click.option("--finetune", is_flag=True, help="Jointly fine-tune the chosen EENN one epoch, then search 101 thresholds.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where trained exits are kept between runs [default: $EENN_CACHE_DIR or ~/.cache/eenn].")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write trained exits on disk.")
-@click.option("--no-feature-cache", is_flag=True, help="Train exits through the frozen backbone (slow; for comparison).")
-@click.option("--memory-limit", type=click.IntRange(min=0), default=2048, show_default=True,
-              help="MiB of cached feature maps kept in memory; beyond that they are memory-mapped on disk.")
-@click.option("--disk-limit", type=click.IntRange(min=0), default=None,
-              help="MiB of memory-mapped feature maps allowed on disk; beyond that the training split is streamed "
-                   "through the backbone once per epoch [default: no limit].")
-@click.option("--features", "feature_store", type=click.Choice(["auto", "float", "int8", "stream"]), default="auto",
-              show_default=True,
-              help="How feature maps are kept: auto (float, else int8, in memory, else int8 on disk, else "
-                   "streamed), or one of them forced.")
-@click.option("--ray", "ray", default=None, metavar="ADDRESS",
-              help="Train the exits on a Ray cluster (its address, or local:N for N local worker processes); "
-                   "needs eenn[ray].")
+@search_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the solution bundle.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def search(model: Path, data: Path, hw: str, clock_plan: str | None, measured: str | None, latency: float | None,
-           w: float | None, max_drop: float | None, efficiency: str, placement: str, max_exits: int, confidence: str,
-           steps: int, threshold_method: str, calibration: str,
-           correction: float, exit_budget: float, exit_width: int, epochs: int, qat: float, scoring: str, copies: int, finetune: bool,
-           seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int,
-           disk_limit: int | None, feature_store: str, ray: str | None, out: Path,
-           force: bool, as_json: bool, quiet: bool) -> None:
+def search(model: Path, data: Path, out: Path, force: bool, as_json: bool, quiet: bool, **options: Any) -> None:
     """Search early exits for MODEL on DATA and write a solution bundle to --out."""
-    from eenn.augment.exits import ExitConfig
-    from eenn.augment.features import AugmentConfig
     from eenn.augment.progress import Progress
     from eenn.augment.report import format_summary
-    from eenn.augment.search import SearchConfig, default_cache_dir, run_search, summary_dict
+    from eenn.augment.search import run_search, summary_dict
     from eenn.augment.solution import write_result
-    from eenn.augment.training import TrainConfig
 
     if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
         raise EennError(f"{out}: exists and is not empty; pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise EennError(f"--out {out}: is a file, expected a directory")
-    config = SearchConfig(
-        hardware=hw, clock_plan=clock_plan, measured=measured, latency_bound_s=latency, w=w,
-        max_accuracy_drop=None if max_drop is None else max_drop / 100.0, efficiency=efficiency, confidence=confidence,
-        placement=placement, max_exits=max_exits,
-        threshold_steps=steps, threshold_method=threshold_method, calibration=calibration, correction=correction,
-        seed=seed, exits=ExitConfig(budget_share=exit_budget, width=exit_width), train=TrainConfig(epochs=epochs, quant_aware=qat),
-        augment=AugmentConfig(copies=copies), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        feature_cache=not no_feature_cache, memory_limit=memory_limit << 20, finetune=finetune, scoring=scoring,
-        disk_limit=None if disk_limit is None else disk_limit << 20, feature_store=feature_store, ray=ray)
+    config = search_config(**options)
     progress = Progress(enabled=not quiet, err=True)
     result = run_search(model, data, config, progress=progress)
     bundle_hash = write_result(result, out, force=force)

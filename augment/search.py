@@ -163,6 +163,24 @@ class SearchConfig:
             raise EennError(f"--qat {self.train.quant_aware}: expected a share of the training epochs in [0, 1]")
         return self
 
+    def answer_key(self) -> dict[str, Any]:
+        """The fields that decide what the search answers (nested configs as dicts): what a rerun
+        must match to reuse a bundle. `RUN_FIELDS` (where and how fast it runs) are left out."""
+        return {name: _plain(getattr(self, name)) for name in ANSWER_FIELDS}
+
+
+# Every SearchConfig field is one or the other (tests/test_cli_options.py checks that none is
+# left out). Storage fields are answers: int8 or streamed maps train other exits than float ones.
+ANSWER_FIELDS = ("hardware", "clock_plan", "measured", "latency_bound_s", "objective", "efficiency", "w",
+                 "max_accuracy_drop", "placement", "max_exits", "confidence", "threshold_steps", "threshold_method",
+                 "calibration", "correction", "seed", "exits", "train", "augment", "feature_cache", "memory_limit",
+                 "disk_limit", "feature_store", "finetune", "fine_steps", "scoring")
+RUN_FIELDS = ("cache_dir", "ray", "batch_size")  # the exit cache's place, the workers, the inference batch
+
+
+def _plain(v: Any) -> Any:
+    return v.to_dict() if hasattr(v, "to_dict") else str(v) if isinstance(v, Path) else v
+
 
 @dataclass
 class Evaluated:

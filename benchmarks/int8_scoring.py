@@ -33,7 +33,7 @@ KIT = "CY8CKIT-062S2-43012"
 
 
 def prepare(name: str, data_dir: Path, work: Path) -> tuple[Path, Path, dict]:
-    """(model, data, DeployOptions fields) of a readme_figures case."""
+    """(model, data, search options) of a readme_figures case."""
     from readme_figures import CASES
 
     case = CASES[name]
@@ -55,10 +55,9 @@ def run_one(model: Path, data: Path, opts: dict, scoring: str, work: Path, name:
     from eenn.augment.search import _predictions, run_search
     from eenn.augment.solution import write_result
     from eenn.codegen.generate import generate
-    from eenn.deploy import DeployOptions, _search_config
+    from eenn.augment.commands import search_config
 
-    config = _search_config(DeployOptions(out=work, model=model, data=data, cache_dir=work / "cache",
-                                          scoring=scoring, **opts))
+    config = search_config(cache_dir=work / "cache", scoring=scoring, **opts).checked()
     t = time.monotonic()
     result = run_search(model, data, config)
     wall = time.monotonic() - t

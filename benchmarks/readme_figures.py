@@ -32,7 +32,7 @@ from common import default_data_dir  # noqa: E402  (examples/common.py)
 from kws import EXIT_BUDGET as KWS_EXIT_BUDGET  # noqa: E402  (the example's budget; its docstring says why)
 
 
-DEFAULT_QAT = 0.4  # eenn's default (DeployOptions.quant_aware)
+DEFAULT_QAT = 0.4  # eenn's default (TrainConfig.quant_aware, `--qat`)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Case:
     name: str
     title: str
     prepare: Callable[[Path, Path], tuple[Path | None, Path | None]]  # (data_dir, work) → (model, data)
-    options: dict[str, Any]
+    options: dict[str, Any]  # search options by parameter name (augment/commands.search_config), or example
 
 
 def _digits(_data_dir: Path, _work: Path) -> tuple[None, None]:
@@ -65,15 +65,15 @@ PAPER = {"placement": "boundary", "efficiency": "macs", "w": 0.9}  # the paper's
 CASES = {c.name: c for c in (
     Case("digits", "digits (built-in example), psoc6, eenn's defaults", _digits, {"example": "digits"}),
     Case("kws", "KWS: DS-CNN-L, psoc6, latency ≤ 2.5 s, eenn's defaults", _kws,
-         {"latency_bound_s": 2.5, "exit_budget": KWS_EXIT_BUDGET}),
+         {"latency": 2.5, "exit_budget": KWS_EXIT_BUDGET}),
     Case("ecg", "ECG: 1-D FCN on MIT-BIH, psoc6, latency ≤ 2.5 s, eenn's defaults", _ecg,
-         {"latency_bound_s": 2.5, "epochs": 10, "augment_copies": 1}),
+         {"latency": 2.5, "epochs": 10, "copies": 1}),
     Case("digits-paper", "digits, psoc6, the paper's space and objective (boundary, MACs, w = 0.9)", _digits,
          {"example": "digits", **PAPER}),
     Case("kws-paper", "KWS: DS-CNN-L, psoc6, latency ≤ 2.5 s, the paper's (boundary, MACs, w = 0.9)", _kws,
-         {"latency_bound_s": 2.5, "exit_budget": KWS_EXIT_BUDGET, **PAPER}),
+         {"latency": 2.5, "exit_budget": KWS_EXIT_BUDGET, **PAPER}),
     Case("ecg-paper", "ECG: 1-D FCN on MIT-BIH, psoc6, latency ≤ 2.5 s, the paper's (boundary, MACs, w = 0.9)", _ecg,
-         {"latency_bound_s": 2.5, "epochs": 10, "augment_copies": 1, **PAPER}),
+         {"latency": 2.5, "epochs": 10, "copies": 1, **PAPER}),
 )}
 
 
@@ -90,17 +90,20 @@ def machine() -> str:
 
 
 def run_case(case: Case, data_dir: Path, work: Path, qat: float) -> dict[str, Any]:
+    from eenn.augment.commands import search_config
     from eenn.deploy import DeployOptions, deploy
 
     model, data = case.prepare(data_dir, work)
     out = work / (case.name if qat == DEFAULT_QAT else f"{case.name}-qat{qat:g}")
-    res = deploy(DeployOptions(out=out, model=model, data=data, cache_dir=work / "cache", quant_aware=qat,
-                               **case.options), say=lambda s: print("  " + s, file=sys.stderr))
+    options = dict(case.options)
+    example = options.pop("example", None)
+    res = deploy(DeployOptions(out=out, model=model, data=data, example=example,
+                               search=search_config(cache_dir=work / "cache", qat=qat, **options)), say=lambda s: print("  " + s, file=sys.stderr))
     # stage times as recorded when each stage ran (a kept stage keeps its first run's time)
     wall = sum(float(res.stages[k].get("seconds", 0.0)) for k in ("search", "generate"))
     sol = json.loads((res.bundle / "solution.json").read_text())
     return {"case": case, "wall_s": wall, "metrics": sol["metrics"], "exits": sol["exits"], "segments": sol["segments"],
-            "hil": res.summary["metrics"], "n": res.summary["n"], "report": str(res.report_html)}
+            "hil": res.summary.document["metrics"], "n": res.summary.n, "report": str(res.report_html)}
 
 
 def _pct(x: float) -> str:

@@ -18,19 +18,22 @@ everything after it with it.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from eenn import __version__
 from eenn.augment.bundle import SOLUTION_FILE
+from eenn.augment.search import SearchConfig
 from eenn.augment.model_io import file_sha256
 from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH
 from eenn.errors import EennError
+from eenn.hil.summary import Summary
 
 STATE = "deploy.json"
 STATE_SCHEMA = 1
@@ -43,25 +46,9 @@ class DeployOptions:
     model: Path | None = None
     data: Path | None = None
     example: str | None = None  # built-in example name instead of model + data
-    hardware: str = "psoc6"
-    clock_plan: str | None = None  # the profile's clock plan (as `eenn search --clock-plan`; None: its first)
+    search: SearchConfig = field(default_factory=SearchConfig)  # as `eenn search` (cache_dir None: no cache)
     kit: str = DEFAULT_KIT
     port: str = "virtual"
-    latency_bound_s: float | None = None
-    w: float | None = None  # the paper's weighted objective; None: the default, --max-drop 1
-    max_drop_points: float | None = None
-    efficiency: str = "energy"  # what the saving is measured in (as `eenn search --efficiency`)
-    placement: str = "any"  # as `eenn search --placement`
-    max_exits: int = 2
-    seed: int = 0
-    finetune: bool = False
-    epochs: int = 25  # exit training epochs (as `eenn search --epochs`)
-    quant_aware: float = 0.4  # share of them through simulated int8 rounding (as `eenn search --qat`)
-    scoring: str = "int8"  # what the search scores on (as `eenn search --scoring`)
-    augment_copies: int = 4  # shifted copies of the training split (as `eenn search --augment`)
-    exit_budget: float = 0.05  # an exit's MACs stay under this share of the backbone's (`--exit-budget`)
-    cache_dir: Path | None = None  # None: the search's default exit cache
-    no_cache: bool = False
     limit: int | None = None  # HIL: run only the first N test samples
     force: bool = False
     quiet: bool = False
@@ -76,10 +63,12 @@ class DeployResult:
     report_html: Path
     report_md: Path
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: "ran" or "kept", seconds, …
-    summary: dict[str, Any] = field(default_factory=dict)  # the HIL summary.json
+    summary: Summary | None = None  # the HIL session's summary.json, once it ran
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """What `eenn deploy --json` prints: paths as text, the summary as its file says it."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["summary"] = self.summary.document if self.summary else None
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 
@@ -131,7 +120,7 @@ def _resolve_inputs(opts: DeployOptions, out: Path, say: Callable[[str], None]) 
             say(f"example '{opts.example}': kept {model} and {data}")
         else:
             say(f"example '{opts.example}': training the model (seconds)")
-            model, data = make_example(opts.example, ex_dir, seed=opts.seed)
+            model, data = make_example(opts.example, ex_dir, seed=opts.search.seed)
         return model, data
     if opts.model is None:
         raise EennError("give MODEL (a .keras, .h5 or SavedModel directory) and --data DATA.npz, or --example digits")
@@ -143,31 +132,18 @@ def _resolve_inputs(opts: DeployOptions, out: Path, say: Callable[[str], None]) 
     return Path(opts.model), Path(opts.data)
 
 
-def _search_config(opts: DeployOptions):
-    from eenn.augment.exits import ExitConfig
-    from eenn.augment.features import AugmentConfig
-    from eenn.augment.search import SearchConfig, default_cache_dir
-    from eenn.augment.training import TrainConfig
-
-    return SearchConfig(
-        hardware=opts.hardware, clock_plan=opts.clock_plan, latency_bound_s=opts.latency_bound_s, w=opts.w,
-        max_accuracy_drop=None if opts.max_drop_points is None else opts.max_drop_points / 100.0,
-        efficiency=opts.efficiency, placement=opts.placement, max_exits=opts.max_exits, seed=opts.seed,
-        finetune=opts.finetune, scoring=opts.scoring,
-        train=TrainConfig(epochs=opts.epochs, quant_aware=opts.quant_aware),
-        augment=AugmentConfig(copies=opts.augment_copies), exits=ExitConfig(budget_share=opts.exit_budget),
-        cache_dir=None if opts.no_cache else (opts.cache_dir or default_cache_dir())).checked()
+def _search_config(opts: DeployOptions) -> SearchConfig:
+    """The checked search configuration (a copy: checking fills in the objective's defaults)."""
+    return copy.deepcopy(opts.search).checked()
 
 
-def _search_key(model: Path, data: Path, opts: DeployOptions) -> dict[str, Any]:
-    """What the bundle depends on (the exit cache location does not change the answer)."""
-    return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "hardware": opts.hardware,
-            "clock_plan": opts.clock_plan,
-            "latency_bound_s": opts.latency_bound_s, "w": opts.w, "max_drop_points": opts.max_drop_points,
-            "efficiency": opts.efficiency, "placement": opts.placement, "max_exits": opts.max_exits,
-            "seed": opts.seed, "finetune": opts.finetune, "epochs": opts.epochs,
-            "quant_aware": opts.quant_aware, "scoring": opts.scoring, "augment_copies": opts.augment_copies, "exit_budget": opts.exit_budget,
-            "eenn": __version__}
+def _search_key(model: Path, data: Path, config: SearchConfig) -> dict[str, Any]:
+    """What the bundle depends on: the inputs' contents and the config's answer fields (where the
+    exit cache lies or which workers train does not change the answer)."""
+    files = {name: file_sha256(Path(p)) for name, p in (("hardware", config.hardware), ("measured", config.measured))
+             if p is not None and Path(p).is_file()}  # a profile or measurement file: its content
+    return {"model_sha256": file_sha256(model), "data_sha256": file_sha256(data), "files_sha256": files,
+            "config": config.answer_key(), "eenn": __version__}
 
 
 def _bundle_ok(path: Path, expected_hash: str | None) -> bool:
@@ -196,6 +172,7 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
 
     out = Path(opts.out)
     get_kit(opts.kit)  # an unknown kit fails before minutes of search
+    config = _search_config(opts)  # so do bad search options
     if opts.port != "virtual" and opts.port.startswith("virtual:"):
         raise EennError("--port virtual:PROJECT is for `eenn hil run`; deploy runs its own project: use --port virtual")
     state = check_out_dir(out, opts.force)
@@ -210,7 +187,7 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
     state["inputs"] = {"model": str(model), "data": str(data), "kit": opts.kit, "port": opts.port}
 
     # 1. search ---------------------------------------------------------------------------
-    key = key_of(_search_key(model, data, opts))
+    key = key_of(_search_key(model, data, config))
     prev = previous.get("search", {})
     t0 = time.monotonic()
     if prev.get("key") == key and _bundle_ok(res.bundle, prev.get("bundle_hash")):
@@ -223,8 +200,8 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
         from eenn.augment.search import run_search
         from eenn.augment.solution import write_result
 
-        say(f"[1/4] search: {model} on {data}, hardware {opts.hardware}")
-        result = run_search(model, data, _search_config(opts), progress=Progress(enabled=not opts.quiet, err=True))
+        say(f"[1/4] search: {model} on {data}, hardware {config.hardware}")
+        result = run_search(model, data, config, progress=Progress(enabled=not opts.quiet, err=True))
         bundle_hash = write_result(result, res.bundle, force=True)
         say(format_summary(result.solution, result.pareto_rows))
         res.stages["search"] = {"status": "ran", "key": key, "bundle_hash": bundle_hash,
@@ -285,15 +262,14 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f} %"
 
 
-def agreement_lines(summary: dict[str, Any]) -> list[str]:
+def agreement_lines(summary: Summary) -> list[str]:
     """Board vs its int8 prediction (and the search's own figure): the check a user reads first."""
-    m = summary.get("metrics", {})
     lines = []
     for key, name in (("accuracy", "accuracy"), ("early_termination", "early termination")):
-        v = m.get(key) or {}
-        lines.append(f"{name}: board {_pct(v.get('measured'))}, int8 prediction {_pct(v.get('reference'))} "
-                     f"(search {_pct(v.get('predicted'))})")
-    agree = (m.get("reference_agreement") or {}).get("measured")
+        v = summary.metric(key)
+        lines.append(f"{name}: board {_pct(v.measured)}, int8 prediction {_pct(v.reference)} "
+                     f"(search {_pct(v.predicted)})")
+    agree = summary.metric("reference_agreement").measured
     if agree is not None:
         lines.append(f"board and int8 prediction agree (class and exit) on {_pct(agree)} of the samples")
     return lines

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from eenn.augment.commands import POSITIVE, SHARE, efficiency_option, objective_options, placement_options, qat_option, scoring_option
+from eenn.augment.commands import search_config, search_options
 from eenn.deploy import DEFAULT_KIT
 
 
@@ -16,46 +17,27 @@ from eenn.deploy import DEFAULT_KIT
               help="DATA.npz: x_train, y_train [, x_val, y_val, x_test, y_test] (see `eenn search`).")
 @click.option("--example", type=click.Choice(["digits"]), default=None,
               help="Use a built-in example (model trained in seconds) instead of MODEL and --data.")
-@click.option("--hw", default="psoc6", show_default=True, help="Hardware profile: a built-in name or a TOML file.")
-@click.option("--clock-plan", "clock_plan", default=None,
-              help="The profile's clock plan (psoc6: bsp-default, cm4-150) [default: the profile's first].")
+@search_options
 @click.option("--kit", default=DEFAULT_KIT, show_default=True, help="Target kit of the generated project.")
 @click.option("--port", default="virtual", show_default=True,
               help="Board for the HIL run: virtual (host build of the firmware), /dev/ttyACM0, socket://HOST:PORT. "
                    "A real board must already run the generated project (`eenn flash DIR/project`).")
-@click.option("--latency", type=POSITIVE, default=None, help="Worst-case latency bound in seconds.")
-@objective_options
-@efficiency_option
-@placement_options
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--finetune", is_flag=True, help="Fine-tune the chosen EENN jointly for one epoch.")
-@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Training epochs per exit.")
-@qat_option
-@scoring_option
-@click.option("--augment", "copies", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Shifted copies of the training split the exits also learn from (0: none).")
-@click.option("--exit-budget", type=SHARE, default=0.05, show_default=True,
-              help="Each exit's MACs stay under this share of the backbone's.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Trained-exit cache [default: $EENN_CACHE_DIR or ~/.cache/eenn].")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write trained exits on disk.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="HIL: run only the first N test samples.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the bundle, project, HIL session and report; run again to continue.")
 @click.option("--force", is_flag=True, help="Deploy into a non-empty directory `eenn deploy` did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop, efficiency, placement, max_exits, seed, finetune, epochs, qat, scoring, copies, exit_budget, cache_dir,
-           no_cache, limit, out, force, as_json, quiet) -> None:
-    """Search, generate, run on the (virtual) board and report: MODEL + DATA → DIR/report.html."""
+def deploy(model: Path | None, data: Path | None, example: str | None, kit: str, port: str, limit: int | None,
+           out: Path, force: bool, as_json: bool, quiet: bool, **options: Any) -> None:
+    """Search, generate, run on the (virtual) board and report: MODEL + DATA → DIR/report.html.
+
+    The search options are `eenn search`'s, with the same defaults."""
     from eenn.deploy import DeployOptions, agreement_lines
     from eenn.deploy import deploy as run_deploy
 
-    opts = DeployOptions(out=out, model=model, data=data, example=example, hardware=hw, clock_plan=clock_plan, kit=kit, port=port,
-                         latency_bound_s=latency, w=w, max_drop_points=max_drop, efficiency=efficiency,
-                         placement=placement, max_exits=max_exits, seed=seed, finetune=finetune,
-                         epochs=epochs, quant_aware=qat, scoring=scoring, augment_copies=copies, exit_budget=exit_budget, cache_dir=cache_dir, no_cache=no_cache, limit=limit,
-                         force=force, quiet=quiet)
+    opts = DeployOptions(out=out, model=model, data=data, example=example, search=search_config(**options), kit=kit,
+                         port=port, limit=limit, force=force, quiet=quiet)
 
     def say(line: str) -> None:
         if not quiet:
@@ -65,7 +47,7 @@ def deploy(model, data, example, hw, clock_plan, kit, port, latency, w, max_drop
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2, default=str))
         return
-    for line in agreement_lines(res.summary):
+    for line in agreement_lines(res.summary) if res.summary else []:
         click.echo(line)
     click.echo(f"report: {res.report_html}")
 

@@ -2,11 +2,13 @@
 code 130 with one line and no traceback."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields, replace
 
 import pytest
 from click.testing import CliRunner
@@ -39,6 +41,9 @@ BAD_OPTIONS = [
     (["deploy", "--example", "digits", "--out", "o", "--exit-budget", "2"], "--exit-budget"),
     (["deploy", "--example", "digits", "--out", "o", "--limit", "0"], "--limit"),
     (["deploy", "--example", "digits", "--out", "o", "--seed", "-3"], "--seed"),
+    (["deploy", "--example", "digits", "--out", "o", "--features", "fp8"], "--features"),
+    (["deploy", "--example", "digits", "--out", "o", "--disk-limit", "-1"], "--disk-limit"),
+    (["deploy", "--example", "digits", "--out", "o", "--thresholds", "1"], "--thresholds"),
 ]
 
 _PROBE = """
@@ -56,7 +61,6 @@ print(json.dumps({"results": results, "tensorflow": "tensorflow" in sys.modules}
 def test_option_errors_come_before_tensorflow_is_imported(tmp_path):
     """Every bad value is click's usage error (exit 2, naming the option), in a fresh interpreter
     that never imports TensorFlow (its start-up alone takes ~20 s)."""
-    import json
 
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps([a for a, _ in BAD_OPTIONS])],
@@ -115,3 +119,45 @@ def test_sigint_during_a_long_step_exits_130_without_a_traceback(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "interrupted; run the same command again to continue"
+
+
+def test_search_and_deploy_declare_the_same_search_options():
+    """One declaration: the same names, types, defaults and help texts in both commands."""
+    from eenn.augment.commands import search
+    from eenn.deploy_command import deploy
+
+    def described(cmd, own):
+        return {p.name: (p.opts, p.type.to_info_dict(), p.default, p.help) for p in cmd.params if p.name not in own}
+
+    shared = described(search, {"model", "data", "out", "force", "as_json", "quiet"})
+    assert described(deploy, {"model", "data", "example", "kit", "port", "limit", "out", "force", "as_json",
+                              "quiet"}) == shared
+    assert {"memory_limit", "disk_limit", "feature_store", "ray", "measured", "steps"} <= set(shared)
+
+
+def test_option_defaults_are_the_config_defaults():
+    """`eenn search` without options runs SearchConfig() (its defaults are the only ones)."""
+    from eenn.augment.commands import search_config
+    from eenn.augment.search import SearchConfig
+
+    assert search_config() == SearchConfig()
+    assert search_config(epochs=3, copies=0) == SearchConfig(
+        train=replace(SearchConfig().train, epochs=3), augment=replace(SearchConfig().augment, copies=0))
+    assert search_config(no_cache=True).cache_dir is None
+    assert search_config(max_drop=2.0, memory_limit=1).max_accuracy_drop == pytest.approx(0.02)
+    with pytest.raises(TypeError, match="not search options: epoch"):
+        search_config(epoch=3)
+
+
+def test_every_config_field_is_an_answer_or_a_run_setting():
+    """The deploy's cache key is SearchConfig.answer_key(): a new field must say whether it
+    changes the answer, or an old bundle would be served for a search it does not match."""
+    from eenn.augment.search import ANSWER_FIELDS, RUN_FIELDS, SearchConfig
+
+    names = [f.name for f in fields(SearchConfig)]
+    assert not set(ANSWER_FIELDS) & set(RUN_FIELDS)
+    assert sorted(ANSWER_FIELDS + RUN_FIELDS) == sorted(names)
+    a, b = SearchConfig(), SearchConfig(seed=1)
+    assert a.answer_key() != b.answer_key()
+    assert SearchConfig(ray="local:2", batch_size=8).answer_key() == a.answer_key()
+    assert json.loads(json.dumps(a.answer_key())) == a.answer_key()  # plain JSON, nested configs included

@@ -9,12 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from eenn.cli import main
+from eenn.augment.commands import search_config
 from eenn.deploy import DeployOptions, deploy
 from eenn.errors import EennError
 
 # The paper's space: codegen runs stage 0 on the CM0+ and stage 1 on the CM4 until bundles with
 # several stages on one core are generated too (placement any, the search's default).
-FAST = dict(epochs=3, augment_copies=1)
+FAST = dict(epochs=3, copies=1)  # search options, by their parameter names
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def digits(trained_digits):
 def deployed(digits, tmp_path_factory):
     model, data = digits
     root = tmp_path_factory.mktemp("deploy")
-    opts = DeployOptions(out=root / "run", model=model, data=data, cache_dir=root / "cache", **FAST)
+    opts = DeployOptions(out=root / "run", model=model, data=data, search=search_config(cache_dir=root / "cache", **FAST))
     lines: list[str] = []
     res = deploy(opts, say=lines.append)
     return opts, res, lines
@@ -60,7 +61,7 @@ def test_deploy_writes_every_stage_and_a_complete_report(deployed):
     reference = json.loads((res.project / "eenn" / "reference.json").read_text())
     int8 = next(r for r in paper if r[0] == "Accuracy, int8 on the board")
     assert int8[1:3] == [f"{100 * reference['base_accuracy']:.2f} %",
-                         f"{100 * res.summary['metrics']['accuracy']['measured']:.2f} %"]
+                         f"{100 * res.summary.metric('accuracy').measured:.2f} %"]
     html = res.report_html.read_text()
     assert html.count("data:image/png;base64,") >= 4  # Pareto, termination, MACs per exit, latency per path
     assert "make getlibs" in html and str(out / "project") in html
@@ -68,8 +69,8 @@ def test_deploy_writes_every_stage_and_a_complete_report(deployed):
 
 def test_board_agrees_with_the_int8_reference_exactly(deployed):
     _, res, _ = deployed
-    m = res.summary["metrics"]
-    assert res.summary["n"] == len(np.load(res.bundle / "test.npz")["y"])
+    m = res.summary.document["metrics"]
+    assert res.summary.n == len(np.load(res.bundle / "test.npz")["y"])
     assert m["accuracy"]["measured"] == m["accuracy"]["reference"]
     assert m["early_termination"]["measured"] == m["early_termination"]["reference"]
     assert m["termination_rates"]["measured"] == m["termination_rates"]["reference"]
@@ -85,9 +86,9 @@ def test_second_run_keeps_every_stage(deployed, digits):
     lines: list[str] = []
     again = deploy(opts, say=lines.append)
     assert again.stages["search"]["status"] == "kept" and again.stages["generate"]["status"] == "kept"
-    assert again.stages["hil"]["ran"] == 0 and again.stages["hil"]["skipped"] == res.summary["n"]
+    assert again.stages["hil"]["ran"] == 0 and again.stages["hil"]["skipped"] == res.summary.n
     assert {p: p.stat().st_mtime_ns for p in before} == before
-    assert again.summary["metrics"]["accuracy"] == res.summary["metrics"]["accuracy"]
+    assert again.summary.metric("accuracy") == res.summary.metric("accuracy")
 
 
 def test_another_kit_regenerates_and_reruns_but_keeps_the_search(deployed, tmp_path):
@@ -102,20 +103,28 @@ def test_another_kit_regenerates_and_reruns_but_keeps_the_search(deployed, tmp_p
     assert again.stages["search"]["bundle_hash"] == state["stages"]["search"]["bundle_hash"]
     assert again.stages["generate"]["status"] == "ran"
     assert json.loads((out / "project/eenn/project.json").read_text())["kit"] == "CY8CPROTO-062-4343W"
-    assert again.stages["hil"]["ran"] == again.summary["n"]  # the project changed: the board runs again
+    assert again.stages["hil"]["ran"] == again.summary.n  # the project changed: the board runs again
 
 
 def test_changed_search_options_are_not_served_from_the_old_bundle(deployed):
-    from eenn.deploy import _search_key, key_of
+    from eenn.deploy import _search_config, _search_key, key_of
 
     opts, _, _ = deployed
     model, data = opts.model, opts.data
-    base = key_of(_search_key(model, data, opts))
-    for change in ({"w": 0.5}, {"latency_bound_s": 1.0}, {"max_drop_points": 2.0}, {"seed": 1}, {"epochs": 4},
-                   {"quant_aware": 0.0}, {"exit_budget": 0.1}, {"hardware": "rk3588-cloud"}, {"efficiency": "macs"},
-                   {"clock_plan": "cm4-150"}, {"placement": "boundary"}, {"max_exits": 1}):
-        assert key_of(_search_key(model, data, DeployOptions(**{**opts.__dict__, **change}))) != base, change
-    assert key_of(_search_key(model, data, DeployOptions(**{**opts.__dict__, "cache_dir": Path("/elsewhere")}))) == base
+
+    def key(**change):
+        config = search_config(**{"cache_dir": opts.search.cache_dir, **FAST, **change})
+        return key_of(_search_key(model, data, _search_config(DeployOptions(out=opts.out, search=config))))
+
+    base = key()
+    for change in ({"w": 0.5}, {"latency": 1.0}, {"max_drop": 2.0}, {"seed": 1}, {"epochs": 4},
+                   {"qat": 0.0}, {"exit_budget": 0.1}, {"hw": "rk3588-cloud"}, {"efficiency": "macs"},
+                   {"clock_plan": "cm4-150"}, {"placement": "boundary"}, {"max_exits": 1}, {"feature_store": "int8"},
+                   {"memory_limit": 1}, {"exit_width": 32}):
+        assert key(**change) != base, change
+    assert key(max_drop=1.0) == base  # the default, spelled out: the same search
+    for same in ({"cache_dir": Path("/elsewhere")}, {"ray": "local:2"}):
+        assert key(**same) == base, same
 
 
 def test_refuses_a_directory_it_did_not_make(digits, tmp_path):
@@ -124,7 +133,7 @@ def test_refuses_a_directory_it_did_not_make(digits, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(EennError, match="not made by `eenn deploy`.*--force"):
-        deploy(DeployOptions(out=out, model=model, data=data, **FAST), say=lambda s: None)
+        deploy(DeployOptions(out=out, model=model, data=data, search=search_config(**FAST)), say=lambda s: None)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
@@ -138,7 +147,8 @@ def test_bad_inputs_fail_before_any_work(digits, tmp_path, kw, message):
     model, data = digits
     out = tmp_path / "run"
     with pytest.raises(EennError, match=re.escape(message)):
-        deploy(DeployOptions(**{"out": out, "model": model, "data": data, **FAST, **kw}), say=lambda s: None)
+        deploy(DeployOptions(**{"out": out, "model": model, "data": data, "search": search_config(**FAST), **kw}),
+               say=lambda s: None)
     assert not (out / "bundle").exists()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from eenn.augment.commands import search_config
 from eenn.deploy import DeployOptions, agreement_lines, deploy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,16 +25,16 @@ def kws_deploy(shared_data, ds_cnn_path, tmp_path_factory):
     data = kws.make_dataset(shared_data / "kws", root / "kws_split.npz")
     lines: list[str] = []
     # eenn's defaults: exits anywhere (here, stages on one core), energy within 1 point
-    res = deploy(DeployOptions(out=root / "deploy", model=ds_cnn_path, data=data, latency_bound_s=2.5,
-                               exit_budget=kws.EXIT_BUDGET, epochs=4, augment_copies=1, cache_dir=root / "cache"),
+    search = search_config(latency=2.5, exit_budget=kws.EXIT_BUDGET, epochs=4, copies=1, cache_dir=root / "cache")
+    res = deploy(DeployOptions(out=root / "deploy", model=ds_cnn_path, data=data, search=search),
                  say=lines.append)
     return res, lines
 
 
 def test_kws_board_equals_the_int8_prediction_exactly(kws_deploy):
     res, lines = kws_deploy
-    m = res.summary["metrics"]
-    assert res.summary["n"] == 300
+    m = res.summary.document["metrics"]
+    assert res.summary.n == 300
     assert m["accuracy"]["measured"] == m["accuracy"]["reference"]
     assert m["early_termination"]["measured"] == m["early_termination"]["reference"]
     assert m["termination_rates"]["measured"] == m["termination_rates"]["reference"]

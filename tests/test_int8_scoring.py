@@ -190,6 +190,7 @@ def test_scoring_is_an_option_of_search_and_deploy(tmp_path):
     from click.testing import CliRunner
 
     from eenn.cli import main
+    from eenn.augment.commands import search_config
     from eenn.deploy import DeployOptions, _search_config, _search_key
     from eenn.errors import EennError
 
@@ -201,6 +202,6 @@ def test_scoring_is_an_option_of_search_and_deploy(tmp_path):
     model, data = tmp_path / "m.keras", tmp_path / "d.npz"
     model.write_bytes(b"m")
     data.write_bytes(b"d")
-    keys = [_search_key(model, data, DeployOptions(out=tmp_path, scoring=s)) for s in ("int8", "float")]
-    assert keys[0] != keys[1]  # a deploy with the other scoring searches again
-    assert _search_config(DeployOptions(out=tmp_path, scoring="float")).scoring == "float"
+    configs = [_search_config(DeployOptions(out=tmp_path, search=search_config(scoring=s))) for s in ("int8", "float")]
+    assert _search_key(model, data, configs[0]) != _search_key(model, data, configs[1])  # the other scoring: searched again
+    assert configs[1].scoring == "float"

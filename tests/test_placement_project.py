@@ -110,9 +110,9 @@ def test_board_equals_the_int8_chain_and_counts_handoffs(placed):
         for i, xi in enumerate(x):
             q = chain.quantize_input(xi).astype(np.int8).reshape(-1)
             ref = chain.run_quantized(q)
-            lines = board.handle(f"db load {q.size}%".encode())
-            for i in range(0, q.size, 100):
-                lines = board.handle(b"db " + q[i:i + 100].tobytes().hex().encode() + b"%")
+            board.handle(f"db load {q.size}%".encode())
+            for at in range(0, q.size, 100):  # not `i`: the record below is indexed by the sample
+                board.handle(b"db " + q[at:at + 100].tobytes().hex().encode() + b"%")
             got = parse_results(board.handle(b"infer 1 0%").decode().split("\r\n"))
             assert (got.cls, got.exit) == (ref.cls, ref.exit)
             assert got.scores_q == ref.scores.astype(int).tolist()

@@ -7,7 +7,7 @@ from eenn.augment.exits import ExitConfig, leading_pooling, plan_exit, split_pla
 from eenn.augment.features import FeatureCache, Int8Grid
 from eenn.augment.fake_quant import round_int8
 from eenn.augment.layer_graph import build_layer_graph
-from eenn.augment.streaming import choose_storage, map_shapes, train_streaming
+from eenn.augment.streaming import choose_storage, train_streaming
 from eenn.augment.training import TrainConfig, train_exit
 from tests import models
 from tests.test_training import CLASSES, _class_signals, assert_same_exit
