@@ -7,7 +7,7 @@ outputs is chosen for a network that is never flashed (KWS after `conv_1`: 79.7 
 
 How `eenn generate` converts (codegen/subgraphs.py), and what is reproduced here:
 - each stage is `segment → [feature map, exit softmax]`, batch size 1, converted by
-  `codegen.subgraphs.convert_int8` with the bundle's `calibration.npz` as representative set
+  `augment.int8_convert.convert_int8` with the bundle's `calibration.npz` as representative set
   (`calibration_pick`: at most 1000 samples of the calibration split, the search's seed);
 - every tensor's (scale, zero point) comes from its min/max over that set; inside a stage the
   exit reads the backbone's int8 map as it is; between stages the consumer adopts the
@@ -27,7 +27,7 @@ move a softmax score by a few 1/256. The tests check that the same graph on TFLi
 the reference chain's scores exactly, and that these scores give the chain's class and exit on
 every sample. What could differ beyond that: a later stage's tensors are calibrated on the
 float map Keras computes instead of the one TFLite's float kernels compute, a float rounding
-step apart (`codegen.subgraphs.ALIGN_RTOL`); the same tests compare sample by sample.
+step apart (`codegen.subgraphs.ALIGN_RTOL`, where generate aligns them); the same tests compare sample by sample.
 
 Scores are the dequantized int8 softmax, `(q − zero point) · scale` (scale 1/256: exact in
 float32), so `p >= t` is the firmware's integer compare `q >= threshold_q`, and argmax ties go
@@ -38,9 +38,8 @@ Caching: an exit's int8 scores are kept in its entry of the exit store (`int8.np
 exit's key covers model, data, seed, structure and training; `SCORING_FORMAT` and the
 TensorFlow version are checked on load). A search whose exits all have scores converts nothing.
 
-This module calls codegen's converter and quantizer (a lazy import against the usual
-augment ← codegen direction, docs/interfaces.md): the search must calibrate exactly as
-`eenn generate` does, so it uses the same code rather than a copy.
+The converter (`augment/int8_convert.py`) and the integer rules (`augment/quant.py`) are the
+ones `eenn generate` uses: the search must calibrate and quantize exactly as it does.
 """
 from __future__ import annotations
 
@@ -53,6 +52,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eenn.augment.int8_convert import KerasParts, convert_int8, whole_keras_model
+from eenn.augment.quant import quantize
+from eenn.augment.tflite_model import TfliteModel
 
 SCORING_FORMAT = 1  # bumped whenever what the int8 scores mean changes
 MAX_CALIBRATION = 1000  # samples of the calibration split in the bundle's calibration.npz
@@ -106,16 +109,12 @@ def scoring_model(model: Any, lg: Any, exit_models: dict[str, Any], logits: bool
 def chain_model(segments: list[Any], exits: list[Any]) -> Any:
     """The same for an architecture's own parts (fine-tuned segments and exits): input →
     [exit 0, …, final], as `codegen.subgraphs.whole_keras_model` composes a bundle."""
-    from eenn.codegen.subgraphs import KerasParts, whole_keras_model
-
     return whole_keras_model(KerasParts(segments=list(segments), exits=list(exits), base=None))
 
 
 def convert(keras_model: Any, calibration: np.ndarray) -> bytes:
     """Full-integer int8 TFLite as `eenn generate` converts a stage (its converter settings and
     representative set; the model traced once rather than exported, see `convert_int8`)."""
-    from eenn.codegen.subgraphs import convert_int8
-
     return convert_int8(keras_model, calibration, traced=True)
 
 
@@ -136,9 +135,6 @@ def interpreter(tflite: bytes) -> Any:
 
 def run_int8(tflite: bytes, xs: np.ndarray) -> list[np.ndarray]:
     """Per Keras output of the converted model: (N, C) int8 scores on float samples `xs`."""
-    from eenn.codegen.quant import quantize
-    from eenn.codegen.tflite_model import TfliteModel
-
     tm = TfliteModel(tflite)
     q = tm.inputs[0]
     order = tm.output_order()
@@ -155,8 +151,6 @@ def run_int8(tflite: bytes, xs: np.ndarray) -> list[np.ndarray]:
 
 
 def dequantized(tflite: bytes, scores_q: list[np.ndarray]) -> list[np.ndarray]:
-    from eenn.codegen.tflite_model import TfliteModel
-
     tm = TfliteModel(tflite)
     order = tm.output_order()
     res = []

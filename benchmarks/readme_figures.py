@@ -100,7 +100,7 @@ def run_case(case: Case, data_dir: Path, work: Path, qat: float) -> dict[str, An
     res = deploy(DeployOptions(out=out, model=model, data=data, example=example,
                                search=search_config(cache_dir=work / "cache", qat=qat, **options)), say=lambda s: print("  " + s, file=sys.stderr))
     # stage times as recorded when each stage ran (a kept stage keeps its first run's time)
-    wall = sum(float(res.stages[k].get("seconds", 0.0)) for k in ("search", "generate"))
+    wall = sum(float(res.stages[k].seconds or 0.0) for k in ("search", "generate"))
     sol = json.loads((res.bundle / "solution.json").read_text())
     return {"case": case, "wall_s": wall, "metrics": sol["metrics"], "exits": sol["exits"], "segments": sol["segments"],
             "hil": res.summary.document["metrics"], "n": res.summary.n, "report": str(res.report_html)}

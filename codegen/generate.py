@@ -30,6 +30,7 @@ from eenn.atomic import staged_directory
 from eenn.augment.bundle import Bundle, load_bundle
 from eenn.augment.cost import CostModel, Measured, ProcessorMeasurement
 from eenn.augment.hardware import HardwareProfile
+from eenn.augment.int8_convert import KerasParts, load_parts
 from eenn.codegen import memory as mem
 from eenn.codegen import render
 from eenn.codegen.cores import CoreApp, plan_cores
@@ -53,16 +54,14 @@ from eenn.codegen.manifest import (
     handoff_timeout_us,
     reference_json_bytes,
 )
-from eenn.codegen.quant import threshold_q
+from eenn.augment.quant import threshold_q
 from eenn.codegen.sizes import SubgraphSizes, subgraph_sizes
 from eenn.codegen.subgraphs import (
-    KerasParts,
     StageSubgraph,
     build_base_model,
     build_stage_subgraphs,
     build_whole_model,
     load_calibration,
-    load_parts,
     load_test_split,
 )
 from eenn.errors import EennError

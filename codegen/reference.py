@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from eenn.codegen.manifest import ProjectManifest, Stage, load_manifest
-from eenn.codegen.quant import exit_taken, quantize, requantize
+from eenn.augment.quant import exit_taken, quantize, requantize
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,8 @@ class WholeEennInt8:
     def __init__(self, tflite: bytes, thresholds: list[float], confidence: str = "max"):
         from tflite_micro.python.tflite_micro import runtime
 
-        from eenn.codegen.quant import threshold_q
-        from eenn.codegen.tflite_model import TfliteModel
+        from eenn.augment.quant import threshold_q
+        from eenn.augment.tflite_model import TfliteModel
 
         tm = TfliteModel(tflite)
         self.input = tm.inputs[0]
@@ -129,7 +129,7 @@ def run_classifier(tflite: bytes, xs: np.ndarray) -> np.ndarray:
     """Classes of a single-output int8 classifier (the base model) on float samples."""
     from tflite_micro.python.tflite_micro import runtime
 
-    from eenn.codegen.tflite_model import TfliteModel
+    from eenn.augment.tflite_model import TfliteModel
 
     inp = TfliteModel(tflite).inputs[0]
     interp = runtime.Interpreter.from_bytes(tflite)

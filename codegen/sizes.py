@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from eenn.codegen.tflite_model import TfliteModel
+from eenn.augment.tflite_model import TfliteModel
 from eenn.errors import EennError
 
 ARENA_ALIGN = 16

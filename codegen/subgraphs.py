@@ -7,8 +7,8 @@ segment's output:
     stage k:      feature map k−1 → [feature map k, exit k softmax]
     last stage:   feature map k−1 → final softmax
 
-Every sub-model is built with `batch_size=1` inputs (no SHAPE/STRIDED_SLICE/PACK ops from a
-dynamic batch) and converted with `TFLITE_BUILTINS_INT8`, int8 input and outputs. Stage 0's
+Every sub-model is built with `batch_size=1` inputs and converted by the one converter
+(`augment/int8_convert.py`, which the search's int8 scoring uses too). Stage 0's
 representative set is the bundle's calibration data; stage k's is the float feature map that
 segments 0..k−1 produce from it, so each tensor's range is calibrated on the same samples as in
 the whole network.
@@ -19,7 +19,7 @@ so their scales agree to a few float rounding steps, not always bit for bit. Whe
 `ALIGN_RTOL` and the zero points are equal, the consumer's input tensor is given the producer's
 exact (scale, zero point): its kernels then compute with the scale the data really has, and the
 firmware copies the feature map as it is. Otherwise the consumer requantizes with constants
-computed here (`codegen/quant.py`, docs/interfaces.md "Integer rules").
+computed here (`augment/quant.py`, docs/interfaces.md "Integer rules").
 
 The whole EENN as one int8 model (input → [exit 0 … exit n−2, final]) and the base model alone
 are converted the same way: the first is the oracle the per-processor chain is checked against,
@@ -27,7 +27,6 @@ the second is the comparison point.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,12 @@ from typing import Any
 import numpy as np
 
 from eenn.augment.bundle import Bundle
-from eenn.codegen.quant import quantize_multiplier
-from eenn.codegen.tflite_model import TfliteModel, TensorInfo, set_input_quantization
+from eenn.augment.int8_convert import KerasParts, convert_int8, input_shape, quiet_tf, whole_keras_model
+from eenn.augment.quant import quantize_multiplier
+from eenn.augment.tflite_model import TfliteModel, TensorInfo, set_input_quantization
 from eenn.errors import EennError
-from eenn.quiet_tf import captured_output, quiet_log_level
 
 ALIGN_RTOL = 2.0**-16  # relative scale difference below which the consumer adopts the producer's scale
-
-
-@dataclass(frozen=True)
-class KerasParts:
-    segments: list[Any]
-    exits: list[Any]
-    base: Any
 
 
 @dataclass(frozen=True)
@@ -64,40 +56,6 @@ class StageSubgraph:
     calibrated_scale: float  # the input scale the converter chose before alignment
 
 
-@contextlib.contextmanager
-def _quiet_tf():
-    quiet_log_level("3")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def load_parts(bundle: Bundle) -> KerasParts:
-    """The bundle's Keras models (hash-verified by `load_bundle` before)."""
-    with _quiet_tf():
-        import keras
-
-        def load(name: str):
-            path = bundle.file(name)
-            try:
-                return keras.models.load_model(path, compile=False)
-            except Exception as exc:  # noqa: BLE001 - any loader failure is a bad bundle
-                raise EennError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc})") from exc
-
-        sol = bundle.solution
-        return KerasParts(segments=[load(s.file) for s in sol.segments], exits=[load(e.file) for e in sol.exits],
-                          base=load(sol.base_model.file))
-
-
-def _input_shape(model) -> tuple[int, ...]:
-    shapes = [tuple(t.shape) for t in model.inputs]
-    if len(shapes) != 1:
-        raise EennError(f"Keras model '{model.name}' has {len(shapes)} inputs; a segment or exit takes one tensor")
-    return tuple(int(d) for d in shapes[0][1:])
-
-
 def stage_keras_models(parts: KerasParts) -> list[Any]:
     """The per-processor sub-models, batch size 1."""
     import keras
@@ -105,7 +63,7 @@ def stage_keras_models(parts: KerasParts) -> list[Any]:
     n = len(parts.segments)
     models = []
     for k, seg in enumerate(parts.segments):
-        inp = keras.Input(_input_shape(seg), batch_size=1, name=f"stage{k}_input")
+        inp = keras.Input(input_shape(seg), batch_size=1, name=f"stage{k}_input")
         fm = seg(inp)
         if k < n - 1:
             models.append(keras.Model(inp, [fm, parts.exits[k](fm)], name=f"stage{k}"))
@@ -114,86 +72,17 @@ def stage_keras_models(parts: KerasParts) -> list[Any]:
     return models
 
 
-def _unique_names(models: list[Any]) -> None:
-    """One graph cannot hold two sub-models of one name; every trained exit is called `exit`, so
-    the second and later get their index appended (names only: weights and graphs are untouched)."""
-    seen: set[str] = set()
-    for k, m in enumerate(models):
-        if m.name in seen:
-            m.name = f"{m.name}_{k}"
-        seen.add(m.name)
-
-
-def whole_keras_model(parts: KerasParts):
-    """The whole EENN in one graph: input → [exit 0, …, exit n−2, final]."""
-    import keras
-
-    _unique_names([*parts.segments, *parts.exits])
-    inp = keras.Input(_input_shape(parts.segments[0]), batch_size=1, name="eenn_input")
-    x, outs = inp, []
-    for k, seg in enumerate(parts.segments):
-        x = seg(x)
-        if k < len(parts.exits):
-            outs.append(parts.exits[k](x))
-    return keras.Model(inp, [*outs, x], name="eenn_whole")
-
-
 def base_keras_model(parts: KerasParts):
     import keras
 
-    inp = keras.Input(_input_shape(parts.base), batch_size=1, name="base_input")
+    inp = keras.Input(input_shape(parts.base), batch_size=1, name="base_input")
     return keras.Model(inp, parts.base(inp), name="base")
-
-
-def convert_int8(model, calibration: np.ndarray, traced: bool = False) -> bytes:
-    """Full-integer int8 TFLite (int8 input and outputs) with `calibration` as representative set.
-
-    `traced`: convert the model's call traced once as a concrete function instead of through the
-    Keras SavedModel export (the same ops and calibration; the export traces every nested layer
-    and takes most of the time for a large graph; the search's int8 scoring uses it)."""
-    with _quiet_tf():
-        import tensorflow as tf
-
-        if traced:
-            spec = tf.TensorSpec(tuple(model.inputs[0].shape), model.inputs[0].dtype)
-            from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-            def call(x):  # outputs named as the Keras export names them (TfliteModel.output_order)
-                out = model(x, training=False)
-                return {f"output_{i}": o for i, o in enumerate(out if isinstance(out, (list, tuple)) else [out])}
-
-            fn = tf.function(call).get_concrete_function(spec)
-            # frozen (weights as constants); an empty trackable keeps the named signature
-            conv = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(fn)], tf.Module())
-        else:
-            conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        samples = np.asarray(calibration, dtype=np.float32)
-        conv.representative_dataset = lambda: ([s[None]] for s in samples)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-        with captured_output() as output:
-            try:
-                data = conv.convert()
-                failure = None
-            except Exception as exc:  # noqa: BLE001 - converter errors are many and untyped
-                failure = exc
-                log = output()[-2000:]
-        if failure is not None:
-            raise EennError(f"int8 conversion of '{model.name}' failed: {type(failure).__name__}: {failure}\n"
-                            f"converter output (tail):\n{log}") from failure
-    tm = TfliteModel(data)
-    for t in tm.inputs + tm.outputs:
-        if t.dtype != "int8" or t.scale is None:
-            raise EennError(f"int8 conversion of '{model.name}': tensor '{t.name}' is {t.dtype}, expected int8")
-    return data
 
 
 def feature_maps(parts: KerasParts, x: np.ndarray, upto: int, batch: int = 64) -> np.ndarray:
     """Float output of segments 0..upto−1 on `x` (the representative set of stage `upto`)."""
     out = np.asarray(x, dtype=np.float32)
-    with _quiet_tf():
+    with quiet_tf():
         for seg in parts.segments[:upto]:
             out = np.concatenate([np.asarray(seg(out[i:i + batch], training=False))
                                   for i in range(0, len(out), batch)])

@@ -1,4 +1,4 @@
-"""Writing a whole output directory at once (bundle, trained exit, generated project).
+"""Writing a whole output directory (bundle, trained exit, generated project) or JSON file at once.
 
 Why: a search or a generation can be killed at any moment; whoever reads the output later must
 find either the previous complete directory or the new complete one, never a half-written one.
@@ -8,12 +8,13 @@ environment, not a bug: it becomes one EennError naming the path and the OS's re
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from eenn.errors import EennError
 
@@ -101,3 +102,20 @@ def staged_directory(out: Path, prefix: str) -> Iterator[Path]:
         if isinstance(exc, OSError) and is_write_failure(exc, out.parent, *(created[-1:])):
             raise write_error(out, exc) from exc
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary sibling, fsync, rename: readers never see half a file."""
+    path = Path(path)
+    with writing(path):  # a read-only directory or a full disk: one EennError naming the file
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(obj, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -23,7 +23,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,12 +31,11 @@ from eenn import __version__
 from eenn.augment.bundle import SOLUTION_FILE
 from eenn.augment.search import SearchConfig
 from eenn.augment.model_io import file_sha256
-from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH
+from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH, load_manifest
+from eenn.deploy_state import DeployState, StageRecord, read_state, write_state
 from eenn.errors import EennError
 from eenn.hil.summary import Summary
 
-STATE = "deploy.json"
-STATE_SCHEMA = 1
 DEFAULT_KIT = "CY8CKIT-062S2-43012"
 
 
@@ -62,12 +61,13 @@ class DeployResult:
     session: Path
     report_html: Path
     report_md: Path
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: "ran" or "kept", seconds, …
+    stages: dict[str, StageRecord] = field(default_factory=dict)  # per stage: "ran" or "kept", seconds, …
     summary: Summary | None = None  # the HIL session's summary.json, once it ran
 
     def to_dict(self) -> dict[str, Any]:
         """What `eenn deploy --json` prints: paths as text, the summary as its file says it."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["stages"] = {k: v.to_json() for k, v in self.stages.items()}
         d["summary"] = self.summary.document if self.summary else None
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
@@ -75,36 +75,6 @@ class DeployResult:
 # ------------------------------------------------------------------------------------ state
 def key_of(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def check_out_dir(out: Path, force: bool) -> dict[str, Any] | None:
-    """The previous deploy's state, None for a new directory; refuses directories eenn did not make."""
-    if out.exists() and not out.is_dir():
-        raise EennError(f"--out {out}: is a file, expected a directory")
-    state_path = out / STATE
-    if state_path.is_file():
-        try:
-            state = json.loads(state_path.read_text())
-        except ValueError as exc:
-            if not force:
-                raise EennError(f"{state_path}: not valid JSON ({exc}); pass --force to start over") from None
-            return None
-        if state.get("schema_version") != STATE_SCHEMA:
-            if not force:
-                raise EennError(f"{state_path}: schema_version {state.get('schema_version')!r}, expected "
-                                f"{STATE_SCHEMA}; pass --force to start over")
-            return None
-        return state
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise EennError(f"{out}: exists, is not empty and was not made by `eenn deploy` (no {STATE}); "
-                        "pass --force to deploy into it anyway")
-    return None
-
-
-def _write_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / (STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out / STATE)
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -158,12 +128,11 @@ def _bundle_ok(path: Path, expected_hash: str | None) -> bool:
 
 
 def _project_ok(path: Path, bundle_hash: str, kit: str) -> bool:
-    mf = path / MANIFEST_PATH
     try:
-        m = json.loads(mf.read_text())
-    except (OSError, ValueError):
+        m = load_manifest(path)
+    except EennError:  # missing, unreadable or of another schema: generated again
         return False
-    return m.get("bundle_hash") == bundle_hash and m.get("kit") == kit and (path / REFERENCE_PATH).is_file()
+    return m.bundle_hash == bundle_hash and m.kit == kit and (path / REFERENCE_PATH).is_file()
 
 
 def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployResult:
@@ -175,25 +144,30 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
     config = _search_config(opts)  # so do bad search options
     if opts.port != "virtual" and opts.port.startswith("virtual:"):
         raise EennError("--port virtual:PROJECT is for `eenn hil run`; deploy runs its own project: use --port virtual")
-    state = check_out_dir(out, opts.force)
+    before = read_state(out, opts.force)
     out.mkdir(parents=True, exist_ok=True)
-    previous = (state or {}).get("stages", {})
-    state = {"schema_version": STATE_SCHEMA, "generator": f"eenn {__version__}", "stages": {}}
-    _write_state(out, {**state, "stages": previous})  # marks the directory as eenn's from the start
+    previous = before.stages if before else {}
+    write_state(out, DeployState(stages=dict(previous)))  # marks the directory as eenn's from the start
+    state = DeployState()
 
     res = DeployResult(out=out, bundle=out / "bundle", project=out / "project", session=out / "hil",
                        report_html=out / "report.html", report_md=out / "report.md")
     model, data = _resolve_inputs(opts, out, say)
-    state["inputs"] = {"model": str(model), "data": str(data), "kit": opts.kit, "port": opts.port}
+    state.inputs = {"model": str(model), "data": str(data), "kit": opts.kit, "port": opts.port}
+
+    def done(name: str, record: StageRecord) -> None:  # recorded at once: a killed deploy keeps it
+        res.stages[name] = state.stages[name] = record
+        write_state(out, state)
+
 
     # 1. search ---------------------------------------------------------------------------
     key = key_of(_search_key(model, data, config))
-    prev = previous.get("search", {})
+    prev = previous.get("search")
     t0 = time.monotonic()
-    if prev.get("key") == key and _bundle_ok(res.bundle, prev.get("bundle_hash")):
-        bundle_hash = prev["bundle_hash"]
+    if prev and prev.key == key and prev.bundle_hash and _bundle_ok(res.bundle, prev.bundle_hash):
+        bundle_hash = prev.bundle_hash
         say(f"[1/4] search: kept {res.bundle} (same model, data and options)")
-        res.stages["search"] = {**prev, "status": "kept"}
+        done("search", replace(prev, status="kept"))
     else:
         from eenn.augment.progress import Progress
         from eenn.augment.report import format_summary
@@ -204,16 +178,13 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
         result = run_search(model, data, config, progress=Progress(enabled=not opts.quiet, err=True))
         bundle_hash = write_result(result, res.bundle, force=True)
         say(format_summary(result.solution, result.pareto_rows))
-        res.stages["search"] = {"status": "ran", "key": key, "bundle_hash": bundle_hash,
-                                "seconds": round(time.monotonic() - t0, 1)}
-    state["stages"]["search"] = res.stages["search"]
-    _write_state(out, state)
+        done("search", StageRecord("ran", round(time.monotonic() - t0, 1), key=key, bundle_hash=bundle_hash))
 
     # 2. generate ---------------------------------------------------------------------------
     t0 = time.monotonic()
     if _project_ok(res.project, bundle_hash, opts.kit):
         say(f"[2/4] generate: kept {res.project} (generated from this bundle for {opts.kit})")
-        res.stages["generate"] = {**previous.get("generate", {}), "status": "kept"}
+        done("generate", replace(previous.get("generate") or StageRecord("kept", kit=opts.kit), status="kept"))
     else:
         from eenn.codegen.generate import generate, report_lines
 
@@ -221,39 +192,31 @@ def deploy(opts: DeployOptions, say: Callable[[str], None] = print) -> DeployRes
         gen = generate(res.bundle, opts.kit, res.project, force=True, log=say if not opts.quiet else (lambda s: None))
         for line in report_lines(gen):
             say("  " + line)
-        res.stages["generate"] = {"status": "ran", "kit": opts.kit, "seconds": round(time.monotonic() - t0, 1)}
-    state["stages"]["generate"] = res.stages["generate"]
-    _write_state(out, state)
+        done("generate", StageRecord("ran", round(time.monotonic() - t0, 1), kit=opts.kit))
 
     # 3. HIL run ----------------------------------------------------------------------------
     from eenn.hil.run import RunOptions, run
 
     t0 = time.monotonic()
-    prev_hil = previous.get("hil", {})
+    prev_hil = previous.get("hil") or StageRecord("none")
     project_sha = file_sha256(res.project / MANIFEST_PATH)
-    if res.session.exists() and (prev_hil.get("project_sha256") != project_sha or prev_hil.get("port") != opts.port):
+    if res.session.exists() and (prev_hil.project_sha256 != project_sha or prev_hil.port != opts.port):
         shutil.rmtree(res.session)  # results of another project or board are not continued
     say(f"[3/4] HIL: test split on {'the virtual board' if opts.port == 'virtual' else opts.port}")
     hil = run(RunOptions(port=opts.port, out=res.session, bundle=res.bundle, project=res.project, limit=opts.limit,
                          progress=not opts.quiet))
     res.summary = hil.summary
-    res.stages["hil"] = {"status": "ran" if hil.ran else "kept", "bundle_hash": bundle_hash,
-                         "project_sha256": project_sha, "port": opts.port,
-                         "ran": hil.ran, "skipped": hil.skipped,
-                         # a run that only re-read the session keeps the time of the one that ran it
-                         "seconds": round(time.monotonic() - t0, 1) if hil.ran or "seconds" not in prev_hil
-                         else prev_hil["seconds"]}
-    state["stages"]["hil"] = res.stages["hil"]
-    _write_state(out, state)
+    # a run that only re-read the session keeps the time of the one that ran it
+    seconds = round(time.monotonic() - t0, 1) if hil.ran or prev_hil.seconds is None else prev_hil.seconds
+    done("hil", StageRecord("ran" if hil.ran else "kept", seconds, bundle_hash=bundle_hash, project_sha256=project_sha,
+                            port=opts.port, ran=hil.ran, skipped=hil.skipped))
 
     # 4. report -----------------------------------------------------------------------------
     from eenn.report import ReportSources, write_report
 
     write_report(ReportSources(bundle=res.bundle, project=res.project, session=res.session), res.report_html,
                  res.report_md)
-    res.stages["report"] = {"status": "ran", "html": str(res.report_html), "md": str(res.report_md)}
-    state["stages"]["report"] = res.stages["report"]
-    _write_state(out, state)
+    done("report", StageRecord("ran", html=str(res.report_html), md=str(res.report_md)))
     say(f"[4/4] report: {res.report_html} (and {res.report_md.name})")
     return res
 

@@ -235,7 +235,7 @@ def regress_cmd(session, baseline, tol_file, tol_opts, junit_path, update_baseli
     from pathlib import Path
 
     from eenn.hil.regress import check_same_model, compare, format_rows, junit_xml, load_tolerances, parse_tol_option
-    from eenn.hil.session import write_json_atomic
+    from eenn.atomic import write_json_atomic
     from eenn.hil.summary import read_summary
 
     t0 = time.monotonic()

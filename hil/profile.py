@@ -148,7 +148,7 @@ def profile(opts: ProfileOptions) -> dict:
     """Run `opts.samples` whole-chain inferences with per-operator timing; write and return the measured JSON."""
     from eenn.codegen.manifest import check_same_bundle, load_manifest
     from eenn.hil.client import BoardClient, resolve_port
-    from eenn.hil.session import write_json_atomic
+    from eenn.atomic import write_json_atomic
     from eenn.hil.timing import project_ops
     from eenn.hil.virtual_board import resolve_project
 

@@ -20,11 +20,12 @@ import numpy as np
 
 from eenn.augment.model_io import file_sha256
 from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest, read_reference
-from eenn.codegen.quant import quantize
+from eenn.augment.quant import quantize
 from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
 from eenn.hil.energy import DatasheetEnergy
-from eenn.hil.session import LOG, Session, write_json_atomic
+from eenn.atomic import write_json_atomic
+from eenn.hil.session import LOG, Session
 from eenn.hil.summary import SUMMARY, Summary, summarize
 
 log = logging.getLogger("eenn.hil")

@@ -18,11 +18,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from eenn.atomic import writing
+from eenn.atomic import write_json_atomic, writing
 from eenn.errors import EennError
 
 RESULTS = "results.jsonl"
@@ -32,23 +31,6 @@ LOCK = ".lock"
 SCHEMA_VERSION = 1
 # session.json keys that must match for a restart to continue the same session
 IDENTITY_KEYS = ("bundle_hash", "data_sha256", "n_samples")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary sibling, fsync, rename: readers never see half a file."""
-    path = Path(path)
-    with writing(path):  # a read-only directory or a full disk: one EennError naming the file
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(obj, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def read_results(path: Path) -> tuple[list[dict], int, bool]:

@@ -53,7 +53,7 @@ def op_macs(name: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, .
 
 def stage_ops(model_bytes: bytes) -> list[OpInfo]:
     """The operators of one converted subgraph with their MACs."""
-    from eenn.codegen.tflite_model import TfliteModel
+    from eenn.augment.tflite_model import TfliteModel
 
     m = TfliteModel(model_bytes)
     ops = []

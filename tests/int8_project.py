@@ -4,7 +4,7 @@ Trains a small Keras CNN on synthetic 8x8 images (3 classes), cuts it into stage
 (input -> [feature map, exit softmax]) and stage 1 (feature map -> final softmax), converts
 each to full-int8 TFLite (batch-1 inputs, so no SHAPE/STRIDED_SLICE/PACK ops) and writes
 `eenn/models/stage<i>.tflite` + `eenn/project.json` per docs/interfaces.md §3, using
-`codegen/quant.py` for threshold_q and the requantization constants. Variants:
+`augment/quant.py` for threshold_q and the requantization constants. Variants:
 
 - "plain":   stage 1 calibrated on stage 0's feature maps (same quantization: requant null);
 - "requant": stage 1 calibrated on feature maps x 0.6, so its input quantization differs and
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eenn.codegen.quant import quantize_multiplier, threshold_q
+from eenn.augment.quant import quantize_multiplier, threshold_q
 from eenn.quiet_tf import quiet_log_level
 
 VARIANTS = ("plain", "requant", "margin")
@@ -91,7 +91,7 @@ def _build(root: Path, seed: int = 0) -> dict[str, Path]:
     quiet_log_level("3")
     import keras
 
-    from eenn.codegen.quant import quantize
+    from eenn.augment.quant import quantize
 
     keras.utils.set_random_seed(seed)
     x, y = _data(700, seed)

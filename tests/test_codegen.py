@@ -11,10 +11,10 @@ import pytest
 
 from eenn import __version__
 from eenn.codegen.manifest import load_manifest
-from eenn.codegen.quant import threshold_q
+from eenn.augment.quant import threshold_q
 from eenn.codegen.reference import Int8Chain, WholeEennInt8
 from eenn.codegen.sizes import INT8_VARIANTS
-from eenn.codegen.tflite_model import TfliteModel
+from eenn.augment.tflite_model import TfliteModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
 
@@ -49,7 +49,8 @@ def test_int8_chain_equals_the_whole_int8_eenn_on_every_test_sample(generated):
 def test_whole_eenn_oracle_built_independently_agrees(digits_project, digits_bundle):
     """A second conversion of the whole EENN, outside generate(): same classes and exits."""
     from eenn.augment.bundle import load_bundle
-    from eenn.codegen.subgraphs import build_whole_model, load_calibration, load_parts
+    from eenn.augment.int8_convert import load_parts
+    from eenn.codegen.subgraphs import build_whole_model, load_calibration
 
     bundle = load_bundle(digits_bundle["path"])
     whole = build_whole_model(load_parts(bundle), load_calibration(bundle))

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from eenn.codegen.quant import dequantize, quantize
+from eenn.augment.quant import dequantize, quantize
 from tests.bundles import float_eenn, median_threshold, split_chain, train_exit, write_test_bundle
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")]

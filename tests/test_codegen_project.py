@@ -368,7 +368,7 @@ def requant_project(digits_bundle, tmp_path_factory):
     calibrated scales differ by more than float rounding), so the requant branch is rendered."""
     from eenn.codegen import subgraphs
     from eenn.codegen.generate import generate
-    from eenn.codegen.tflite_model import TfliteModel
+    from eenn.augment.tflite_model import TfliteModel
 
     def always_requant(producer_fm, consumer):
         cin = TfliteModel(consumer).inputs[0]

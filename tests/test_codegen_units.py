@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eenn.codegen import render, sizes
-from eenn.codegen.quant import quantize_multiplier, requantize
+from eenn.augment.quant import quantize_multiplier, requantize
 from eenn.codegen.subgraphs import ALIGN_RTOL, link_quantization
-from eenn.codegen.tflite_model import TensorInfo, TfliteModel, set_input_quantization
+from eenn.augment.tflite_model import TensorInfo, TfliteModel, set_input_quantization
 from eenn.errors import EennError
 
 

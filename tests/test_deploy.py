@@ -85,8 +85,8 @@ def test_second_run_keeps_every_stage(deployed, digits):
     before = {p: p.stat().st_mtime_ns for p in (res.bundle / "solution.json", res.project / "eenn" / "project.json")}
     lines: list[str] = []
     again = deploy(opts, say=lines.append)
-    assert again.stages["search"]["status"] == "kept" and again.stages["generate"]["status"] == "kept"
-    assert again.stages["hil"]["ran"] == 0 and again.stages["hil"]["skipped"] == res.summary.n
+    assert again.stages["search"].status == "kept" and again.stages["generate"].status == "kept"
+    assert again.stages["hil"].ran == 0 and again.stages["hil"].skipped == res.summary.n
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert again.summary.metric("accuracy") == res.summary.metric("accuracy")
 
@@ -99,11 +99,11 @@ def test_another_kit_regenerates_and_reruns_but_keeps_the_search(deployed, tmp_p
     shutil.copytree(opts.out, out)
     state = json.loads((out / "deploy.json").read_text())
     again = deploy(DeployOptions(**{**opts.__dict__, "out": out, "kit": "CY8CPROTO-062-4343W"}), say=lambda s: None)
-    assert again.stages["search"]["status"] == "kept"
-    assert again.stages["search"]["bundle_hash"] == state["stages"]["search"]["bundle_hash"]
-    assert again.stages["generate"]["status"] == "ran"
+    assert again.stages["search"].status == "kept"
+    assert again.stages["search"].bundle_hash == state["stages"]["search"]["bundle_hash"]
+    assert again.stages["generate"].status == "ran"
     assert json.loads((out / "project/eenn/project.json").read_text())["kit"] == "CY8CPROTO-062-4343W"
-    assert again.stages["hil"]["ran"] == again.summary.n  # the project changed: the board runs again
+    assert again.stages["hil"].ran == again.summary.n  # the project changed: the board runs again
 
 
 def test_changed_search_options_are_not_served_from_the_old_bundle(deployed):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eenn.codegen.quant import confidence_q, exit_taken, quantize_multiplier, requantize, threshold_q
+from eenn.augment.quant import confidence_q, exit_taken, quantize_multiplier, requantize, threshold_q
 from eenn.hil.host_build import build_host_library, host_sources, source_hash
 from eenn.paths import firmware_dir
 from tests.conftest import missing_tool

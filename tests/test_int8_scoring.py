@@ -22,7 +22,7 @@ PROJECTS = {"digits_project": "digits_bundle", "ecg_project": "ecg_bundle"}
 def _chain_scores(project: Path, x: np.ndarray) -> list[np.ndarray]:
     """Every stage's int8 scores on every sample, run as the firmware runs the stages (stage 1
     on stage 0's feature map, requantized where the manifest says), whatever the exit decision."""
-    from eenn.codegen.quant import requantize
+    from eenn.augment.quant import requantize
     from eenn.codegen.reference import Int8Chain
 
     chain = Int8Chain(project)
@@ -43,8 +43,8 @@ def _micro_scores(tflite: bytes, x: np.ndarray) -> list[np.ndarray]:
     """The scoring model's outputs on the TFLite Micro runtime (the virtual board's kernels)."""
     from tflite_micro.python.tflite_micro import runtime
 
-    from eenn.codegen.quant import quantize
-    from eenn.codegen.tflite_model import TfliteModel
+    from eenn.augment.quant import quantize
+    from eenn.augment.tflite_model import TfliteModel
 
     tm = TfliteModel(tflite)
     order = tm.output_order()

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eenn.codegen.quant import (
+from eenn.augment.quant import (
     confidence_q,
     dequantize,
     exit_taken,

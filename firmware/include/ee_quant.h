@@ -1,9 +1,9 @@
 /*
- * eenn firmware runtime: the integer rules shared with Python (codegen/quant.py).
+ * eenn firmware runtime: the integer rules shared with Python (augment/quant.py).
  *
  * Exit decision on the int8 softmax of an early classifier and int8 -> int8
  * requantization of a feature map with TFLite's fixed-point scheme. Bit-exact
- * with codegen/quant.py; tests compare the two over random inputs.
+ * with augment/quant.py; tests compare the two over random inputs.
  */
 #ifndef EE_QUANT_H
 #define EE_QUANT_H
@@ -36,7 +36,7 @@ int8_t ee_requant_one(int8_t q, const ee_requant_t *rq);
 
 /* n elements from src to dst; dst == src (in place) is allowed, other overlaps are not.
  * With rq->enabled == 0 this is a copy. Where the left shift overflows int32 (a ratio
- * above 2^23, which codegen/quant.py refuses) the value saturates. */
+ * above 2^23, which augment/quant.py refuses) the value saturates. */
 void ee_requant(int8_t *dst, const int8_t *src, size_t n, const ee_requant_t *rq);
 
 /* Float -> int8 as TFLite's Quantize and the EEMBC ad01 reference do: round(x / scale) (single

@@ -1,4 +1,4 @@
-/* Integer rules, bit-exact with codegen/quant.py (see docs/interfaces.md, "Integer rules"). */
+/* Integer rules, bit-exact with augment/quant.py (see docs/interfaces.md, "Integer rules"). */
 #include "ee_quant.h"
 
 #define EE_I32_MIN (-2147483647L - 1L)
