@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from eenn.augment.exits import ExitPlan
-from eenn.augment.training import TrainConfig, TrainedExit
+from eenn.augment.exit_store import TrainedExit
+from eenn.augment.training import TrainConfig
 from eenn.errors import EennError
 
 
@@ -118,18 +119,16 @@ class ExitWorker:
         import os
         from dataclasses import asdict
 
-        from eenn.augment.training import train_exit
+        from eenn.augment.training import CachedMaps, Labels, train_exit
 
         if self.die_after is not None and self.done >= self.die_after:
             os._exit(1)
         cache = self._features()
         plan, a = self.plans[c], self.arrays
         loc = plan.location
-        trained, exported = train_exit(
-            plan, self.num_classes, cache.features["train"][loc], cache.probs["train"], a["y_train"],
-            {s: cache.features[s][loc] for s in ("cal", "test")}, a["y_cal"], self.config, self.seed,
-            pooled=loc in self.heads, input_range=cache.ranges["cal"][loc], graphs=self.graphs,
-            grid=cache.grids.get(loc))
+        labels = Labels(self.num_classes, a["y_train"], cache.probs["train"], a["y_cal"])
+        trained, exported = train_exit(plan, CachedMaps.of(cache, loc, pooled=loc in self.heads), labels, self.config,
+                                       self.seed, graphs=self.graphs)
         self.done += 1
         fields = {k: v for k, v in asdict(trained).items() if k not in ("plan", "path", "probs")}
         return c, {**fields, "probs": trained.probs}, _model_bytes(exported)

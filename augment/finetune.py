@@ -22,7 +22,8 @@ from eenn.augment.exits import build_exit
 from eenn.augment.layer_graph import LayerGraph
 from eenn.augment.progress import Progress
 from eenn.augment.segments import rebuild, submodel
-from eenn.augment.training import TrainedExit, _scalable, _scale_last_layer, fit_temperature
+from eenn.augment.exit_store import TrainedExit
+from eenn.augment.export_fold import fit_temperature, scalable, scale_last_layer
 
 EXIT_LOSS_WEIGHT = 1.0  # each exit's cross-entropy, relative to the final classifier's (1.0)
 LEARNING_RATE = 1e-4
@@ -80,9 +81,9 @@ def finetune(model: Any, lg: LayerGraph, bg: BlockGraph, arch: Architecture, exi
     cal = predict(dataset.x_cal)
     for k, loc in enumerate(locs):
         plan = exits[arch.cuts[k]].plan
-        if _scalable(plan):
+        if scalable(plan):
             t = fit_temperature(np.log(np.clip(cal[k], 1e-30, 1.0)), dataset.y_cal)
-            _scale_last_layer(exit_models[loc], 1.0 / t)
+            scale_last_layer(exit_models[loc], 1.0 / t)
     probs = {}
     for split, xs in (("cal", dataset.x_cal), ("test", dataset.x_test)):
         p = predict(xs)

@@ -57,7 +57,9 @@ from eenn.augment.metrics import Metrics, cascade_metrics
 from eenn.augment.model_io import file_sha256, load_model
 from eenn.augment.progress import Progress
 from eenn.augment.selection import pareto_mask
-from eenn.augment.training import ExitGraphs, ExitStore, TrainConfig, TrainedExit, channel_stats, exit_key, train_exit
+from eenn.augment.exit_store import ExitStore, TrainedExit, exit_key
+from eenn.augment.export_fold import channel_stats
+from eenn.augment.training import CachedMaps, ExitGraphs, Labels, ThroughBackbone, TrainConfig, train_exit
 from eenn.errors import EennError
 
 
@@ -552,24 +554,20 @@ def _train_here(problem: Problem, todo: dict[int, ExitPlan], heads: dict[str, An
     """In this process, one exit after the other: on the cached maps, or through the backbone."""
     bg, dataset = problem.bg, problem.dataset
     graphs = ExitGraphs()
-    teacher = cache.probs.get("train")
+    labels = Labels(bg.num_classes, y_aug, cache.probs.get("train"), dataset.y_cal)
     for c, plan in todo.items():
         loc = plan.location
         if config.feature_cache:
-            trained, exported = train_exit(
-                plan, bg.num_classes, cache.features["train"][loc], teacher, y_aug,
-                {s: cache.features[s][loc] for s in ("cal", "test")}, dataset.y_cal, config.train,
-                config.seed, pooled=loc in heads, input_range=cache.ranges["cal"][loc], graphs=graphs,
-                grid=cache.grids.get(loc))
+            trained, exported = train_exit(plan, CachedMaps.of(cache, loc, pooled=loc in heads), labels, config.train,
+                                           config.seed, graphs=graphs)
         else:
             from eenn.augment.segments import frozen_prefix
 
             prefix = frozen_prefix(problem.model, problem.layer_graph, loc)
             stats = channel_stats(lambda: (prefix.predict_on_batch(x_aug[lo:lo + 256])
                                            for lo in range(0, len(x_aug), 256)), plan.input_shape[-1])
-            trained, exported = train_exit(plan, bg.num_classes, x_aug, teacher, y_aug,
-                                           {"cal": dataset.x_cal, "test": dataset.x_test}, dataset.y_cal,
-                                           config.train, config.seed, prefix=prefix, stats=stats)
+            inputs = ThroughBackbone(prefix, x_aug, {"cal": dataset.x_cal, "test": dataset.x_test})
+            trained, exported = train_exit(plan, inputs, labels, config.train, config.seed, stats=stats)
         yield c, trained, exported
 
 

@@ -21,7 +21,9 @@ import numpy as np
 
 from eenn.augment.exits import ExitPlan, split_plan
 from eenn.augment.features import FeatureCache, feature_extractor, map_bytes, softmax, _traced_once
-from eenn.augment.training import ExitRun, TrainConfig, TrainedExit, _Batches, foldable_layer
+from eenn.augment.exit_store import TrainedExit
+from eenn.augment.export_fold import foldable_layer
+from eenn.augment.training import CachedMaps, ExitRun, Labels, TrainConfig, _Batches
 
 MODES = ("auto", "float", "int8", "stream")
 
@@ -83,7 +85,7 @@ def choose_storage(shapes: dict[str, tuple[int, ...]], counts: dict[str, int], m
 
 
 class _Sums:
-    """Per-channel sums for `training.channel_stats`' mean and deviation, fed batch by batch."""
+    """Per-channel sums for `export_fold.channel_stats`' mean and deviation, fed batch by batch."""
 
     def __init__(self, channels: int):
         self.s, self.s2, self.n = np.zeros(channels), np.zeros(channels), 0
@@ -124,12 +126,11 @@ def train_streaming(model: Any, plans: dict[int, ExitPlan], heads: dict[str, Exi
         final = np.asarray(outs[-1], dtype=np.float32)
         teacher[lo:lo + batch_size] = softmax(final) if logits else final
     runs: dict[int, ExitRun] = {}
+    labels = Labels(num_classes, y_train, teacher, y_cal)
     for c, p in plans.items():
         loc = p.location
-        runs[c] = ExitRun(p, num_classes, None, teacher, y_train,
-                          {s: cache.features[s][loc] for s in ("cal", "test")}, y_cal, config, seed,
-                          stats=sums[loc].stats() if loc in sums else None, pooled=loc in heads,
-                          input_range=cache.ranges["cal"][loc], grid=cache.grids[loc], order_seed=seed)
+        runs[c] = ExitRun(p, CachedMaps.of(cache, loc, pooled=loc in heads, streamed=True), labels, config, seed,
+                          stats=sums[loc].stats() if loc in sums else None, order_seed=seed)
     order = _Batches(len(y_train), config.batch_size, seed)
     active = dict(runs)
     pass_locs: list[str] = []

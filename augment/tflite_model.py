@@ -48,9 +48,6 @@ class TensorInfo:
     def size(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
 
-    def quant(self) -> dict:
-        return {"shape": [int(d) for d in self.shape], "scale": float(self.scale), "zero_point": int(self.zero_point)}
-
 
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8", 10: "float64"}
 

@@ -7,7 +7,7 @@ from eenn.augment.exits import ExitConfig, ExitPlan, build_exit, plan_exit
 from eenn.augment.fake_quant import is_fake_quant
 from eenn.augment.layer_graph import build_layer_graph
 from eenn.augment.model_io import load_model
-from eenn.augment.training import _scale_last_layer, fit_temperature, fold_into_export
+from eenn.augment.export_fold import fit_temperature, fold_into_export, scale_last_layer
 from tests import models
 
 
@@ -122,5 +122,5 @@ def test_temperature_is_recovered_and_folded():
     model, logits = build_exit(ps[0], with_logits=True)
     x = rng.normal(size=(4,) + ps[0].input_shape).astype(np.float32)
     before = logits.predict(x, verbose=0)
-    _scale_last_layer(model, 0.5)
+    scale_last_layer(model, 0.5)
     np.testing.assert_allclose(logits.predict(x, verbose=0), before * 0.5, rtol=1e-5, atol=1e-6)

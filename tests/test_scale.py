@@ -8,7 +8,7 @@ from eenn.augment.features import FeatureCache, Int8Grid
 from eenn.augment.fake_quant import round_int8
 from eenn.augment.layer_graph import build_layer_graph
 from eenn.augment.streaming import choose_storage, train_streaming
-from eenn.augment.training import TrainConfig, train_exit
+from eenn.augment.training import CachedMaps, Labels, TrainConfig, train_exit
 from tests import models
 from tests.test_training import CLASSES, _class_signals, assert_same_exit
 
@@ -102,10 +102,8 @@ def test_streaming_trains_the_exits_the_int8_cache_trains(ecg):
 
         def cached(c, seed):
             loc = plans[c].location
-            return train_exit(plans[c], CLASSES, cache.features["train"][loc], teacher, y,
-                              {s: cache.features[s][loc] for s in ("cal", "test")}, yc, cfg, seed,
-                              pooled=loc in heads, input_range=cache.ranges["cal"][loc], grid=cache.grids[loc],
-                              order_seed=0)
+            return train_exit(plans[c], CachedMaps.of(cache, loc, pooled=loc in heads), Labels(CLASSES, y, teacher, yc),
+                              cfg, seed, order_seed=0)
 
         ref = {c: cached(c, 0) for c in plans}
         control = {c: cached(c, 1) for c in plans}

@@ -10,8 +10,9 @@ from eenn.augment.features import FeatureCache
 from eenn.augment.layer_graph import build_layer_graph
 from eenn.augment.segments import frozen_prefix
 from eenn.augment.selection import pareto_mask
-from eenn.augment.training import (ExitGraphs, ExitStore, TrainConfig, TrainedExit, channel_stats, exit_key,
-                                   train_exit)
+from eenn.augment.exit_store import ExitStore, TrainedExit, exit_key
+from eenn.augment.export_fold import channel_stats
+from eenn.augment.training import CachedMaps, ExitGraphs, Labels, ThroughBackbone, TrainConfig, train_exit
 from tests import models
 
 CLASSES = 4
@@ -139,8 +140,9 @@ def test_exit_on_pooled_maps_equals_the_exit_that_pools_them_itself(ecg, monkeyp
     teacher = np.eye(CLASSES, dtype=np.float32)[y] * 0.9 + 0.1 / CLASSES
     cfg = TrainConfig(epochs=5, batch_size=32, abort_min_steps=1, learning_rate=1e-2, quant_aware=0.4)
     seen.clear()
-    b, model = train_exit(plan, CLASSES, xp, teacher, y, {"cal": xcp, "test": xcp[:10]}, yc, cfg, 0,
-                          pooled=True, input_range=(float(xc.min()), float(xc.max())))
+    labels = Labels(CLASSES, y, teacher, yc)
+    b, model = train_exit(plan, CachedMaps(xp, {"cal": xcp, "test": xcp[:10]}, pooled=True,
+                                           input_range=(float(xc.min()), float(xc.max()))), labels, cfg, 0)
     assert not b.aborted and b.cal_accuracy > 0.9
     assert len(seen) == len(a_in) == cfg.epochs
     for p, q in zip(a_in, seen):
@@ -150,7 +152,7 @@ def test_exit_on_pooled_maps_equals_the_exit_that_pools_them_itself(ecg, monkeyp
     assert model.input_shape[1:] == plan.input_shape
     np.testing.assert_allclose(model.predict(xc, verbose=0), b.probs["cal"], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="input_range"):
-        train_exit(plan, CLASSES, xp, teacher, y, {"cal": xcp, "test": xcp[:10]}, yc, cfg, 0, pooled=True)
+        train_exit(plan, CachedMaps(xp, {"cal": xcp, "test": xcp[:10]}, pooled=True), labels, cfg, 0)
 
 
 def _class_signals(n, seed):
@@ -217,17 +219,17 @@ def test_cached_input_rounding_trains_the_exit_the_prefix_path_trains(ecg, monke
     cfg = TrainConfig(epochs=4, batch_size=32, abort_min_steps=1, learning_rate=1e-2, quant_aware=0.5,
                       abort_margin=-1.0)
     seen = _recording_first_inputs(monkeypatch)
+    labels = Labels(CLASSES, y, teacher, yc)
 
     def cached(seed):
         seen.clear()
-        got = train_exit(plan, CLASSES, maps, teacher, y, {"cal": maps_c, "test": maps_c}, yc, cfg, seed,
-                         stats=stats)
+        got = train_exit(plan, CachedMaps(maps, {"cal": maps_c, "test": maps_c}), labels, cfg, seed, stats=stats)
         return got, list(seen)
 
     a, a_in = cached(0)
     seen.clear()
-    through = train_exit(plan, CLASSES, x_in, teacher, y, {"cal": xc_in, "test": xc_in}, yc, cfg, 0,
-                         prefix=prefix, stats=stats)
+    through = train_exit(plan, ThroughBackbone(prefix, x_in, {"cal": xc_in, "test": xc_in}), labels, cfg, 0,
+                         stats=stats)
     through_in = list(seen)
     other, _ = cached(1)
     monkeypatch.setattr(training, "round_int8", lambda t, lo, hi: t)  # a cached path that forgot to round
@@ -262,13 +264,14 @@ def test_an_exit_on_a_lent_graph_trains_exactly_as_on_a_graph_of_its_own(ecg, mo
     real = training._train_epoch
     monkeypatch.setattr(training, "_train_epoch", lambda *a, **k: (traced.append(1), real(*a, **k))[1])
     graphs = ExitGraphs()
-    train_exit(dataclasses.replace(plan, location="elsewhere"), CLASSES, x2, teacher, y2, {"cal": xc, "test": xc},
-               yc, cfg, 0, graphs=graphs)
-    lent, model = train_exit(plan, CLASSES, x, teacher, y, {"cal": xc, "test": xc[:10]}, yc, cfg, 0, graphs=graphs)
+    train_exit(dataclasses.replace(plan, location="elsewhere"), CachedMaps(x2, {"cal": xc, "test": xc}),
+               Labels(CLASSES, y2, teacher, yc), cfg, 0, graphs=graphs)
+    maps, labels = CachedMaps(x, {"cal": xc, "test": xc[:10]}), Labels(CLASSES, y, teacher, yc)
+    lent, model = train_exit(plan, maps, labels, cfg, 0, graphs=graphs)
     assert len(traced) == 1  # the second exit traced nothing
-    alone = train_exit(plan, CLASSES, x, teacher, y, {"cal": xc, "test": xc[:10]}, yc, cfg, 0)
+    alone = train_exit(plan, maps, labels, cfg, 0)
     assert len(traced) == 2 and not lent.aborted and lent.cal_accuracy > 0.9
-    other = train_exit(plan, CLASSES, x, teacher, y, {"cal": xc, "test": xc[:10]}, yc, cfg, 1)
+    other = train_exit(plan, maps, labels, cfg, 1)
     assert_same_exit((lent, model), alone, other)
     np.testing.assert_allclose(model.predict(xc, verbose=0), lent.probs["cal"], rtol=1e-4, atol=1e-5)
 
@@ -312,7 +315,7 @@ def _informative(plan, n, seed):
 def _train(plan, x, y, xc, yc, seed=0, epochs=8, **kw):
     teacher = np.eye(CLASSES, dtype=np.float32)[y] * 0.9 + 0.1 / CLASSES
     cfg = TrainConfig(epochs=epochs, batch_size=32, abort_min_steps=1, learning_rate=1e-2, **kw)
-    return train_exit(plan, CLASSES, x, teacher, y, {"cal": xc, "test": xc[:10]}, yc, cfg, seed)
+    return train_exit(plan, CachedMaps(x, {"cal": xc, "test": xc[:10]}), Labels(CLASSES, y, teacher, yc), cfg, seed)
 
 
 def test_uninformative_exit_is_abandoned_after_its_first_epoch(ecg):
