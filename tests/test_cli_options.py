@@ -161,3 +161,24 @@ def test_every_config_field_is_an_answer_or_a_run_setting():
     assert a.answer_key() != b.answer_key()
     assert SearchConfig(ray="local:2", batch_size=8).answer_key() == a.answer_key()
     assert json.loads(json.dumps(a.answer_key())) == a.answer_key()  # plain JSON, nested configs included
+
+
+def test_deploy_hands_the_search_options_to_the_search(monkeypatch, tmp_path):
+    """`eenn deploy --ray local:2 --features int8 ...` reaches the SearchConfig the deploy runs."""
+    import eenn.deploy
+
+    got = []
+
+    def capture(opts, say):
+        got.append(opts)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(eenn.deploy, "deploy", capture)
+    r = CliRunner().invoke(main, ["deploy", "--example", "digits", "--out", str(tmp_path / "o"), "--ray", "local:2",
+                                  "--features", "int8", "--memory-limit", "5", "--disk-limit", "7", "--epochs", "3",
+                                  "--max-drop", "2", "--kit", "CY8CPROTO-062-4343W"])
+    assert r.exit_code == 130, r.output
+    (opts,) = got
+    c = opts.search
+    assert (c.ray, c.feature_store, c.memory_limit, c.disk_limit) == ("local:2", "int8", 5 << 20, 7 << 20)
+    assert c.train.epochs == 3 and c.max_accuracy_drop == pytest.approx(0.02) and opts.kit == "CY8CPROTO-062-4343W"

@@ -219,6 +219,47 @@ def test_generated_c_compiles_for_both_cores(digits_project, cpu, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
+_CALL = re.compile(r"\b(ee_\w+)\s*\(")
+_DEFINITION = re.compile(r"\b(ee_\w+)\s*\([^;{)]*\)\s*\{")
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+
+
+def undeclared_calls(source: Path, header_dirs: list[Path]) -> set[str]:
+    """The eenn functions (`ee_*`) that `source` calls but no eenn header it includes (directly or
+    through another) declares, nor the file itself defines: the target build's implicit
+    declarations, found without the kit's SDK."""
+    headers = {h.name: h for d in header_dirs for h in sorted(d.glob("*.h"))}
+    declared: set[str] = set()
+    todo, seen = list(_INCLUDE.findall(source.read_text())), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in headers:  # SDK headers (cy_*.h, cybsp.h) declare no ee_*
+            continue
+        seen.add(name)
+        text = _COMMENT.sub(" ", headers[name].read_text())  # a name in a comment declares nothing
+        declared |= set(_CALL.findall(text))
+        todo += _INCLUDE.findall(text)
+    text = _COMMENT.sub(" ", source.read_text())
+    return set(_CALL.findall(text)) - declared - set(_DEFINITION.findall(text))
+
+
+def test_generated_main_declares_every_runtime_call(digits_project, tmp_path):
+    """main.c includes the kit's SDK, so CI cannot compile it (test above); a call whose header it
+    does not include only fails on the target (ee_port_init once did). Checked here from the
+    includes, and shown to find such a call."""
+    out = digits_project.out
+    dirs = [out / "shared" / "include", out / "shared" / "eenn_runtime" / "include",
+            out / "shared" / "eenn_runtime" / "ports" / "psoc6"]
+    for core in ("proj_cm0p", "proj_cm4"):
+        main = out / core / "main.c"
+        assert "ee_port_init(" in main.read_text()
+        assert undeclared_calls(main, [*dirs, out / core]) == set(), core
+        broken = tmp_path / f"{core}.c"
+        broken.write_text(main.read_text().replace('#include "ee_port.h"\n', ""))
+        assert "ee_port_init" in undeclared_calls(broken, [*dirs, out / core])
+
+
 # ------------------------------------------------------------------------------ the layout itself
 sizes = st.integers(min_value=1, max_value=3 << 20)
 
