@@ -68,17 +68,17 @@ def run_one(model: Path, data: Path, opts: dict, scoring: str, work: Path, name:
     thresholds = tuple(e.threshold for e in result.solution.exits)
     pred, stage = _predictions(result.chosen.arch, result.block_graph, result.probs["test"],
                                result.probs["test"]["final"], thresholds, config.confidence)
-    disagree = int(np.sum((pred != np.array([s["class"] for s in ref["samples"]]))
-                          | (stage != np.array([s["exit"] for s in ref["samples"]]))))
+    disagree = int(np.sum((pred != np.array([s.cls for s in ref.samples]))
+                          | (stage != np.array([s.exit for s in ref.samples]))))
     m = result.solution.metrics
     # the cost model's energy with the board's termination rates (the reference chain's = the board's)
-    _, board_energy = result.chosen.mapping.mean(np.asarray(ref["termination_rates"], dtype=np.float64))
-    return {"case": name, "scoring": scoring, "predicted": m["eenn"]["accuracy"], "board": ref["accuracy"],
-            "float": m["eenn"].get("float_accuracy", m["eenn"]["accuracy"]), "base_board": ref["base_accuracy"],
-            "disagree": disagree, "n": ref["n"],
+    _, board_energy = result.chosen.mapping.mean(np.asarray(ref.termination_rates, dtype=np.float64))
+    return {"case": name, "scoring": scoring, "predicted": m["eenn"]["accuracy"], "board": ref.accuracy,
+            "float": m["eenn"].get("float_accuracy", m["eenn"]["accuracy"]), "base_board": ref.base_accuracy,
+            "disagree": disagree, "n": ref.n,
             "exits": ", ".join(f"{x.after_layer} @ {x.threshold:.3g}" for x in result.solution.exits) or "none",
             "energy_j": m["eenn"]["mean_energy_j"], "base_energy_j": m["base"]["mean_energy_j"],
-            "early": m["eenn"]["early_termination"], "board_early": ref["early_termination"],
+            "early": m["eenn"]["early_termination"], "board_early": ref.early_termination,
             "board_energy_j": board_energy, "search_s": wall,
             "int8_s": result.stats.get("int8_s", 0.0), "conversions": result.stats.get("int8_conversions", 0)}
 

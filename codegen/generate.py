@@ -47,9 +47,12 @@ from eenn.codegen.manifest import (
     Handoff,
     OutputTensor,
     ProjectManifest,
+    Reference,
+    ReferenceSample,
     Requant,
     Stage,
     TensorQuant,
+    WholeEennAgreement,
     handoff_timeout_s,
     handoff_timeout_us,
     reference_json_bytes,
@@ -96,7 +99,7 @@ class GenerateResult:
     layout: mem.MemoryLayout
     sizes: list[SubgraphSizes]
     base_sizes: SubgraphSizes
-    reference: dict
+    reference: Reference
     seconds: float
     files: list[str] = field(default_factory=list)
     apps: list[CoreApp] = field(default_factory=list)
@@ -247,7 +250,7 @@ def build_manifest(bundle: Bundle, kit: Kit, profile: HardwareProfile, proc_idx:
 
 # ---------------------------------------------------------------------------------- reference
 def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, base: bytes, x: np.ndarray,
-                      y: np.ndarray, float_accuracy: float | None) -> dict:
+                      y: np.ndarray, float_accuracy: float | None) -> Reference:
     """The int8 chain on the test split, checked against the whole EENN as one int8 model."""
     from eenn.codegen.reference import Int8Chain, WholeEennInt8, encode_scores, run_classifier
 
@@ -260,22 +263,18 @@ def reference_answers(project: Path, manifest: ProjectManifest, whole: bytes, ba
         w_cls, w_exit = oracle.run_quantized(oracle.quantize_input(xi))
         same_cls += int(w_cls == r.cls)
         same_exit += int(w_exit == r.exit)
-        samples.append({"class": int(r.cls), "exit": int(r.exit), "label": int(yi),
-                        "scores_q": encode_scores(r.scores)})  # the answering classifier's int8 scores
+        samples.append(ReferenceSample(cls=int(r.cls), exit=int(r.exit), label=int(yi),
+                                       scores_q=encode_scores(r.scores)))  # the answering classifier's int8 scores
     n = len(samples)
-    cls = np.array([s["class"] for s in samples])
-    ex = np.array([s["exit"] for s in samples])
+    cls = np.array([s.cls for s in samples])
+    ex = np.array([s.exit for s in samples])
     rates = [float(np.mean(ex == k)) if n else 0.0 for k in range(len(manifest.stages))]
     base_cls = run_classifier(base, x)
-    return {
-        "schema_version": 1, "generator": GENERATOR, "bundle_hash": manifest.bundle_hash, "split": "test", "n": n,
-        "accuracy": float(np.mean(cls == y)) if n else 0.0, "termination_rates": rates,
-        "early_termination": float(1.0 - rates[-1]) if n else 0.0,
-        "float_accuracy": float_accuracy,
-        "base_accuracy": float(np.mean(base_cls == y)) if n else 0.0,
-        "whole_eenn": {"n": n, "same_class": same_cls, "same_exit": same_exit},
-        "samples": samples,
-    }
+    return Reference(
+        bundle_hash=manifest.bundle_hash, n=n, accuracy=float(np.mean(cls == y)) if n else 0.0,
+        termination_rates=rates, early_termination=float(1.0 - rates[-1]) if n else 0.0, samples=samples,
+        base_accuracy=float(np.mean(base_cls == y)) if n else 0.0, float_accuracy=float_accuracy,
+        whole_eenn=WholeEennAgreement(n=n, same_class=same_cls, same_exit=same_exit), generator=GENERATOR)
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -482,11 +481,11 @@ def report_lines(res: GenerateResult) -> list[str]:
     b = res.base_sizes
     lines.append(f"base model (comparison point) on {m.base.processor}: ops [{', '.join(b.ops)}], "
                  f"model {b.model_bytes} B, arena {b.arena_bytes} B")
-    w = ref["whole_eenn"]
-    flt = "n/a" if ref.get("float_accuracy") is None else f"{ref['float_accuracy']:.4f}"
-    lines.append(f"int8 reference on {ref['n']} test samples: accuracy {ref['accuracy']:.4f} "
-                 f"(float EENN {flt}, int8 base {ref['base_accuracy']:.4f}), termination "
-                 f"{[round(r, 4) for r in ref['termination_rates']]}; same class/exit as the whole int8 EENN: "
-                 f"{w['same_class']}/{w['n']}, {w['same_exit']}/{w['n']}")
+    w = ref.whole_eenn
+    flt = "n/a" if ref.float_accuracy is None else f"{ref.float_accuracy:.4f}"
+    lines.append(f"int8 reference on {ref.n} test samples: accuracy {ref.accuracy:.4f} "
+                 f"(float EENN {flt}, int8 base {ref.base_accuracy:.4f}), termination "
+                 f"{[round(r, 4) for r in ref.termination_rates]}; same class/exit as the whole int8 EENN: "
+                 f"{w.same_class}/{w.n}, {w.same_exit}/{w.n}")
     lines.append(f"done in {res.seconds:.1f} s")
     return lines

@@ -216,20 +216,84 @@ def handoff_timeout_us(timeout_s: float) -> int:
     return min(int(round(timeout_s * 1e6)), 2**32 - 1)
 
 
-def reference_json_bytes(reference: dict[str, Any]) -> bytes:
+@dataclass(frozen=True)
+class ReferenceSample:
+    """The int8 chain's answer to one test sample (`class` in the file)."""
+    cls: int
+    exit: int
+    label: int | None = None
+    scores_q: str | None = None  # the answering classifier's int8 scores, "-128,12,…" (reference.encode_scores)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.cls, "exit": self.exit, "label": self.label, "scores_q": self.scores_q}
+
+
+@dataclass(frozen=True)
+class WholeEennAgreement:
+    """The per-core chain vs the whole EENN converted as one int8 model, on the same samples."""
+    n: int
+    same_class: int
+    same_exit: int
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`eenn/reference.json`: the Python int8 chain on the bundle's test split (what the board must
+    answer, sample by sample), with the int8 base model and the whole-EENN check beside it."""
+    bundle_hash: str
+    n: int
+    accuracy: float
+    termination_rates: list[float]
+    early_termination: float
+    samples: list[ReferenceSample]
+    base_accuracy: float | None = None  # the base model converted alone to int8
+    float_accuracy: float | None = None  # the bundle's float EENN
+    whole_eenn: WholeEennAgreement | None = None
+    split: str = "test"
+    generator: str = ""
+    schema_version: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "generator": self.generator, "bundle_hash": self.bundle_hash,
+                "split": self.split, "n": self.n, "accuracy": self.accuracy,
+                "termination_rates": self.termination_rates, "early_termination": self.early_termination,
+                "float_accuracy": self.float_accuracy, "base_accuracy": self.base_accuracy,
+                "whole_eenn": None if self.whole_eenn is None else asdict(self.whole_eenn),
+                "samples": [smp.to_json() for smp in self.samples]}
+
+    @classmethod
+    def from_json(cls, d: Any, where: str) -> Reference:
+        top = known_fields(cls, d, where)
+        samples = []
+        for i, smp in enumerate(top["samples"]):
+            at = f"{where}: samples[{i}]"
+            if not isinstance(smp, dict) or "class" not in smp or "exit" not in smp:
+                raise EennError(f"{at}: expected an object with the fields 'class' and 'exit'")
+            samples.append(ReferenceSample(cls=int(smp["class"]), exit=int(smp["exit"]), label=smp.get("label"),
+                                           scores_q=smp.get("scores_q")))
+        whole = top.get("whole_eenn")
+        whole = None if whole is None else WholeEennAgreement(**known_fields(WholeEennAgreement, whole,
+                                                                              f"{where}: whole_eenn"))
+        return cls(**{**top, "samples": samples, "whole_eenn": whole})
+
+
+def reference_json_bytes(reference: Reference) -> bytes:
     """eenn/reference.json as `eenn generate` writes it (the Python int8 chain's answers)."""
-    return (json.dumps(reference, indent=1, sort_keys=True) + "\n").encode()
+    return (json.dumps(reference.to_json(), indent=1, sort_keys=True) + "\n").encode()
 
 
-def read_reference(project_dir: str | Path) -> dict[str, Any] | None:
+def read_reference(project_dir: str | Path) -> Reference | None:
     """eenn/reference.json of a generated project; None when the project has none."""
     path = Path(project_dir) / REFERENCE_PATH
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except ValueError as exc:
         raise EennError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(raw, dict) and raw.get("schema_version", 1) != 1:
+        raise EennError(f"{path}: schema_version {raw.get('schema_version')!r}, this eenn reads 1")
+    return Reference.from_json(raw, str(path))
 
 
 def check_same_bundle(project_dir: str | Path, project_hash: str | None, bundle_dir: str | Path,

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import base64
 import csv
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from eenn import __version__
 from eenn.augment.bundle import load_bundle
 from eenn.augment.report import rejected_line
-from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest, read_reference
+from eenn.codegen.manifest import (MANIFEST_PATH, ProjectManifest, Reference, check_same_bundle, load_manifest,
+                                   read_reference)
 from eenn.hil.summary import Side, Summary, check_same_session_bundle, read_summary, summary_path
 
 
@@ -72,7 +73,7 @@ def delta_relative(base: float, new: float) -> str:
 
 
 # ------------------------------------------------------------------------------------ tables
-def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None,
+def paper_table(metrics: dict[str, Any], reference: Reference | None = None,
                 summary: Summary | None = None, device_name: str | None = None) -> list[dict[str, str]]:
     """Base model vs EENN, as in the paper's Table 2, with deltas (test split): the search's figures
     (on int8 or float outputs: `metrics.scoring`), and, once the project is generated, the int8 accuracy of both as the board runs them
@@ -82,12 +83,12 @@ def paper_table(metrics: dict[str, Any], reference: dict[str, Any] | None = None
     rows = []
     for key, name in (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall")):
         rows.append({"metric": name, "base": pct(b[key]), "eenn": pct(e[key]), "delta": delta_points(b[key], e[key])})
-    if reference is not None and reference.get("base_accuracy") is not None:
+    if reference is not None and reference.base_accuracy is not None:
         board = summary.metric("accuracy").measured if summary else None
-        int8 = reference["accuracy"] if board is None else board
+        int8 = reference.accuracy if board is None else board
         rows.append({"metric": "Accuracy, int8 " + ("on the board" if board is not None else "(prediction)"),
-                     "base": pct(reference["base_accuracy"]), "eenn": pct(int8),
-                     "delta": delta_points(reference["base_accuracy"], int8)})
+                     "base": pct(reference.base_accuracy), "eenn": pct(int8),
+                     "delta": delta_points(reference.base_accuracy, int8)})
     rows.append({"metric": "Mean MACs", "base": macs(b["mean_macs"]), "eenn": macs(e["mean_macs"]),
                  "delta": delta_relative(b["mean_macs"], e["mean_macs"])})
     energy_rows = [("mean_energy_j", "Mean energy" + (" (total)" if device_name else ""), "J")]
@@ -107,7 +108,7 @@ def _triple(metric: Side, fmt) -> dict[str, str]:
     return {k: ("—" if getattr(metric, k) is None else fmt(getattr(metric, k))) for k in ("predicted", "reference", "measured")}
 
 
-def validation_table(summary: Summary | None, reference: dict[str, Any] | None,
+def validation_table(summary: Summary | None, reference: Reference | None,
                      eenn: dict[str, Any]) -> list[dict[str, str]]:
     """Per metric: the search's estimate ("predicted" in summary.json), the int8 prediction
     (the reference chain: what the firmware must answer) and the board."""
@@ -139,9 +140,9 @@ def validation_table(summary: Summary | None, reference: dict[str, Any] | None,
                          "reference": "0 / 0", "measured": lsb})
         return rows
     rows = [{"metric": "Accuracy", "predicted": pct(eenn["accuracy"]),
-             "reference": pct(reference["accuracy"]) if reference else "—", "measured": "—"},
+             "reference": pct(reference.accuracy) if reference else "—", "measured": "—"},
             {"metric": "Early termination", "predicted": pct(eenn["early_termination"]),
-             "reference": pct(reference["early_termination"]) if reference else "—", "measured": "—"}]
+             "reference": pct(reference.early_termination) if reference else "—", "measured": "—"}]
     return rows
 
 
@@ -270,7 +271,7 @@ def build_context(src: ReportSources) -> dict[str, Any]:
         "rejected": rejected_line(sol.to_dict()) if not sol.exits else None,
         "memory": memory_table(manifest),
         "memory_layout": manifest.memory if manifest else None,
-        "whole_eenn": (reference or {}).get("whole_eenn"),
+        "whole_eenn": asdict(reference.whole_eenn) if reference and reference.whole_eenn else None,
         "pareto_header": header, "pareto": pareto,
         "plots": plots,
         "no_exit": not sol.exits,

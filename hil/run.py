@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from eenn.augment.model_io import file_sha256
-from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, check_same_bundle, load_manifest, read_reference
+from eenn.codegen.manifest import MANIFEST_PATH, ProjectManifest, Reference, check_same_bundle, load_manifest, read_reference
 from eenn.augment.quant import quantize
 from eenn.errors import BoardError, EennError
 from eenn.hil.client import BoardClient, BoardInfo, resolve_port
@@ -91,7 +91,7 @@ class Inputs:
     data_path: Path
     x: np.ndarray
     y: np.ndarray
-    reference: dict | None
+    reference: Reference | None
 
 
 def resolve_inputs(opts: RunOptions) -> Inputs:

@@ -23,7 +23,7 @@ import numpy as np
 
 from eenn import __version__
 from eenn.augment.metrics import precision_recall  # one definition for search and board
-from eenn.codegen.manifest import ProjectManifest
+from eenn.codegen.manifest import ProjectManifest, Reference
 from eenn.codegen.reference import decode_scores
 from eenn.errors import EennError
 from eenn.fields import known_fields
@@ -68,7 +68,7 @@ def _quality(y: np.ndarray, pred: np.ndarray, exits: np.ndarray, n_stages: int) 
 
 def summarize(records: list[dict], labels: np.ndarray, manifest: ProjectManifest, *,
               tick_hz: Sequence[int], timing: str, energy_model: DatasheetEnergy,
-              predicted: dict | None = None, reference: dict | None = None, n_data: int | None = None,
+              predicted: dict | None = None, reference: Reference | None = None, n_data: int | None = None,
               energy_source: str = "datasheet", context: dict | None = None) -> dict[str, Any]:
     """Statistics of `records` (results.jsonl objects) against `labels` (indexed by record index).
 
@@ -179,22 +179,21 @@ def _mean_over(rates: list, per_path: list[float]) -> float | None:
     return float(sum(r * v for r, v in zip(rates, per_path)))
 
 
-def _reference_quality(reference: dict | None, labels: np.ndarray, idx: np.ndarray, n_stages: int) -> dict:
-    """Quality of the int8 chain: from its per-sample answers when present (restricted to the
-    samples measured), else the totals reference.json states."""
-    if not reference:
+def _reference_quality(reference: Reference | None, labels: np.ndarray, idx: np.ndarray, n_stages: int) -> dict:
+    """Quality of the int8 chain: from its per-sample answers when they are of this data (restricted
+    to the samples measured), else the totals reference.json states."""
+    if reference is None:
         return {}
-    samples = reference.get("samples")
-    if isinstance(samples, list) and len(samples) == len(labels) and len(idx):
-        rc = np.array([s["class"] for s in samples], dtype=int)[idx]
-        rx = np.array([s["exit"] for s in samples], dtype=int)[idx]
+    samples = reference.samples
+    if len(samples) == len(labels) and len(idx):
+        rc = np.array([s.cls for s in samples], dtype=int)[idx]
+        rx = np.array([s.exit for s in samples], dtype=int)[idx]
         q = _quality(np.asarray(labels)[idx], rc, rx, n_stages)
         q["_class"], q["_exit"] = rc, rx
-        if all(isinstance(s.get("scores_q"), str) for s in samples):
-            q["_scores"] = [decode_scores(samples[i]["scores_q"]) for i in idx]
+        if all(isinstance(s.scores_q, str) for s in samples):
+            q["_scores"] = [decode_scores(samples[i].scores_q) for i in idx]
         return q
-    return {"accuracy": reference.get("accuracy"), "precision": reference.get("precision"),
-            "recall": reference.get("recall"), "termination_rates": reference.get("termination_rates")}
+    return {"accuracy": reference.accuracy, "termination_rates": reference.termination_rates}
 
 
 def score_agreement(records: list[dict], ref_class: np.ndarray, ref_exit: np.ndarray,

@@ -100,12 +100,14 @@ def hil_pair(tmp_path_factory) -> HilPair:
     manifest["bundle_hash"] = bundle_hash
     manifest["energy"] = ENERGY
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    from eenn.codegen.manifest import REFERENCE_PATH, Reference, ReferenceSample, reference_json_bytes
     from eenn.codegen.reference import encode_scores
 
-    reference = {"accuracy": acc, "termination_rates": rates,
-                 "samples": [{"class": int(c), "exit": int(e), "scores_q": encode_scores(chain.run(xi).scores)}
-                             for c, e, xi in zip(cls, ex, x)]}
-    (project / "eenn" / "reference.json").write_text(json.dumps(reference) + "\n")
+    samples = [ReferenceSample(cls=int(c), exit=int(e), label=int(t), scores_q=encode_scores(chain.run(xi).scores))
+               for c, e, t, xi in zip(cls, ex, y, x)]
+    reference = Reference(bundle_hash=bundle_hash, n=len(samples), accuracy=acc, termination_rates=rates,
+                          early_termination=1.0 - rates[-1], samples=samples)
+    (project / REFERENCE_PATH).write_bytes(reference_json_bytes(reference))
     _built["plain"] = HilPair(bundle=bundle, project=project, data=bundle / "test.npz", ref_class=cls,
                               ref_exit=ex, labels=y, bundle_hash=bundle_hash)
     return _built["plain"]

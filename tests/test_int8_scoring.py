@@ -177,13 +177,13 @@ def test_predicted_int8_accuracy_is_the_written_bundles_reference_accuracy(searc
     thresholds = tuple(e.threshold for e in r.solution.exits)
     pred, stage = _predictions(r.chosen.arch, r.block_graph, r.probs["test"], r.probs["test"]["final"], thresholds,
                                "max")
-    np.testing.assert_array_equal(pred, [s["class"] for s in ref["samples"]])
-    np.testing.assert_array_equal(stage, [s["exit"] for s in ref["samples"]])
-    assert r.solution.metrics["eenn"]["accuracy"] == ref["accuracy"]
-    assert r.solution.metrics["eenn"]["termination_rates"] == ref["termination_rates"]
-    assert r.solution.metrics["base"]["accuracy"] == ref["base_accuracy"]
+    np.testing.assert_array_equal(pred, [s.cls for s in ref.samples])
+    np.testing.assert_array_equal(stage, [s.exit for s in ref.samples])
+    assert r.solution.metrics["eenn"]["accuracy"] == ref.accuracy
+    assert r.solution.metrics["eenn"]["termination_rates"] == ref.termination_rates
+    assert r.solution.metrics["base"]["accuracy"] == ref.base_accuracy
     # the float figure is the one generate reports as float_accuracy
-    assert r.solution.metrics["float"]["eenn"]["accuracy"] == pytest.approx(ref["float_accuracy"], abs=1e-9)
+    assert r.solution.metrics["float"]["eenn"]["accuracy"] == pytest.approx(ref.float_accuracy, abs=1e-9)
 
 
 def test_scoring_is_an_option_of_search_and_deploy(tmp_path):

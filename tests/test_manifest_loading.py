@@ -63,3 +63,30 @@ def test_a_missing_required_field_is_named_with_the_file(project, where, drop, s
     with pytest.raises(EennError) as exc:
         load_manifest(project)
     assert str(project / MANIFEST_PATH) in str(exc.value) and says in str(exc.value)
+
+
+def test_reference_json_is_read_typed_and_written_back_byte_for_byte(project):
+    """eenn/reference.json: the typed reader gives what the file says, the writer reproduces the
+    file exactly (generate writes it through the same type), new keys are ignored, a missing
+    field is named."""
+    from eenn.codegen.manifest import REFERENCE_PATH, read_reference, reference_json_bytes
+
+    path = project / REFERENCE_PATH
+    raw = json.loads(path.read_text())
+    ref = read_reference(project)
+    assert ref.n == raw["n"] == len(ref.samples) and ref.accuracy == raw["accuracy"]
+    assert [(s.cls, s.exit) for s in ref.samples] == [(s["class"], s["exit"]) for s in raw["samples"]]
+    assert ref.whole_eenn is None and raw["whole_eenn"] is None  # this fixture's chain has no whole-EENN check
+    assert reference_json_bytes(ref) == path.read_bytes()
+    raw["board_notes"] = "newer eenn"
+    raw["samples"][0]["latency_hint"] = 1
+    path.write_text(json.dumps(raw))
+    assert read_reference(project) == ref
+    del raw["samples"][3]["exit"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(EennError, match=r"reference.json: samples\[3\]: expected .*'exit'"):
+        read_reference(project)
+    del raw["accuracy"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(EennError, match="reference.json lacks the field 'accuracy'"):
+        read_reference(project)

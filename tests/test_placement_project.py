@@ -150,7 +150,7 @@ def test_board_equals_the_int8_chain_and_counts_handoffs(placed):
     finally:
         board.close()
     ref = res.reference
-    assert ref["whole_eenn"] == {"n": ref["n"], "same_class": ref["n"], "same_exit": ref["n"]}
+    assert (ref.whole_eenn.n, ref.whole_eenn.same_class, ref.whole_eenn.same_exit) == (ref.n, ref.n, ref.n)
 
 
 CPUS = {
