@@ -9,7 +9,7 @@ from typing import Any, Callable
 import click
 
 from eenn.augment.architectures import PLACEMENTS
-from eenn.augment.search import DEFAULT_MAX_DROP, EFFICIENCIES, SearchConfig
+from eenn.augment.search_config import DEFAULT_MAX_DROP, EFFICIENCIES, SearchConfig
 from eenn.errors import EennError
 from eenn.paths import cache_dir as default_cache_dir
 

@@ -65,7 +65,8 @@ def _rel(b: float, e: float) -> str:
 def run_case(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
-    from eenn.augment.search import SearchConfig, run_search
+    from eenn.augment.search import run_search
+    from eenn.augment.search_config import SearchConfig
     from eenn.augment.training import TrainConfig
 
     work = args.work / name

@@ -170,7 +170,8 @@ def search_threshold_phase(blocks=(24, 25, 25), widths=(8, 16, 32), n: int = 100
     from eenn.augment.hardware import load_profile
     from eenn.augment.layer_graph import build_layer_graph
     from eenn.augment.progress import Progress
-    from eenn.augment.search import Problem, Scores, SearchConfig, choose, plan_exits
+    from eenn.augment.search import Problem, Scores, choose, plan_exits
+    from eenn.augment.search_config import SearchConfig
 
     model = bottleneck_resnet(blocks, widths)
     lg = build_layer_graph(model)
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     from eenn.augment.block_graph import build_block_graph
     from eenn.augment.features import AugmentConfig
     from eenn.augment.layer_graph import build_layer_graph
-    from eenn.augment.search import SearchConfig, run_search
+    from eenn.augment.search import run_search
+    from eenn.augment.search_config import SearchConfig
     from eenn.augment.training import TrainConfig
     from eenn.errors import EennError
 

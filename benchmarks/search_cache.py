@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
-    from eenn.augment.search import SearchConfig, run_search
+    from eenn.augment.search import run_search
+    from eenn.augment.search_config import SearchConfig
     from eenn.augment.training import TrainConfig
 
     # Import Keras/TensorFlow before either clock starts: the import (10-20 s on 2 cores) is paid

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from eenn import __version__
 from eenn.augment.bundle import SOLUTION_FILE
-from eenn.augment.search import SearchConfig
+from eenn.augment.search_config import SearchConfig
 from eenn.augment.model_io import file_sha256
 from eenn.codegen.manifest import MANIFEST_PATH, REFERENCE_PATH, load_manifest
 from eenn.deploy_state import DeployState, StageRecord, read_state, write_state

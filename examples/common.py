@@ -22,7 +22,7 @@ def parser(description: str, work: str, epochs: int, augment: int, exit_budget: 
     ap.add_argument("--w", type=float, default=None, help="the paper's weighted objective instead of --max-drop")
     ap.add_argument("--max-drop", type=float, default=None, help="points [default: 1 unless --w]")
     from eenn.augment.architectures import PLACEMENTS
-    from eenn.augment.search import EFFICIENCIES
+    from eenn.augment.search_config import EFFICIENCIES
 
     ap.add_argument("--efficiency", choices=EFFICIENCIES, default="energy",
                     help="what the saving is measured in")
@@ -46,7 +46,8 @@ def search_and_write(model: Any, data: Path, args: argparse.Namespace, seed: int
     from eenn.augment.features import AugmentConfig
     from eenn.augment.progress import Progress
     from eenn.augment.report import format_summary
-    from eenn.augment.search import SearchConfig, run_search
+    from eenn.augment.search import run_search
+    from eenn.augment.search_config import SearchConfig
     from eenn.augment.solution import write_result
     from eenn.augment.training import TrainConfig
 

@@ -77,7 +77,8 @@ def test_the_search_scores_batched_cut_sets_as_search_placements_would():
     mean cost within COST_TOL; cut sets of three exits are left to `search_placements`."""
     from types import SimpleNamespace
 
-    from eenn.augment.search import Scores, SearchConfig, _batched_grids, _cascade
+    from eenn.augment.search import Scores, _batched_grids, _cascade
+    from eenn.augment.search_config import SearchConfig
 
     rng = np.random.default_rng(3)
     n, locs = 400, [f"block_{i}" for i in range(4)]

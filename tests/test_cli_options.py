@@ -138,7 +138,7 @@ def test_search_and_deploy_declare_the_same_search_options():
 def test_option_defaults_are_the_config_defaults():
     """`eenn search` without options runs SearchConfig() (its defaults are the only ones)."""
     from eenn.augment.commands import search_config
-    from eenn.augment.search import SearchConfig
+    from eenn.augment.search_config import SearchConfig
 
     assert search_config() == SearchConfig()
     assert search_config(epochs=3, copies=0) == SearchConfig(
@@ -152,7 +152,7 @@ def test_option_defaults_are_the_config_defaults():
 def test_every_config_field_is_an_answer_or_a_run_setting():
     """The deploy's cache key is SearchConfig.answer_key(): a new field must say whether it
     changes the answer, or an old bundle would be served for a search it does not match."""
-    from eenn.augment.search import ANSWER_FIELDS, RUN_FIELDS, SearchConfig
+    from eenn.augment.search_config import ANSWER_FIELDS, RUN_FIELDS, SearchConfig
 
     names = [f.name for f in fields(SearchConfig)]
     assert not set(ANSWER_FIELDS) & set(RUN_FIELDS)

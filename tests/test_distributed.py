@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("ray", exc_type=ImportError)  # an optional extra: skip, never fail, without it
 
 from eenn.augment.features import AugmentConfig  # noqa: E402
-from eenn.augment.search import SearchConfig, run_search  # noqa: E402
+from eenn.augment.search import run_search  # noqa: E402
+from eenn.augment.search_config import SearchConfig  # noqa: E402
 from eenn.augment.training import TrainConfig  # noqa: E402
 from eenn.errors import EennError  # noqa: E402
 from tests.test_training import CONTROL_FACTOR, PROB_TOL, WEIGHT_TOL, _weights  # noqa: E402

@@ -11,7 +11,8 @@ import pytest
 
 from eenn.augment import int8_scoring as I8
 from eenn.augment.features import AugmentConfig
-from eenn.augment.search import SearchConfig, _predictions, run_search
+from eenn.augment.search import _predictions, run_search
+from eenn.augment.search_config import SearchConfig
 from eenn.augment.training import TrainConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")

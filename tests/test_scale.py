@@ -133,7 +133,8 @@ def test_search_under_tight_limits_streams_and_says_so(trained_digits, tmp_path)
     """With neither memory nor disk for the maps, the search streams (said in one line, with the
     passes), trains every needed exit and stores them under their own keys: a re-run trains none."""
     from eenn.augment.features import AugmentConfig
-    from eenn.augment.search import SearchConfig, run_search
+    from eenn.augment.search import run_search
+    from eenn.augment.search_config import SearchConfig
 
     model, data = trained_digits
     cfg = dict(latency_bound_s=2.5, seed=0, cache_dir=tmp_path / "c", train=TrainConfig(epochs=3),
@@ -152,7 +153,7 @@ def test_search_under_tight_limits_streams_and_says_so(trained_digits, tmp_path)
 
 @pytest.mark.parametrize("spec", ["local:0", "local:x", ""])
 def test_bad_ray_addresses_fail_before_any_work(spec):
-    from eenn.augment.search import SearchConfig
+    from eenn.augment.search_config import SearchConfig
     from eenn.errors import EennError
 
     with pytest.raises(EennError, match="--ray"):

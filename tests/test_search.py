@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from eenn.augment.bundle import load_bundle
-from eenn.augment.search import SearchConfig, run_search
+from eenn.augment.search import run_search
+from eenn.augment.search_config import SearchConfig
 from eenn.augment.training import TrainConfig
 from eenn.augment.features import AugmentConfig
 from eenn.cli import main

@@ -11,7 +11,8 @@ from eenn.augment import thresholds as T
 from eenn.augment.bundle import load_bundle
 from eenn.augment.features import AugmentConfig
 from eenn.augment.report import format_summary
-from eenn.augment.search import SearchConfig, evaluated_points, run_search
+from eenn.augment.search import evaluated_points, run_search
+from eenn.augment.search_config import SearchConfig
 from eenn.augment.solution import write_result
 from eenn.augment.training import TrainConfig
 
