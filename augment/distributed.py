@@ -11,6 +11,12 @@ search (`train_exit` on the cache, `ExitGraphs` kept per actor). Ray's `ActorPoo
 exits out longest-first (MACs × samples, the same samples for all: MACs order them); each
 finished exit comes back to the driver, which writes it to the exit store at once, so a killed
 driver or worker loses only the exits in flight and a re-run trains only those.
+
+When the maps must stream (they fit no cache), each actor streams one group of the exits
+instead (`streaming.train_streaming`: one backbone pass per epoch for its whole group, every
+exit on the search seed's batch order, so the grouping does not change what an exit learns);
+the groups are balanced by MACs, one per worker, and a group's exits come back when it ends
+(a lost worker costs its group).
 """
 from __future__ import annotations
 
@@ -115,9 +121,30 @@ class ExitWorker:
             self.cache = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def train_streamed(self, cs: list[int]) -> list[tuple[int, dict[str, Any], bytes | None]]:
+        """Stream the exits `cs` together: one backbone pass per epoch over the training split,
+        only the calibration and test maps cached (int8)."""
+        import os
+
+        from eenn.augment.features import FeatureCache
+        from eenn.augment.streaming import train_streaming
+
+        if self.die_after is not None:
+            os._exit(1)
+        a, plans = self.arrays, {c: self.plans[c] for c in cs}
+        heads = {p.location: self.heads[p.location] for p in plans.values() if p.location in self.heads}
+        out = []
+        with FeatureCache(self.model, [p.location for p in plans.values()], {"cal": a["x_cal"], "test": a["x_test"]},
+                          logits=self.logits, batch_size=self.batch_size, memory_limit=self.memory_limit,
+                          directory=self.dir, heads=heads, int8=True) as cache:
+            for c, trained, exported in train_streaming(self.model, plans, heads, a["x_train"], a["y_train"], cache,
+                                                        a["y_cal"], self.num_classes, self.logits, self.config,
+                                                        self.seed, self.batch_size):
+                out.append((c, _exit_fields(trained), _model_bytes(exported)))
+        return out
+
     def train(self, c: int) -> tuple[int, dict[str, Any], bytes | None]:
         import os
-        from dataclasses import asdict
 
         from eenn.augment.training import CachedMaps, Labels, train_exit
 
@@ -130,17 +157,37 @@ class ExitWorker:
         trained, exported = train_exit(plan, CachedMaps.of(cache, loc, pooled=loc in self.heads), labels, self.config,
                                        self.seed, graphs=self.graphs)
         self.done += 1
-        fields = {k: v for k, v in asdict(trained).items() if k not in ("plan", "path", "probs")}
-        return c, {**fields, "probs": trained.probs}, _model_bytes(exported)
+        return c, _exit_fields(trained), _model_bytes(exported)
+
+
+def _exit_fields(trained: TrainedExit) -> dict[str, Any]:
+    """A trained exit as it travels back to the driver (its plan is known there; no path yet)."""
+    from dataclasses import asdict
+
+    fields = {k: v for k, v in asdict(trained).items() if k not in ("plan", "path", "probs")}
+    return {**fields, "probs": trained.probs}
+
+
+def balanced_groups(plans: dict[int, ExitPlan], n: int) -> list[list[int]]:
+    """`plans` in at most `n` groups of about equal MACs (longest first, each to the lightest
+    group): the streamed exits of one worker each."""
+    groups: list[list[int]] = [[] for _ in range(min(n, len(plans)))]
+    load = [0] * len(groups)
+    for c in sorted(plans, key=lambda c: (-plans[c].cost.macs, c)):
+        k = load.index(min(load))
+        groups[k].append(c)
+        load[k] += plans[c].cost.macs
+    return [g for g in groups if g]
 
 
 def train_on_ray(spec: str, model_path: str | Path, plans: dict[int, ExitPlan], heads: dict[str, ExitPlan],
                  arrays: dict[str, np.ndarray], num_classes: int, logits: bool, int8: bool, memory_limit: int,
                  config: TrainConfig, seed: int, batch_size: int, say: Callable[[str], None] = print,
-                 die_after: int | None = None) -> Iterator[tuple[int, TrainedExit, Any]]:
+                 die_after: int | None = None, stream: bool = False) -> Iterator[tuple[int, TrainedExit, Any]]:
     """Train `plans` (candidate → plan) on Ray; yields (candidate, trained exit, exported Keras
-    model or None) in the order they finish. A lost worker ends the run with an EennError after
-    every exit finished before it has been yielded (and so stored)."""
+    model or None) in the order they finish. `stream`: the maps fit no cache, each worker streams
+    a group (module doc). A lost worker ends the run with an EennError after every exit finished
+    before it has been yielded (and so stored)."""
     ray = _import_ray()
     from ray.util import ActorPool
 
@@ -160,24 +207,33 @@ def train_on_ray(spec: str, model_path: str | Path, plans: dict[int, ExitPlan], 
         actor = ray.remote(num_cpus=1, max_restarts=0)(ExitWorker)
         workers = [actor.remote(model_ref, data_ref, plans, heads, num_classes, logits, int8, memory_limit, config,
                                 seed, batch_size, 1, die_after) for _ in range(n_workers)]
-        order = sorted(plans, key=lambda c: (-plans[c].cost.macs, c))  # longest first: MACs × the same samples
-        say(f"ray: {len(order)} exit(s) on {n_workers} worker(s) ({'local' if local else address}), longest first")
+        where = "local" if local else address
         pool = ActorPool(workers)
-        for c in order:
-            pool.submit(lambda w, c: w.train.remote(c), c)
+        if stream:
+            groups = balanced_groups(plans, n_workers)
+            say(f"ray: {len(plans)} exit(s) streamed in {len(groups)} group(s) of about equal MACs ({where}), "
+                "one backbone pass per epoch and group")
+            for g in groups:
+                pool.submit(lambda w, g: w.train_streamed.remote(g), g)
+        else:
+            order = sorted(plans, key=lambda c: (-plans[c].cost.macs, c))  # longest first: MACs × the same samples
+            say(f"ray: {len(order)} exit(s) on {n_workers} worker(s) ({where}), longest first")
+            for c in order:
+                pool.submit(lambda w, c: w.train.remote(c), c)
         with tempfile.TemporaryDirectory(prefix="eenn-ray-driver-") as d:
             while pool.has_next():
                 try:
-                    c, fields, blob = pool.get_next_unordered()
+                    got = pool.get_next_unordered()
                 except ray.exceptions.RayActorError as exc:
                     raise EennError(f"a Ray worker was lost ({type(exc).__name__}); the exits it had not finished "
                                     "are not stored: run the search again to train only those") from exc
-                sub = Path(d) / str(c)
-                sub.mkdir()
-                exported = _load_model(blob, sub) if blob is not None else None
-                probs = fields.pop("probs")
-                trained = TrainedExit(plan=plans[c], probs=probs, path=None, **fields)
-                yield c, trained, exported
+                for c, fields, blob in got if stream else [got]:
+                    sub = Path(d) / str(c)
+                    sub.mkdir()
+                    exported = _load_model(blob, sub) if blob is not None else None
+                    probs = fields.pop("probs")
+                    trained = TrainedExit(plan=plans[c], probs=probs, path=None, **fields)
+                    yield c, trained, exported
     finally:
         for w in workers:  # best effort: a lost worker's files stay in its temp dir
             try:

@@ -380,9 +380,6 @@ def train_exits(problem: Problem, space: ExitSpace, config: SearchConfig, progre
     progress.say(f"exits: {len(needed)} needed, {len(exits)} from the cache, {len(missing)} to train")
     stream = storage.mode == "stream" and config.feature_cache and bool(missing)
     remote = config.ray is not None and config.feature_cache and bool(missing)
-    if remote and stream:
-        raise EennError("--ray: the feature maps fit neither --memory-limit nor --disk-limit, and streaming runs in "
-                        "one process only; raise a limit (each worker caches the maps itself)")
     if missing and config.feature_cache:
         progress.say(storage.describe())
     inputs = {"cal": dataset.x_cal, "test": dataset.x_test}
@@ -421,7 +418,7 @@ def train_exits(problem: Problem, space: ExitSpace, config: SearchConfig, progre
                           "x_test": dataset.x_test}
                 results = train_on_ray(config.ray, problem.model_path, todo, heads, arrays, bg.num_classes,
                                        problem.logits, storage.int8, config.memory_limit, config.train, config.seed,
-                                       config.batch_size, say=progress.say)
+                                       config.batch_size, say=progress.say, stream=stream)
             elif stream:
                 from eenn.augment.streaming import train_streaming
 

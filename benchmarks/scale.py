@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with _Disk(work) as disk:
                 res = run_search(work / "model.keras", work / "data.npz", cfg, progress=Say(tag))
-        except EennError as exc:  # e.g. --ray where the maps must be streamed
+        except EennError as exc:  # bad input, a lost Ray worker: said, and the next run goes on
             figures[tag] = {"not_run": str(exc)}
             print(f"{tag}: not run: {exc}", flush=True)
             continue

@@ -60,3 +60,36 @@ def test_a_lost_worker_costs_only_its_exits_in_flight(trained_digits, tmp_path, 
     again = run_search(model, data, _config(tmp_path / "c", ray="local:2"))
     assert 1 <= len(stored) < again.stats["exits_needed"]
     assert again.stats["exits_trained"] == again.stats["exits_needed"] - len(stored)
+
+
+def test_streamed_exits_on_ray_equal_the_in_process_streamed_ones(trained_digits, tmp_path):
+    """Maps that fit no cache stream on Ray too: each worker streams a group of exits of about
+    equal MACs; every exit keeps the search seed's batch order, so the grouping changes nothing."""
+    from eenn.augment.distributed import balanced_groups
+
+    model, data = trained_digits
+    here = run_search(model, data, _config(tmp_path / "a", feature_store="stream"))
+    from eenn.augment.progress import Progress
+
+    said: list[str] = []
+
+    class Recording(Progress):
+        def say(self, message: str) -> None:
+            said.append(message)
+
+    there = run_search(model, data, _config(tmp_path / "b", feature_store="stream", ray="local:2"),
+                       progress=Recording(enabled=False))
+    assert any("streamed in 2 group(s)" in m for m in said), said
+    assert there.stats["feature_store"] == here.stats["feature_store"] == "stream"
+    assert there.stats["exits_trained"] == len(there.exits) >= 2
+    for c, e in here.exits.items():
+        r = there.exits[c]
+        assert e.aborted == r.aborted
+        if not e.aborted:
+            w = _weights(e.load_model())
+            dist = float(np.linalg.norm(w - _weights(r.load_model())) / np.linalg.norm(w))
+            assert dist <= WEIGHT_TOL and float(np.abs(e.probs["cal"] - r.probs["cal"]).max()) <= PROB_TOL, c
+    assert there.chosen.arch == here.chosen.arch
+    plans = {c: e.plan for c, e in here.exits.items()}
+    groups = balanced_groups(plans, 2)
+    assert sorted(c for g in groups for c in g) == sorted(plans) and len(groups) == min(2, len(plans))
