@@ -200,6 +200,9 @@ def _train_epoch(model: Any, optimizer: Any, loss_fn: Callable[[Any, Any], Any],
     trace takes a whole epoch of an in-memory source or one batch read from a memory-mapped one."""
     import tensorflow as tf
 
+    from eenn.quiet_tf import drop_retracing_advice
+
+    drop_retracing_advice()
     trainable = model.trainable_variables
     optimizer.build(trainable)
 

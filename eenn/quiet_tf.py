@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -96,3 +97,19 @@ def import_tensorflow() -> Any:
             sys.stderr.write(rest)
             sys.stderr.flush()
     return tf
+
+
+class _NoRetracingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def drop_retracing_advice() -> None:
+    """eenn traces one training graph per exit by design (`training._train_epoch`; lent between exits
+    of one structure); TensorFlow's advice on "excessive retracing", printed from the fifth exit
+    on, is about that design, not the user's code, so it is dropped (every other TF warning stays)."""
+    import tensorflow as tf
+
+    log = tf.get_logger()
+    if not any(isinstance(f, _NoRetracingAdvice) for f in log.filters):
+        log.addFilter(_NoRetracingAdvice())
