@@ -119,9 +119,7 @@ def convert(keras_model: Any, calibration: np.ndarray) -> bytes:
 
 
 def interpreter(tflite: bytes) -> Any:
-    """tf.lite.Interpreter on TFLite's builtin kernels without the default (XNNPACK) delegate, on
-    every core (integer kernels split their output blocks over threads: the same integers; a
-    5-convolution 32×32 model ran 1.4× faster on 2 cores than on the default one thread)."""
+    """tf.lite.Interpreter on TFLite's builtin kernels without the default (XNNPACK) delegate."""
     import warnings
 
     import tensorflow as tf
@@ -129,7 +127,7 @@ def interpreter(tflite: bytes) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the interpreter's deprecation notice
         it = tf.lite.Interpreter(
-            model_content=tflite, num_threads=os.cpu_count() or 1,
+            model_content=tflite,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     return it
