@@ -129,7 +129,7 @@ class ExitWorker:
         from eenn.augment.features import FeatureCache
         from eenn.augment.streaming import train_streaming
 
-        if self.die_after is not None:
+        if self.die_after is not None and self.done >= self.die_after:
             os._exit(1)
         a, plans = self.arrays, {c: self.plans[c] for c in cs}
         heads = {p.location: self.heads[p.location] for p in plans.values() if p.location in self.heads}
@@ -141,6 +141,7 @@ class ExitWorker:
                                                         a["y_cal"], self.num_classes, self.logits, self.config,
                                                         self.seed, self.batch_size):
                 out.append((c, _exit_fields(trained), _model_bytes(exported)))
+        self.done += len(cs)
         return out
 
     def train(self, c: int) -> tuple[int, dict[str, Any], bytes | None]:
@@ -168,12 +169,17 @@ def _exit_fields(trained: TrainedExit) -> dict[str, Any]:
     return {**fields, "probs": trained.probs}
 
 
+def _longest_first(plans: dict[int, ExitPlan]) -> list[int]:
+    """Candidates by MACs, largest first (all train on the same samples: MACs order their cost)."""
+    return sorted(plans, key=lambda c: (-plans[c].cost.macs, c))
+
+
 def balanced_groups(plans: dict[int, ExitPlan], n: int) -> list[list[int]]:
     """`plans` in at most `n` groups of about equal MACs (longest first, each to the lightest
     group): the streamed exits of one worker each."""
     groups: list[list[int]] = [[] for _ in range(min(n, len(plans)))]
     load = [0] * len(groups)
-    for c in sorted(plans, key=lambda c: (-plans[c].cost.macs, c)):
+    for c in _longest_first(plans):
         k = load.index(min(load))
         groups[k].append(c)
         load[k] += plans[c].cost.macs
@@ -216,7 +222,7 @@ def train_on_ray(spec: str, model_path: str | Path, plans: dict[int, ExitPlan], 
             for g in groups:
                 pool.submit(lambda w, g: w.train_streamed.remote(g), g)
         else:
-            order = sorted(plans, key=lambda c: (-plans[c].cost.macs, c))  # longest first: MACs × the same samples
+            order = _longest_first(plans)
             say(f"ray: {len(order)} exit(s) on {n_workers} worker(s) ({where}), longest first")
             for c in order:
                 pool.submit(lambda w, c: w.train.remote(c), c)

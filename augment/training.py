@@ -602,11 +602,12 @@ class ExitRun:
         export = self.export
         fold_into_export(self.train_model, export, self.norm)
         runner, runner_logits = self.input.runners(export, self.export_logits)
+        maps = {split: self.input.evaluation(split) for split in self.input.splits}  # dequantized once each
         temperature_fit = 1.0
         if config.temperature_scaling and scalable(plan):
-            temperature_fit = fit_temperature(_predict(runner_logits, self.input.evaluation("cal")), y_cal)
+            temperature_fit = fit_temperature(_predict(runner_logits, maps["cal"]), y_cal)
             scale_last_layer(export, 1.0 / temperature_fit)
-        probs = {split: _predict(runner, self.input.evaluation(split)) for split in self.input.splits}
+        probs = {split: _predict(runner, x) for split, x in maps.items()}
         cal_acc = float(np.mean(probs["cal"].argmax(1) == y_cal))
         trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=False, cal_accuracy=cal_acc,
                               epochs=self.epochs, path=None, seconds=time.monotonic() - self.start,

@@ -264,6 +264,8 @@ class Reference:
     @classmethod
     def from_json(cls, d: Any, where: str) -> Reference:
         top = known_fields(cls, d, where)
+        if not isinstance(top["samples"], list):
+            raise EennError(f"{where}: 'samples' must be a list of per-sample answers ({{'class', 'exit', ...}})")
         samples = []
         for i, smp in enumerate(top["samples"]):
             at = f"{where}: samples[{i}]"

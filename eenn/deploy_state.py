@@ -72,15 +72,19 @@ def read_state(out: Path, force: bool) -> DeployState | None:
     if path.is_file():
         try:
             raw = json.loads(path.read_text())
-            if not isinstance(raw, dict) or raw.get("schema_version") != STATE_SCHEMA:
-                version = raw.get("schema_version") if isinstance(raw, dict) else None
-                raise EennError(f"{path}: schema_version {version!r}, expected {STATE_SCHEMA}")
-            return DeployState.from_json(raw, str(path))
-        except (ValueError, EennError) as exc:
-            if force:
-                return None
-            reason = f"not valid JSON ({exc})" if isinstance(exc, ValueError) else str(exc).removeprefix(f"{path}: ")
-            raise EennError(f"{path}: {reason}; pass --force to start over") from None
+        except ValueError as exc:
+            problem = f"{path}: not valid JSON ({exc})"
+        else:
+            version = raw.get("schema_version") if isinstance(raw, dict) else None
+            problem = f"{path}: schema_version {version!r}, expected {STATE_SCHEMA}"
+            if version == STATE_SCHEMA:
+                try:
+                    return DeployState.from_json(raw, str(path))
+                except EennError as exc:  # names the file and the field
+                    problem = str(exc)
+        if force:
+            return None
+        raise EennError(f"{problem}; pass --force to start over")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise EennError(f"{out}: exists, is not empty and was not made by `eenn deploy` (no {STATE}); "
                         "pass --force to deploy into it anyway")

@@ -360,7 +360,9 @@ class Summary:
             raise EennError(f"{where}: schema_version {top['schema_version']!r}, this eenn reads {SCHEMA_VERSION}")
         if not isinstance(top["metrics"], dict):
             raise EennError(f"{where}: 'metrics' must be an object of metric name → measured/predicted/reference")
-        metrics = {name: Side(**known_fields(Side, m, f"{where}: metrics.{name}")) for name, m in top["metrics"].items()}
+        # a metric of another shape (a newer eenn's scalar) is not one of ours to read: skipped
+        metrics = {name: Side(**known_fields(Side, m, f"{where}: metrics.{name}"))
+                   for name, m in top["metrics"].items() if isinstance(m, dict)}
         paths = []
         for k, p in enumerate(top.get("paths") or []):
             at = f"{where}: paths[{k}]"

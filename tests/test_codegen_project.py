@@ -177,6 +177,7 @@ CPUS = {
     "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
 }
 TARGET_ONLY = ("cy", "tensorflow/", "ee_psoc6.h")  # PDL/BSP (cy_*.h, cybsp.h), TFLite Micro
+_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 
 
 def _portable_sources(out: Path) -> list[Path]:
@@ -185,7 +186,7 @@ def _portable_sources(out: Path) -> list[Path]:
     for p in sorted(out.rglob("*")):
         if p.suffix not in (".c", ".h"):
             continue
-        includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', p.read_text(), re.M)
+        includes = _INCLUDE.findall(p.read_text())
         if not any(inc.startswith(TARGET_ONLY) for inc in includes):
             files.append(p)
     return files
@@ -219,7 +220,6 @@ def test_generated_c_compiles_for_both_cores(digits_project, cpu, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 _CALL = re.compile(r"\b(ee_\w+)\s*\(")
 _DEFINITION = re.compile(r"\b(ee_\w+)\s*\([^;{)]*\)\s*\{")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)

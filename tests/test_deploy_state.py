@@ -34,8 +34,9 @@ def test_round_trip_and_newer_keys(tmp_path):
 ])
 def test_a_broken_state_is_refused_unless_forced(tmp_path, text, message):
     (tmp_path / STATE).write_text(text)
-    with pytest.raises(EennError, match=f"{STATE}: {message}.*--force"):
+    with pytest.raises(EennError, match=f"{STATE}: {message}.*--force") as err:
         read_state(tmp_path, force=False)
+    assert str(err.value).count(STATE) == 1  # the file named once, then what is wrong in it
     assert read_state(tmp_path, force=True) is None  # --force: start over
 
 

@@ -151,6 +151,7 @@ def test_summary_reader_ignores_new_keys_and_names_a_missing_field(session, tmp_
     assert s.metric("no_such_metric").measured is None
     newer = json.loads(json.dumps(doc))  # a newer eenn adds keys at every level: still read
     newer["board_temperature_c"] = 31.5
+    newer["metrics"]["board_temperature_c"] = 31.5  # a metric of another shape: not ours, skipped
     newer["metrics"]["accuracy"]["confidence_interval"] = [0.9, 0.95]
     newer["paths"][0]["latency_s"]["p999"] = 1.0
     (tmp_path / "newer.json").write_text(json.dumps(newer))
