@@ -130,12 +130,12 @@ def search_config(**options: Any) -> SearchConfig:
     return _config_from_options(**{**defaults, **options})
 
 
-def _config_from_options(*, hw: str, clock_plan: str | None, measured: str | None, latency: float | None, w: float | None,
-                  max_drop: float | None, efficiency: str, placement: str, max_exits: int, confidence: str, steps: int,
-                  threshold_method: str, calibration: str, correction: float, exit_budget: float, exit_width: int,
-                  epochs: int, qat: float, scoring: str, copies: int, finetune: bool, seed: int,
-                  cache_dir: Path | None, no_cache: bool, no_feature_cache: bool, memory_limit: int,
-                  disk_limit: int | None, feature_store: str, ray: str | None) -> SearchConfig:
+def _config_from_options(*, hw: str, clock_plan: str | None, measured: str | None, latency: float | None,
+                         w: float | None, max_drop: float | None, efficiency: str, placement: str, max_exits: int,
+                         confidence: str, steps: int, threshold_method: str, calibration: str, correction: float,
+                         exit_budget: float, exit_width: int, epochs: int, qat: float, scoring: str, copies: int,
+                         finetune: bool, seed: int, cache_dir: Path | None, no_cache: bool, no_feature_cache: bool,
+                         memory_limit: int, disk_limit: int | None, feature_store: str, ray: str | None) -> SearchConfig:
     return SearchConfig(
         hardware=hw, clock_plan=clock_plan, measured=measured, latency_bound_s=latency, w=w,
         max_accuracy_drop=None if max_drop is None else max_drop / 100.0, efficiency=efficiency, confidence=confidence,
