@@ -12,8 +12,9 @@ and the other five in stripe frequency (they need depth), so early exits are par
 
 Then `run_search` on `rk3588-cloud` (three processors: up to two exits, 2,776 architectures at
 74 locations), once in this process and once with `--ray local:2`, each with its own exit
-cache. Printed per run: wall time per phase, peak RSS (this process; Ray's workers are other
-processes, their peak is printed apart), peak disk under the work directory, exits trained and
+cache. Printed per run: wall time per phase, peak memory (`ru_maxrss`, and sampled: anonymous and
+file-backed resident memory of this process and of its descendants, Ray's workers), peak disk under the
+work directory and eenn's temporary directories, exits trained and
 abandoned, the feature storage chosen and the bytes and backbone passes it implies. Last, the
 batched threshold phase (`cascade_batch`) on 74 synthetic exits × 1,000 calibration samples.
 
@@ -23,11 +24,13 @@ minutes; it measures nothing about scale.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -84,15 +87,21 @@ def synthetic_task(n: int, seed: int):
 
 
 class _Disk:
-    """Peak bytes under a directory, sampled every half second in a thread."""
+    """Peak bytes under a directory and under the temporary directories eenn makes (feature maps,
+    Ray's workers: `eenn-*`, `features-*` in the system's temporary directory), sampled every
+    half second in a thread."""
 
     def __init__(self, root: Path):
         self.root, self.peak, self._stop = root, 0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
+    def _roots(self) -> list[Path]:
+        tmp = Path(tempfile.gettempdir())
+        return [self.root] + sorted(tmp.glob("eenn-*")) + sorted(tmp.glob("features-*"))
+
     def _size(self) -> int:
         total = 0
-        for dirpath, _, files in os.walk(self.root):
+        for dirpath, _, files in (w for root in self._roots() for w in os.walk(root)):
             for f in files:
                 try:
                     total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
@@ -113,6 +122,79 @@ class _Disk:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self._size())
+
+
+class _Memory:
+    """Peak resident memory, sampled every half second: anonymous (what the process allocated)
+    and file-backed (the memory-mapped feature maps' pages, which the kernel drops under pressure:
+    `ru_maxrss` counts both), for this process and, summed, for its descendants (Ray's workers)."""
+
+    def __init__(self):
+        self.peak = {"anon": 0, "file": 0, "workers_anon": 0, "workers_file": 0, "worker_anon_max": 0}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss(pid: int) -> tuple[int, int]:
+        fields = {}
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile"):
+                    fields[key] = int(value.split()[0]) << 10
+        return fields.get("RssAnon", 0), fields.get("RssFile", 0)
+
+    @staticmethod
+    def _descendants(root: int) -> list[int]:
+        parent = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        out, frontier = [], [root]
+        while frontier:
+            kids = [p for p, pp in parent.items() if pp in frontier]
+            out += kids
+            frontier = kids
+        return out
+
+    def _sample(self) -> None:
+        try:
+            anon, file = self._rss(os.getpid())
+        except OSError:
+            return
+        workers = []
+        for pid in self._descendants(os.getpid()):
+            try:
+                workers.append(self._rss(pid))
+            except OSError:
+                pass
+        p = self.peak
+        p["anon"], p["file"] = max(p["anon"], anon), max(p["file"], file)
+        p["workers_anon"] = max(p["workers_anon"], sum(a for a, _ in workers))
+        p["workers_file"] = max(p["workers_file"], sum(f for _, f in workers))
+        p["worker_anon_max"] = max([p["worker_anon_max"]] + [a for a, _ in workers])
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(0.5)
+
+    def __enter__(self):
+        if Path("/proc/self/status").exists():  # Linux; elsewhere only ru_maxrss is printed
+            self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._t.is_alive():
+            self._t.join()
+
+    def mib(self) -> dict[str, float]:
+        return {f"peak_{k}_mib": v / 2**20 for k, v in self.peak.items()}
 
 
 def _rss_mib(who: int) -> float:
@@ -213,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-minutes", type=float, default=4.0)
     ap.add_argument("--epochs", type=int, default=10, help="exit training epochs")
     ap.add_argument("--augment", type=int, default=1)
+    ap.add_argument("--exit-budget", type=float, default=0.005,
+                    help="share of the backbone's MACs per exit (search --exit-budget) [0.005; the search's "
+                         "default 0.05 gives these 74 exits 119 M MACs, 1.4x the backbone]")
     ap.add_argument("--memory-limit", type=int, default=2048, help="MiB (search --memory-limit)")
     ap.add_argument("--disk-limit", type=int, default=8192, help="MiB (search --disk-limit)")
     ap.add_argument("--no-ray", action="store_true")
@@ -234,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from eenn.augment.block_graph import build_block_graph
+    from eenn.augment.exits import ExitConfig
     from eenn.augment.features import AugmentConfig
     from eenn.augment.layer_graph import build_layer_graph
     from eenn.augment.search import run_search
@@ -245,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    figures: dict = {"quick": args.quick, "blocks": list(blocks), "samples": samples}
+    figures: dict = {"quick": args.quick, "blocks": list(blocks), "samples": samples, "epochs": epochs,
+                     "augment": args.augment, "exit_budget": args.exit_budget}
     t0 = time.monotonic()
     keras.utils.set_random_seed(0)
     model = bottleneck_resnet(blocks, widths)
@@ -275,20 +362,29 @@ def main(argv: list[str] | None = None) -> int:
         def say(self, m):
             print(f"  [{self.tag}] {m}", flush=True)
 
-        def bar(self, *a, **k):
-            from eenn.augment.progress import Progress
+        @contextlib.contextmanager
+        def bar(self, label, length):
+            """A line at every tenth of the work, with the time: the log of a long run."""
+            start, done, shown = time.monotonic(), [0], [0]
 
-            return Progress(enabled=False).bar(*a, **k)
+            def step(n=1):
+                done[0] += n
+                if length and done[0] * 10 // length > shown[0]:
+                    shown[0] = done[0] * 10 // length
+                    print(f"  [{self.tag}] {label}: {done[0]}/{length} in {time.monotonic() - start:.0f} s", flush=True)
+
+            yield step
 
     runs = [("one process", None)] + ([] if args.no_ray else [("ray local:2", "local:2")])
     for tag, ray in runs:
         cache = work / ("cache-" + ("ray" if ray else "local"))
         cfg = SearchConfig(hardware="rk3588-cloud", latency_bound_s=None, seed=0, cache_dir=cache,
                            train=TrainConfig(epochs=epochs), augment=AugmentConfig(copies=args.augment),
+                           exits=ExitConfig(budget_share=args.exit_budget),
                            memory_limit=args.memory_limit << 20, disk_limit=args.disk_limit << 20, ray=ray)
         start = time.monotonic()
         try:
-            with _Disk(work) as disk:
+            with _Disk(work) as disk, _Memory() as memory:
                 res = run_search(work / "model.keras", work / "data.npz", cfg, progress=Say(tag))
         except EennError as exc:  # bad input, a lost Ray worker: said, and the next run goes on
             figures[tag] = {"not_run": str(exc)}
@@ -297,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         s = res.stats
         row = {"wall_s": time.monotonic() - start, "features_s": s.get("features_s"), "training_s": s.get("training_s"),
                "thresholds_s": s.get("thresholds_s"), "peak_rss_mib": _rss_mib(resource.RUSAGE_SELF),
-               "peak_rss_children_mib": _rss_mib(resource.RUSAGE_CHILDREN), "peak_disk_mib": disk.peak / 2**20,
+               "peak_rss_children_mib": _rss_mib(resource.RUSAGE_CHILDREN), "peak_disk_mib": disk.peak / 2**20, **memory.mib(),
                "architectures": s["architectures"], "exits_needed": s["exits_needed"],
                "exits_trained": s["exits_trained"], "exits_aborted": s["exits_aborted"],
                "feature_store": s["feature_store"], "feature_mib": s["feature_bytes"] / 2**20,
