@@ -22,6 +22,7 @@ on the fly (`Int8Grid.dequantize`); quantization-aware epochs round to this grid
 """
 from __future__ import annotations
 
+import mmap
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -33,6 +34,22 @@ import numpy as np
 
 from eenn.augment.exits import ExitPlan, build_exit
 from eenn.augment.progress import Progress
+
+
+RELEASE_EVERY_BYTES = 256 << 20  # memory-mapped maps written between two `release_pages` of the store
+
+
+def release_pages(a: np.ndarray | None) -> None:
+    """Unmap a memory-mapped array's pages from this process; the kernel's page cache keeps them
+    (written pages included: a shared file mapping) and a later read maps them back.
+
+    Why: a mapped page stays in the process's resident set until unmapped, so without this the
+    RSS of a search on a memory-mapped store grows to the whole store (every map written, every
+    exit's maps read), over any memory budget, although none of it is memory the search needs.
+    A no-op for arrays in memory and where `madvise` is missing."""
+    mm = getattr(a, "_mmap", None)  # numpy.memmap and its views keep the mmap.mmap here
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass(frozen=True)
@@ -207,8 +224,10 @@ class FeatureCache:
                         highs[k] = max(highs[k], float(np.max(outs[n_loc + 2 * k + 1])))
                     step(1)
             self.grids = {loc: Int8Grid.spanning(lows[k], highs[k]) for k, loc in enumerate(self.locations)}
+        row_bytes = {s: sum(prod(shapes[loc]) * np.dtype(dtypes[s]).itemsize for loc in self.locations) for s in inputs}
         with progress.bar(f"caching features at {len(self.locations)} location(s)", batches) as step:
             for s, x in inputs.items():
+                written = 0
                 out_probs = np.empty((len(x), int(model.outputs[0].shape[-1])), dtype=np.float32)
                 half = dtypes[s] == np.float16
                 lows, highs = np.full(n_loc, np.inf), np.full(n_loc, -np.inf)
@@ -226,9 +245,20 @@ class FeatureCache:
                                 tf.cast(o, tf.float16) if half else o)
                     final = np.asarray(outs[-1], dtype=np.float32)
                     out_probs[lo:lo + batch_size] = softmax(final) if logits else final
+                    written += len(final) * row_bytes[s]
+                    if self.on_disk and (written >= RELEASE_EVERY_BYTES or lo + batch_size >= len(x)):
+                        self.release(s)
+                        written = 0
                     step(1)
                 self.probs[s] = out_probs
                 self.ranges[s] = {loc: (float(lows[k]), float(highs[k])) for k, loc in enumerate(self.locations)}
+
+    def release(self, split: str | None = None) -> None:
+        """`release_pages` of every memory-mapped map (of `split`, or all)."""
+        for s, maps in self.features.items():
+            if split is None or s == split:
+                for a in maps.values():
+                    release_pages(a)
 
     def close(self) -> None:
         self.features = {}

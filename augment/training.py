@@ -39,6 +39,7 @@ from eenn.augment.exits import ExitPlan, build_exit, leading_pooling, split_plan
 from eenn.augment.export_fold import (channel_stats, fit_temperature, fold_into_export, foldable_layer, scalable,
                                       scale_last_layer)
 from eenn.augment.fake_quant import calibrate, fake_quant_layer, round_int8, set_active
+from eenn.augment.features import release_pages
 
 
 @dataclass(frozen=True)
@@ -411,6 +412,11 @@ class _FromCache:
         assert self._plain is not None, "training_model first"
         return self._plain.numpy(x, rounding)
 
+    def release(self) -> None:
+        """The cached maps of this location leave the resident set (`features.release_pages`)."""
+        for a in [self.maps.train, *self.maps.evaluate.values()]:
+            release_pages(a)
+
     def runners(self, export: Any, export_logits: Any) -> tuple[Any, Any]:
         """The exported exit (softmax, logits) as it reads `evaluation` maps."""
         if self.maps.pooled:  # pooled maps: run the exported exit from after its pooling
@@ -450,6 +456,9 @@ class _FromBackbone:
 
     def cal_in(self, rounding: bool) -> np.ndarray:
         return self.evaluation("cal")
+
+    def release(self) -> None:
+        """Nothing mapped (`_FromCache.release`)."""
 
     def runners(self, export: Any, export_logits: Any) -> tuple[Any, Any]:
         import keras
@@ -598,6 +607,7 @@ class ExitRun:
                                   epochs=self.epochs, path=None, seconds=time.monotonic() - self.start,
                                   notes=[f"abandoned after epoch {self.epochs}: calibration accuracy {self.cal_acc:.3f} "
                                          f"is not above chance ({self.chance:.3f}) by {config.abort_margin}"])
+            self.input.release()
             return trained, None
         export = self.export
         fold_into_export(self.train_model, export, self.norm)
@@ -612,4 +622,5 @@ class ExitRun:
         trained = TrainedExit(location=plan.location, plan=plan, probs=probs, aborted=False, cal_accuracy=cal_acc,
                               epochs=self.epochs, path=None, seconds=time.monotonic() - self.start,
                               notes=[f"softmax temperature {temperature_fit:.3f} (fitted on the calibration split)"])
+        self.input.release()
         return trained, export

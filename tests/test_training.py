@@ -1,4 +1,6 @@
 """Feature cache (memory and memmap), exit training (early abort, seeds) and the exit store."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -6,7 +8,7 @@ from hypothesis import strategies as st
 
 from eenn.augment.block_graph import build_block_graph
 from eenn.augment.exits import ExitConfig, build_exit, leading_pooling, plan_exit, split_plan
-from eenn.augment.features import FeatureCache
+from eenn.augment.features import FeatureCache, release_pages
 from eenn.augment.layer_graph import build_layer_graph
 from eenn.augment.segments import frozen_prefix
 from eenn.augment.selection import pareto_mask
@@ -301,6 +303,64 @@ def test_memory_mapped_training_maps_train_the_same_exit(ecg, tmp_path, monkeypa
         q = np.concatenate(seen[e * per_epoch:(e + 1) * per_epoch])
         assert (np.abs(p - q) > INPUT_TOL).mean() <= BOUNDARY_SHARE
     assert_same_exit(a, b, other)
+
+
+def _mapped_rss(directory) -> int:
+    """Bytes of this process's resident set mapped from files under `directory` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(None, 1)[0]
+            if not first.endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+                parts = line.split()
+                inside = len(parts) >= 6 and parts[5].startswith(str(directory))
+            elif inside and first == "Rss:":
+                total += int(line.split()[1]) << 10
+    return total
+
+
+linux_smaps = pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs /proc/self/smaps (Linux)")
+
+
+@linux_smaps
+def test_released_maps_leave_the_resident_set_and_keep_their_values(tmp_path):
+    a = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.int8, shape=(64, 4096))
+    a[:] = (np.arange(64) % 100)[:, None]
+    assert _mapped_rss(tmp_path) >= a.nbytes  # written pages stay mapped
+    release_pages(a[3:9])  # a view releases its whole file's mapping
+    assert _mapped_rss(tmp_path) == 0
+    np.testing.assert_array_equal(a[:, 17], np.arange(64) % 100)  # written pages were not dropped
+    assert _mapped_rss(tmp_path) > 0  # read back: mapped again
+    release_pages(a)
+    assert _mapped_rss(tmp_path) == 0
+    del a
+    b = np.load(tmp_path / "m.npy")  # and on disk
+    np.testing.assert_array_equal(b[:, 4095], np.arange(64) % 100)
+    release_pages(b)  # arrays in memory: nothing to do
+    release_pages(None)
+
+
+@linux_smaps
+def test_a_memory_mapped_cache_and_an_exit_trained_on_it_leave_no_maps_resident(ecg, tmp_path):
+    """The RSS of a search on a memory-mapped store stays at what it allocates: the store's
+    pages are released while it is written and when an exit is done with them."""
+    model, _, plan = ecg
+    rng = np.random.default_rng(0)
+    inputs = {"train": rng.normal(size=(300, 64, 1)).astype(np.float32),
+              "cal": rng.normal(size=(40, 64, 1)).astype(np.float32),
+              "test": rng.normal(size=(10, 64, 1)).astype(np.float32)}
+    with FeatureCache(model, [plan.location], inputs, batch_size=32, memory_limit=1, directory=tmp_path,
+                      int8=True) as cache:
+        assert cache.on_disk and cache.nbytes > 0
+        assert _mapped_rss(tmp_path) == 0
+        maps = CachedMaps.of(cache, plan.location, pooled=False)
+        assert np.asarray(maps.train).any() and _mapped_rss(tmp_path) > 0  # read: resident
+        y = np.arange(300) % CLASSES
+        teacher = np.eye(CLASSES, dtype=np.float32)[y]
+        cfg = TrainConfig(epochs=1, batch_size=32, abort_min_steps=1, abort_margin=-1.0)
+        trained, _ = train_exit(plan, maps, Labels(CLASSES, y, teacher, np.arange(40) % CLASSES), cfg, 0)
+        assert not trained.aborted and trained.probs["cal"].shape == (40, CLASSES)
+        assert _mapped_rss(tmp_path) == 0
 
 
 def _informative(plan, n, seed):
