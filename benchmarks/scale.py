@@ -11,12 +11,14 @@ synthetic 10-class task whose first five classes differ in colour (early layers 
 and the other five in stripe frequency (they need depth), so early exits are partly useful.
 
 Then `run_search` on `rk3588-cloud` (three processors: up to two exits, 2,776 architectures at
-74 locations), once in this process and once with `--ray local:2`, each with its own exit
-cache. Printed per run: wall time per phase, peak memory (`ru_maxrss`, and sampled: anonymous and
-file-backed resident memory of this process and of its descendants, Ray's workers), peak disk under the
-work directory and eenn's temporary directories, exits trained and
-abandoned, the feature storage chosen and the bytes and backbone passes it implies. Last, the
-batched threshold phase (`cascade_batch`) on 74 synthetic exits × 1,000 calibration samples.
+74 locations), once in one process and once with `--ray local:2`, each in a process of its own
+(its memory figures are its own) with its own exit cache. Printed per run: wall time per phase,
+peak memory (the search process's `ru_maxrss`; sampled, anonymous and file-backed resident memory
+of it and of its descendants, Ray's workers, and their largest sum at one instant), peak disk
+under the work directory and eenn's temporary directories, exits trained and abandoned, the
+feature storage chosen and the bytes and backbone passes it implies. Last, the batched
+threshold phase (`cascade_batch`) on 74 synthetic exits × 1,000 calibration samples, and the
+search's own threshold and architecture phase for both placements.
 
 `--quick` (a 6-block network, 800 samples, 3 epochs) shows that the script works in a few
 minutes; it measures nothing about scale.
@@ -27,8 +29,8 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,26 +42,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def bottleneck_resnet(blocks: tuple[int, ...], widths: tuple[int, ...], classes: int = 10):
+    """BatchNormalization's moving statistics at momentum 0.9: the few minutes of training are
+    one or two epochs (about 160 steps each), too few for Keras' 0.99, whose moving statistics
+    would still be a fifth of the way from their initial values and leave this 74-block network
+    at chance in inference."""
+    import functools
+
     import keras
     from keras import layers as L
 
+    bn = functools.partial(L.BatchNormalization, momentum=0.9)
+
     inp = keras.Input((32, 32, 3), name="img")
     x = L.Conv2D(widths[0] * 4, 3, padding="same", use_bias=False, name="stem")(inp)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = bn(name="stem_bn")(x)
     x = L.ReLU(name="stem_relu")(x)
     k = 0
     for stage, (n, w) in enumerate(zip(blocks, widths)):
         for i in range(n):
             stride = 2 if stage > 0 and i == 0 else 1
             y = L.Conv2D(w, 1, use_bias=False, name=f"b{k}_a")(x)
-            y = L.ReLU(name=f"b{k}_a_relu")(L.BatchNormalization(name=f"b{k}_a_bn")(y))
+            y = L.ReLU(name=f"b{k}_a_relu")(bn(name=f"b{k}_a_bn")(y))
             y = L.Conv2D(w, 3, strides=stride, padding="same", use_bias=False, name=f"b{k}_b")(y)
-            y = L.ReLU(name=f"b{k}_b_relu")(L.BatchNormalization(name=f"b{k}_b_bn")(y))
+            y = L.ReLU(name=f"b{k}_b_relu")(bn(name=f"b{k}_b_bn")(y))
             y = L.Conv2D(w * 4, 1, use_bias=False, name=f"b{k}_c")(y)
-            y = L.BatchNormalization(name=f"b{k}_c_bn")(y)
+            y = bn(name=f"b{k}_c_bn")(y)
             s = x
             if stride != 1 or x.shape[-1] != w * 4:
-                s = L.BatchNormalization(name=f"b{k}_p_bn")(
+                s = bn(name=f"b{k}_p_bn")(
                     L.Conv2D(w * 4, 1, strides=stride, use_bias=False, name=f"b{k}_p")(x))
             x = L.ReLU(name=f"b{k}_out")(L.Add(name=f"b{k}_add")([s, y]))
             k += 1
@@ -125,12 +135,15 @@ class _Disk:
 
 
 class _Memory:
-    """Peak resident memory, sampled every half second: anonymous (what the process allocated)
-    and file-backed (the memory-mapped feature maps' pages, which the kernel drops under pressure:
-    `ru_maxrss` counts both), for this process and, summed, for its descendants (Ray's workers)."""
+    """Peak resident memory of a process (the search) and its descendants (Ray's workers),
+    sampled every half second: anonymous (what they allocated) and file-backed (mapped pages:
+    libraries, memory-mapped feature maps; `ru_maxrss` counts both). `total` and `total_anon`
+    are the largest sums over the whole tree at one instant: the machine's memory the run used."""
 
-    def __init__(self):
-        self.peak = {"anon": 0, "file": 0, "workers_anon": 0, "workers_file": 0, "worker_anon_max": 0}
+    def __init__(self, root: int):
+        self.root = root
+        self.peak = {"anon": 0, "file": 0, "workers_anon": 0, "workers_file": 0, "worker_anon_max": 0,
+                     "total": 0, "total_anon": 0}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -163,20 +176,22 @@ class _Memory:
 
     def _sample(self) -> None:
         try:
-            anon, file = self._rss(os.getpid())
+            anon, file = self._rss(self.root)
         except OSError:
             return
         workers = []
-        for pid in self._descendants(os.getpid()):
+        for pid in self._descendants(self.root):
             try:
                 workers.append(self._rss(pid))
             except OSError:
                 pass
         p = self.peak
         p["anon"], p["file"] = max(p["anon"], anon), max(p["file"], file)
-        p["workers_anon"] = max(p["workers_anon"], sum(a for a, _ in workers))
-        p["workers_file"] = max(p["workers_file"], sum(f for _, f in workers))
+        w_anon, w_file = sum(a for a, _ in workers), sum(f for _, f in workers)
+        p["workers_anon"], p["workers_file"] = max(p["workers_anon"], w_anon), max(p["workers_file"], w_file)
         p["worker_anon_max"] = max([p["worker_anon_max"]] + [a for a, _ in workers])
+        p["total"] = max(p["total"], anon + file + w_anon + w_file)
+        p["total_anon"] = max(p["total_anon"], anon + w_anon)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -184,7 +199,7 @@ class _Memory:
             self._stop.wait(0.5)
 
     def __enter__(self):
-        if Path("/proc/self/status").exists():  # Linux; elsewhere only ru_maxrss is printed
+        if Path(f"/proc/{self.root}/status").exists():  # Linux; elsewhere only ru_maxrss is printed
             self._t.start()
         return self
 
@@ -195,10 +210,6 @@ class _Memory:
 
     def mib(self) -> dict[str, float]:
         return {f"peak_{k}_mib": v / 2**20 for k, v in self.peak.items()}
-
-
-def _rss_mib(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def threshold_phase(n_loc: int = 74, n: int = 1000, steps: int = 13) -> dict:
@@ -304,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--thresholds-only", action="store_true",
                     help="only the threshold and architecture phase (no training): seconds, not minutes")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one search run, in a process of its own
+    ap.add_argument("--child-ray", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        return _child(args)
     if args.thresholds_only:
         return _print_threshold_phases(args.json)
     if args.quick:
@@ -319,13 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from eenn.augment.block_graph import build_block_graph
-    from eenn.augment.exits import ExitConfig
-    from eenn.augment.features import AugmentConfig
     from eenn.augment.layer_graph import build_layer_graph
-    from eenn.augment.search import run_search
-    from eenn.augment.search_config import SearchConfig
-    from eenn.augment.training import TrainConfig
-    from eenn.errors import EennError
 
     work = args.work
     if work.exists():
@@ -355,56 +364,93 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backbone: {len(bg.candidates)} candidate locations, {bg.total_macs / 1e6:.1f} M MACs, "
           f"{epochs_run} epoch(s) in {time.monotonic() - t0:.0f} s, test accuracy {acc:.3f}", flush=True)
 
-    class Say:
-        def __init__(self, tag):
-            self.tag = tag
-
-        def say(self, m):
-            print(f"  [{self.tag}] {m}", flush=True)
-
-        @contextlib.contextmanager
-        def bar(self, label, length):
-            """A line at every tenth of the work, with the time: the log of a long run."""
-            start, done, shown = time.monotonic(), [0], [0]
-
-            def step(n=1):
-                done[0] += n
-                if length and done[0] * 10 // length > shown[0]:
-                    shown[0] = done[0] * 10 // length
-                    print(f"  [{self.tag}] {label}: {done[0]}/{length} in {time.monotonic() - start:.0f} s", flush=True)
-
-            yield step
-
     runs = [("one process", None)] + ([] if args.no_ray else [("ray local:2", "local:2")])
-    for tag, ray in runs:
-        cache = work / ("cache-" + ("ray" if ray else "local"))
-        cfg = SearchConfig(hardware="rk3588-cloud", latency_bound_s=None, seed=0, cache_dir=cache,
-                           train=TrainConfig(epochs=epochs), augment=AugmentConfig(copies=args.augment),
-                           exits=ExitConfig(budget_share=args.exit_budget),
-                           memory_limit=args.memory_limit << 20, disk_limit=args.disk_limit << 20, ray=ray)
-        start = time.monotonic()
-        try:
-            with _Disk(work) as disk, _Memory() as memory:
-                res = run_search(work / "model.keras", work / "data.npz", cfg, progress=Say(tag))
-        except EennError as exc:  # bad input, a lost Ray worker: said, and the next run goes on
-            figures[tag] = {"not_run": str(exc)}
-            print(f"{tag}: not run: {exc}", flush=True)
-            continue
-        s = res.stats
-        row = {"wall_s": time.monotonic() - start, "features_s": s.get("features_s"), "training_s": s.get("training_s"),
-               "thresholds_s": s.get("thresholds_s"), "peak_rss_mib": _rss_mib(resource.RUSAGE_SELF),
-               "peak_rss_children_mib": _rss_mib(resource.RUSAGE_CHILDREN), "peak_disk_mib": disk.peak / 2**20, **memory.mib(),
-               "architectures": s["architectures"], "exits_needed": s["exits_needed"],
-               "exits_trained": s["exits_trained"], "exits_aborted": s["exits_aborted"],
-               "feature_store": s["feature_store"], "feature_mib": s["feature_bytes"] / 2**20,
-               "backbone_passes": s["backbone_passes"], "chosen": res.chosen.arch.key(res.block_graph),
-               "test_accuracy_base": res.base_test.accuracy, "test_accuracy_eenn": res.eenn_test.accuracy,
-               "mean_macs_base": res.base_test.mean_macs, "mean_macs_eenn": res.eenn_test.mean_macs}
-        figures[tag] = row
-        print(f"{tag}: " + json.dumps(row), flush=True)
+    for i, (tag, ray) in enumerate(runs):
+        figures[tag] = _run_child(work, i, tag, ray, epochs, args)
     figures.update(_threshold_figures())
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+class _Say:
+    """eenn's progress, one tagged line per message and per tenth of each phase: a long run's log."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def say(self, m: str) -> None:
+        print(f"  [{self.tag}] {m}", flush=True)
+
+    @contextlib.contextmanager
+    def bar(self, label: str, length: int):
+        start, done, shown = time.monotonic(), [0], [0]
+
+        def step(n=1):
+            done[0] += n
+            if length and done[0] * 10 // length > shown[0]:
+                shown[0] = done[0] * 10 // length
+                print(f"  [{self.tag}] {label}: {done[0]}/{length} in {time.monotonic() - start:.0f} s", flush=True)
+
+        yield step
+
+
+def _run_child(work: Path, index: int, tag: str, ray: str | None, epochs: int, args: argparse.Namespace) -> dict:
+    """One search in a process of its own, so that its memory figures are its own (a process's
+    peak RSS never falls, and the backbone's training or the previous run would be in it):
+    `ru_maxrss` of that process, and sampled, its and its descendants' (Ray's workers)."""
+    out = work / f"row-{index}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tag, "--work", str(work), "--epochs", str(epochs),
+           "--augment", str(args.augment), "--exit-budget", str(args.exit_budget),
+           "--memory-limit", str(args.memory_limit), "--disk-limit", str(args.disk_limit), "--json", str(out)]
+    if ray:
+        cmd += ["--child-ray", ray]
+    start = time.monotonic()
+    with _Disk(work) as disk:
+        proc = subprocess.Popen(cmd)
+        with _Memory(proc.pid) as memory:
+            _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or not out.exists():
+        print(f"{tag}: not run (exit status {proc.returncode})", flush=True)
+        return {"not_run": f"exit status {proc.returncode}"}
+    row = json.loads(out.read_text())
+    if "not_run" not in row:
+        row = {"wall_s": time.monotonic() - start, **row, "peak_rss_mib": usage.ru_maxrss / 1024.0,
+               "peak_disk_mib": disk.peak / 2**20, **memory.mib()}
+    print(f"{tag}: " + json.dumps(row), flush=True)
+    return row
+
+
+def _child(args: argparse.Namespace) -> int:
+    """`--child TAG`: one `run_search` on the work directory's model and data; its figures to `--json`."""
+    from eenn.augment.exits import ExitConfig
+    from eenn.augment.features import AugmentConfig
+    from eenn.augment.search import run_search
+    from eenn.augment.search_config import SearchConfig
+    from eenn.augment.training import TrainConfig
+    from eenn.errors import EennError
+
+    work, tag, ray = args.work, args.child, args.child_ray
+    cache = work / ("cache-" + ("ray" if ray else "local"))
+    cfg = SearchConfig(hardware="rk3588-cloud", latency_bound_s=None, seed=0, cache_dir=cache,
+                       train=TrainConfig(epochs=args.epochs), augment=AugmentConfig(copies=args.augment),
+                       exits=ExitConfig(budget_share=args.exit_budget),
+                       memory_limit=args.memory_limit << 20, disk_limit=args.disk_limit << 20, ray=ray)
+    try:
+        res = run_search(work / "model.keras", work / "data.npz", cfg, progress=_Say(tag))
+    except EennError as exc:  # bad input, a lost Ray worker: said, and the next run goes on
+        args.json.write_text(json.dumps({"not_run": str(exc)}))
+        return 0
+    s = res.stats
+    row = {"features_s": s.get("features_s"), "training_s": s.get("training_s"), "thresholds_s": s.get("thresholds_s"),
+           "architectures": s["architectures"], "exits_needed": s["exits_needed"],
+           "exits_trained": s["exits_trained"], "exits_aborted": s["exits_aborted"],
+           "feature_store": s["feature_store"], "feature_mib": s["feature_bytes"] / 2**20,
+           "backbone_passes": s["backbone_passes"], "chosen": res.chosen.arch.key(res.block_graph),
+           "test_accuracy_base": res.base_test.accuracy, "test_accuracy_eenn": res.eenn_test.accuracy,
+           "mean_macs_base": res.base_test.mean_macs, "mean_macs_eenn": res.eenn_test.mean_macs}
+    args.json.write_text(json.dumps(row))
     return 0
 
 
